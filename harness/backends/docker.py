@@ -1,0 +1,630 @@
+"""The docker backend: each server config as a compose service, one container, loopback-published.
+
+For one deployment the backend runs ``<compose> -p bench-<run>-<config>-<id> -f
+compose.yaml up -d <config>`` with the server CPUs (``cpuset``), the memory limit
+and the worker count in the environment, finds the container by its compose labels
+(project and service, never by name), reads the host port the engine published on
+127.0.0.1, polls ``/health`` there until it answers, and starts two samplers:
+
+* psutil on the container's processes seen from the host (the init process from
+  ``State.Pid`` and its descendants) with :class:`~harness.sampler.TreeSampler`, as for
+  local servers: PSS/USS/RSS/CPU; ``connections`` read from the container's own
+  network namespace (see :func:`netns_connections`);
+* the engine's stats stream (docker SDK): cgroup memory without page cache
+  (``usage - inactive_file``, what ``docker stats`` shows) and CPU, returned by
+  :meth:`DockerServer.extra_samples` as ``samples.csv`` rows with ``source="engine"``.
+
+:meth:`DockerServer.stop` (the runner calls it in a ``finally``, also on Ctrl-C and
+SIGTERM) saves the container's output to the server log and runs ``down -v
+--remove-orphans``, then checks by label that no container or network of the project
+is left (and removes any that is: they carry this deployment's unique project name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import re
+import subprocess
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import docker
+import docker.errors
+import psutil
+
+from harness import PROJECT_ROOT, dockerimage
+from harness.errors import UserError
+from harness.procs import ENV_ALLOW, ProcessError, client_connections, http_get, poll_until
+from harness.results import SAMPLE_COLUMNS
+from harness.sampler import MIB, Sample, TreeSampler
+from harness.servers import ServerConfig
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+#: What talking to the engine can raise (requests' errors are OSErrors).
+ENGINE_ERRORS = (docker.errors.DockerException, OSError)
+
+COMPOSE_FILE = PROJECT_ROOT / "compose.yaml"
+#: The port the server listens on inside the container (compose.yaml publishes it).
+CONTAINER_PORT = 8000
+#: Inside the image, ``python`` is the venv's interpreter (PATH in apps/Dockerfile).
+CONTAINER_PYTHON = "python"
+DEFAULT_MEM_LIMIT = "1g"
+READY_DEADLINE_S = 60.0
+COMPOSE_UP_TIMEOUT_S = 180.0
+COMPOSE_DOWN_TIMEOUT_S = 120.0
+STOP_GRACE_S = 10
+#: Environment the compose CLI gets besides the allow-list of harness.procs.
+DOCKER_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH",
+              "DOCKER_TLS_VERIFY", "XDG_RUNTIME_DIR")
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+_TCP_ESTABLISHED = "01"
+
+
+def container_argv(config: ServerConfig, *, workers: int) -> list[str]:
+    """The server's argv inside its container: host ``0.0.0.0``, port :data:`CONTAINER_PORT`.
+
+    :meth:`ServerConfig.argv` refuses any host but 127.0.0.1, by design: on the host a
+    server must never listen beyond loopback. A container is its own network
+    namespace; there 127.0.0.1 is the container's loopback, which the published port
+    cannot reach, so the server must listen on the container's interface. That
+    interface is only reachable from this machine, and the host side is published on
+    127.0.0.1 only (compose.yaml). So the registry's argv is rendered with 127.0.0.1
+    and only the parts of the template holding ``{host}`` are switched; this argv is
+    for a container's namespace and nothing else.
+    """
+    rendered = config.argv(port=CONTAINER_PORT, workers=workers, python=CONTAINER_PYTHON)
+    return [part.replace("127.0.0.1", "0.0.0.0") if "{host}" in template else part
+            for template, part in zip(config.template, rendered, strict=True)]
+
+
+# ---------------------------------------------------------------------------- compose CLI
+
+def find_compose(environ: Mapping[str, str] | None = None) -> tuple[list[str], str]:
+    """(argv prefix, version) of the compose CLI: ``docker compose`` (v2) if the docker CLI
+    has the plugin, else a ``docker-compose`` on PATH (v2 standalone or Debian's v1.29).
+
+    Raises:
+        UserError: neither answers ``version``.
+    """
+    env = _compose_env({}, environ)
+    for prefix in (["docker", "compose"], ["docker-compose"]):
+        try:
+            r = subprocess.run([*prefix, "version", "--short"], capture_output=True, text=True,
+                               timeout=30, check=False, env=env, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        version = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+        if r.returncode == 0 and re.match(r"v?\d+\.\d+", version):
+            return prefix, version.lstrip("v")
+    raise UserError("--backend docker needs Docker Compose: neither `docker compose` (v2) nor "
+                    "`docker-compose` works here (apt-get install docker-compose)")
+
+
+def _compose_env(extra: Mapping[str, str], environ: Mapping[str, str] | None) -> dict[str, str]:
+    source = os.environ if environ is None else environ
+    env = {k: source[k] for k in (*ENV_ALLOW, *DOCKER_ENV) if k in source}
+    env.setdefault("PATH", os.defpath)
+    env.update(extra)
+    return env
+
+
+def project_name(log_path: Path, config: ServerConfig) -> str:
+    """``bench-<run suffix>-<config>-<random>``: unique per deployment, valid for compose.
+
+    The run suffix is the random tail of the run folder's name, so a person can tell
+    which run a container belongs to; the random part keeps a redeployment (the next
+    repeat, or after a crash) and parallel runs apart.
+    """
+    run_dir = log_path.parent.parent.name
+    match = re.search(r"-([0-9a-f]{6})$", run_dir)
+    run = match.group(1) if match else "x"
+    return f"bench-{run}-{config.name}-{uuid.uuid4().hex[:6]}"
+
+
+def _repeat_of(log_path: Path) -> float:
+    """The repeat number from the runner's log name (``server-<config>-r<N>.log``), or NaN."""
+    match = re.search(r"-r(\d+)\.log$", log_path.name)
+    return float(match.group(1)) if match else math.nan
+
+
+# ---------------------------------------------------------------------------- sampling
+
+def netns_connections(pid: int, port: int, *, accepted_only: bool) -> int:
+    """Established TCP connections to local ``port`` in the network namespace of ``pid``.
+
+    psutil's ``Process.net_connections`` matches a process's sockets against
+    ``/proc/net/tcp`` of the *caller's* namespace, so from the host it sees none of a
+    container's sockets. ``/proc/<pid>/net/tcp{,6}`` lists the sockets of ``pid``'s
+    namespace; the container holds only the server there. ``accepted_only`` skips
+    connections still in the listen queue (inode 0), matching the sampler's count
+    of connections the server holds.
+    """
+    count = 0
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != _TCP_ESTABLISHED:
+                continue
+            if int(fields[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            if accepted_only and fields[9] == "0":
+                continue
+            count += 1
+    return count
+
+
+class _NetnsCounted(list[Sample]):
+    """The sampler's sample list, fixing ``connections`` as each sample is appended."""
+
+    def __init__(self, pid: int, port: int) -> None:
+        super().__init__()
+        self.pid = pid
+        self.port = port
+
+    def append(self, sample: Sample) -> None:
+        if not math.isnan(sample.connections):  # read on this sample (~1 Hz)
+            held = netns_connections(self.pid, self.port, accepted_only=True)
+            sample = dataclasses.replace(sample, connections=float(held))
+        super().append(sample)
+
+
+class ContainerTreeSampler(TreeSampler):
+    """:class:`TreeSampler` of a container's processes, connections read in its namespace.
+
+    Same schedule and readings as the base class; only ``connections`` is replaced, on
+    the samples that carry it, by :func:`netns_connections` of the root process (the
+    base class would count 0: it looks in the host's namespace).
+    """
+
+    def __init__(self, pid: int, *, port: int, clock: Callable[[], float],
+                 cpus: list[int]) -> None:
+        super().__init__(pid, clock=clock, cpus=cpus)
+        self.samples = _NetnsCounted(pid, port)
+
+
+def _engine_time(stamp: str) -> float:
+    """Seconds since the epoch from the engine's RFC 3339 ``read`` time (ns precision).
+
+    Raises:
+        ValueError: not such a time.
+    """
+    match = re.fullmatch(r"(.+T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", stamp)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time: {stamp!r}")
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return (datetime.fromisoformat(match.group(1) + zone).timestamp()
+            + float(match.group(2) or 0.0))
+
+
+def engine_row(stats: dict[str, Any], last: tuple[float, float] | None, *, t_s: float,
+               server: str, repeat: float) -> tuple[dict[str, Any], tuple[float, float] | None]:
+    """One ``samples.csv`` row (``source="engine"``) from a docker stats reading.
+
+    ``rss_mib``: cgroup memory usage minus ``inactive_file`` (cgroup v2) or
+    ``total_inactive_file`` (v1), i.e. without reclaimable page cache, as ``docker
+    stats`` computes it. ``cpu_percent``: the cgroup's CPU time between two readings
+    over the engine's time between them (percent of one core). ``threads``: tasks in the
+    cgroup (pids controller). Every other column (PSS, USS, fds, connections, ``users``,
+    which the deployment cannot know) is NaN.
+    Returns the row and the (time, cpu ns) to pass as ``last`` next time.
+    """
+    nan = math.nan
+    mem = stats.get("memory_stats") or {}
+    usage = mem.get("usage")
+    detail = mem.get("stats") or {}
+    inactive = detail.get("inactive_file", detail.get("total_inactive_file", 0))
+    working_mib = (usage - inactive) / MIB if usage is not None else nan
+    cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+    cpu_percent = nan
+    now: tuple[float, float] | None = last
+    read = stats.get("read")
+    if cpu_ns is not None and read and not read.startswith("0001-"):
+        now = (_engine_time(read), float(cpu_ns))
+        if last is not None and now[0] > last[0]:
+            cpu_percent = max(0.0, (now[1] - last[1]) / 1e9 / (now[0] - last[0]) * 100.0)
+    tasks = (stats.get("pids_stats") or {}).get("current")
+    row: dict[str, Any] = dict.fromkeys(SAMPLE_COLUMNS, nan)
+    row.update(t_s=t_s, source="engine", server=server, repeat=repeat, cpu_percent=cpu_percent,
+               rss_mib=working_mib, threads=float(tasks) if tasks is not None else nan)
+    return row, now
+
+
+class EngineStats:
+    """Reads the engine's stats stream (about one reading a second) on a daemon thread."""
+
+    def __init__(self, client: docker.DockerClient, container_id: str, *, server: str,
+                 repeat: float, clock: Callable[[], float]) -> None:
+        self.client = client
+        self.container_id = container_id
+        self.server = server
+        self.repeat = repeat
+        self.clock = clock
+        self.rows: list[dict[str, Any]] = []
+        self.error = ""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"engine-stats-{server}",
+                                        daemon=True)
+
+    def start(self) -> EngineStats:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        last: tuple[float, float] | None = None
+        try:
+            for stats in self.client.api.stats(self.container_id, stream=True, decode=True):
+                if self._stop.is_set():
+                    return
+                row, last = engine_row(stats, last, t_s=self.clock(), server=self.server,
+                                       repeat=self.repeat)
+                with self._lock:
+                    self.rows.append(row)
+        except (*ENGINE_ERRORS, ValueError) as exc:
+            # The container went away under the stream: the end of the data, kept as a note.
+            self.error = dockerimage._first_line(exc)
+
+    def drain(self) -> list[dict[str, Any]]:
+        """The rows read so far, each returned once."""
+        with self._lock:
+            rows, self.rows = self.rows, []
+        return rows
+
+    def stop(self, wait_s: float = 0.0) -> None:
+        self._stop.set()
+        if wait_s and self._thread.is_alive():
+            self._thread.join(timeout=wait_s)
+
+
+# ---------------------------------------------------------------------------- deployment
+
+class DockerServer:
+    """A server config running as one compose service container; see :class:`Deployment`."""
+
+    sampler: TreeSampler
+
+    def __init__(self, backend: DockerBackend, config: ServerConfig, *, workers: int,
+                 cpus: list[int], log_path: Path, clock: Callable[[], float]) -> None:
+        self.backend = backend
+        self.client = backend.client
+        self.config = config
+        self.workers = workers
+        self.cpus = cpus
+        self.log_path = log_path
+        self.compose_log = log_path.with_name(log_path.stem + ".compose.log")
+        self.project = project_name(log_path, config)
+        self.container: Container | None = None
+        self.pid = 0
+        self.port = 0
+        self.startup_s = math.nan
+        self.packages: dict[str, str] = {}
+        self.stats: EngineStats | None = None
+        self._stopped = False
+        self._final_code: int | None = None
+        self._proc: psutil.Process | None = None
+        self.argv = container_argv(config, workers=workers)
+        self.env = _compose_env({
+            "BENCH_IMAGE": backend.image.tag,
+            "BENCH_CPUSET": ",".join(map(str, cpus)),
+            "BENCH_MEM_LIMIT": backend.mem_limit,
+            "BENCH_WORKERS": str(workers),
+            "BENCH_HOST_PORT": "",
+        }, backend.environ)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            try:
+                self._start(clock)
+            except subprocess.TimeoutExpired as exc:
+                raise ProcessError(f"compose did not finish within {exc.timeout:.0f} s",
+                                   self._compose_tail()) from None
+            except ENGINE_ERRORS as exc:  # the engine refused or went away while starting
+                raise ProcessError(f"docker: {dockerimage._first_line(exc)}",
+                                   self._compose_tail()) from None
+        except BaseException:
+            self._teardown()
+            raise
+
+    # -- start
+
+    def _compose(self, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        argv = [*self.backend.compose, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
+        with open(self.compose_log, "a") as log:
+            log.write(f"$ {' '.join(argv)}\n")
+            log.flush()
+            # Its own session: a Ctrl-C at the terminal reaches bench, which tears down
+            # in order, not compose halfway through a command.
+            return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT, text=True, timeout=timeout_s,
+                                  env=self.env, cwd=PROJECT_ROOT, check=False,
+                                  start_new_session=True)
+
+    def _start(self, clock: Callable[[], float]) -> None:
+        r = self._compose("up", "-d", "--no-build", "--no-color", self.config.name,
+                          timeout_s=COMPOSE_UP_TIMEOUT_S)
+        found = self._containers()
+        if r.returncode != 0 or not found:
+            raise ProcessError(f"compose up exited with code {r.returncode}",
+                               self._compose_tail())
+        self.container = found[0]
+        attrs = self.container.attrs
+        cmd = [*(attrs["Config"].get("Entrypoint") or []), *(attrs["Config"].get("Cmd") or [])]
+        if cmd != self.argv:
+            raise ProcessError(f"compose.yaml's command for {self.config.name} differs from the "
+                               f"server registry's: {cmd} != {self.argv}")
+        self.port = self._published_port()
+        self.pid = int(attrs["State"].get("Pid") or 0)
+        if self.pid:
+            with contextlib.suppress(psutil.Error):
+                self._proc = psutil.Process(self.pid)
+        self.startup_s = self._wait_ready()
+        try:
+            self.packages = dockerimage.parse_freeze(
+                dockerimage.read_file_from(self.container, dockerimage.FREEZE_PATH))
+        except (*ENGINE_ERRORS, tarfile.TarError) as exc:
+            self.packages = {"error": f"{dockerimage.FREEZE_PATH} unreadable: {exc}"}
+        self.sampler = ContainerTreeSampler(self.pid, port=CONTAINER_PORT, clock=clock,
+                                            cpus=self.cpus).__enter__()
+        self.stats = EngineStats(self.client, str(self.container.id), server=self.config.name,
+                                 repeat=_repeat_of(self.log_path), clock=clock).start()
+
+    def _compose_tail(self, lines: int = 5) -> str:
+        try:
+            return _tail_text(self.compose_log.read_text(errors="replace"), lines)
+        except OSError:
+            return ""
+
+    def _containers(self) -> list[Container]:
+        return list(self.client.containers.list(all=True, filters={"label": [
+            f"{PROJECT_LABEL}={self.project}", f"{SERVICE_LABEL}={self.config.name}"]}))
+
+    def _published_port(self) -> int:
+        """The host port bound to the container's 8000; refuses a binding beyond 127.0.0.1."""
+        assert self.container is not None
+        bindings = (self.container.attrs["NetworkSettings"].get("Ports") or {}).get(
+            f"{CONTAINER_PORT}/tcp") or []
+        if not bindings:
+            raise ProcessError(f"port {CONTAINER_PORT} of the container is not published")
+        exposed = [b for b in bindings if b.get("HostIp") != "127.0.0.1"]
+        if exposed:
+            raise ProcessError(f"port {CONTAINER_PORT} is published beyond 127.0.0.1: {exposed}; "
+                               "compose.yaml must publish on 127.0.0.1 only")
+        return int(bindings[0]["HostPort"])
+
+    def _wait_ready(self) -> float:
+        """Poll ``/health`` on the published port until 200; seconds it took.
+
+        Raises:
+            ProcessError: the container exited, or the deadline passed; with its log tail.
+        """
+        start = time.monotonic()
+        while True:
+            code = self.exit_code()
+            if code is not None:
+                raise ProcessError(f"container exited with code {code} before it was ready",
+                                   self.log_tail())
+            try:
+                status, _, _ = http_get(self.port, "/health", timeout_s=1.0)
+                if status == 200:
+                    return time.monotonic() - start
+            except OSError:
+                pass  # not listening yet (the engine's proxy accepts, then drops)
+            if time.monotonic() - start > READY_DEADLINE_S:
+                raise ProcessError(f"not ready after {READY_DEADLINE_S:.0f} s", self.log_tail())
+            time.sleep(0.05)
+
+    # -- Deployment protocol
+
+    def exit_code(self) -> int | None:
+        if self._stopped:
+            return self._final_code if self._final_code is not None else -1
+        if self.container is None:
+            return -1
+        if self._proc is not None:
+            with contextlib.suppress(psutil.Error):
+                if self._proc.is_running() and self._proc.status() != psutil.STATUS_ZOMBIE:
+                    return None
+        try:
+            self.container.reload()
+        except ENGINE_ERRORS:
+            return -1
+        state = self.container.attrs["State"]
+        if state.get("Running"):
+            # Cheap check failed but the engine says it runs: trust the engine.
+            self.pid = int(state.get("Pid") or self.pid)
+            with contextlib.suppress(psutil.Error):
+                self._proc = psutil.Process(self.pid)
+            return None
+        return int(state.get("ExitCode", -1))
+
+    def is_idle(self) -> bool:
+        """No established connection to the server: neither in the container's network
+        namespace (port 8000, accepted or queued) nor on the host's published port (the
+        engine's proxy holds the client side there)."""
+        if self.pid and netns_connections(self.pid, CONTAINER_PORT, accepted_only=False):
+            return False
+        return client_connections(self.port) == 0
+
+    def wait_idle(self, deadline_s: float) -> bool:
+        return poll_until(self.is_idle, deadline_s)
+
+    def log_tail(self, lines: int = 8) -> str:
+        """The container's last output lines (stdout and stderr), from the engine."""
+        if self.container is not None:
+            with contextlib.suppress(*ENGINE_ERRORS):
+                raw = self.container.logs(tail=max(lines * 4, 20))
+                return _tail_text(raw.decode("utf-8", errors="replace"), lines)
+        try:
+            return _tail_text(self.log_path.read_text(errors="replace"), lines)
+        except OSError:
+            return ""
+
+    def extra_samples(self) -> list[dict[str, Any]]:
+        return self.stats.drain() if self.stats else []
+
+    def info(self) -> dict[str, Any]:
+        host = (self.container.attrs.get("HostConfig") or {}) if self.container else {}
+        image = self.backend.image
+        return {
+            "backend": "docker", "port": self.port, "publish_ip": "127.0.0.1",
+            "compose_project": self.project, "service": self.config.name,
+            "container_id": self.container.id if self.container else None,
+            "container_pid": self.pid, "startup_s": round(self.startup_s, 3),
+            "argv": self.argv, "image": image.tag, "image_id": image.image_id,
+            "image_key": image.key, "base_image": image.base_image,
+            "base_image_id": image.base_image_id,
+            "limits": {"cpuset": host.get("CpusetCpus"), "mem_limit": self.backend.mem_limit,
+                       "memory_bytes": host.get("Memory"),
+                       "memory_swap_bytes": host.get("MemorySwap"), "init": host.get("Init")},
+            "compose": {"cli": " ".join(self.backend.compose),
+                        "version": self.backend.compose_version},
+            "engine_version": self.backend.engine_version,
+            "packages": self.packages,
+        }
+
+    def stop(self) -> int | None:
+        """Stop sampling, keep the container's output, bring the project down; idempotent."""
+        if self._stopped:
+            return self._final_code
+        try:
+            if hasattr(self, "sampler"):
+                self.sampler.stop()
+            if self.stats is not None:
+                self.stats.stop()
+        finally:
+            self._teardown()
+        return self._final_code
+
+    def _teardown(self) -> None:
+        """Save the logs, ``down -v --remove-orphans``, then make sure by label nothing is left."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            if self.container is not None:
+                # Stop it first (SIGTERM through init, then SIGKILL after the grace) to
+                # keep its exit code, which `down` would remove with the container.
+                with contextlib.suppress(*ENGINE_ERRORS):
+                    self.container.stop(timeout=STOP_GRACE_S)
+                    self.container.reload()
+                    self._final_code = int(self.container.attrs["State"]["ExitCode"])
+                with contextlib.suppress(*ENGINE_ERRORS):
+                    self.log_path.write_bytes(self.container.logs())
+            try:
+                r = self._compose("down", "-v", "--remove-orphans", "-t", str(STOP_GRACE_S),
+                                  timeout_s=COMPOSE_DOWN_TIMEOUT_S)
+                note = f"compose down exited with code {r.returncode}" if r.returncode else ""
+            except (subprocess.TimeoutExpired, OSError) as exc:
+                note = f"compose down failed: {exc}"
+            if note:  # the sweep below removes what it left
+                with open(self.compose_log, "a") as log:
+                    log.write(note + "\n")
+        finally:
+            try:
+                self._sweep()
+            except ENGINE_ERRORS as exc:
+                with open(self.compose_log, "a") as log:
+                    log.write(f"could not check for leftovers of {self.project}: {exc}\n")
+            if self.stats is not None:
+                self.stats.stop(wait_s=3.0)
+
+    def _sweep(self) -> None:
+        """Remove what the project label still finds (only this deployment's project)."""
+        label = {"label": f"{PROJECT_LABEL}={self.project}"}
+        for _ in range(3):
+            left = (list(self.client.containers.list(all=True, filters=label))
+                    + list(self.client.networks.list(filters=label)))
+            if not left:
+                return
+            for container in self.client.containers.list(all=True, filters=label):
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True, v=True)
+            for network in self.client.networks.list(filters=label):
+                with contextlib.suppress(docker.errors.NotFound):
+                    network.remove()
+
+
+def _tail_text(text: str, lines: int) -> str:
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    return " | ".join(kept)
+
+
+class DockerBackend:
+    """Runs server configs as compose services. ``environ`` is a parameter so tests pass their own.
+
+    ``BENCH_MEM_LIMIT`` (default :data:`DEFAULT_MEM_LIMIT`) sets every container's memory
+    limit; ``BENCH_IMAGE`` runs that image instead of the one built for the current inputs.
+    """
+
+    name = "docker"
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.mem_limit = self.environ.get("BENCH_MEM_LIMIT") or DEFAULT_MEM_LIMIT
+        self._client: docker.DockerClient | None = None
+        self._image: dockerimage.ImageInfo | None = None
+        self.compose: list[str] = []
+        self.compose_version = ""
+        self.engine_version = ""
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self.check()
+        assert self._client is not None
+        return self._client
+
+    @property
+    def image(self) -> dockerimage.ImageInfo:
+        if self._image is None:
+            self.check()
+        assert self._image is not None
+        return self._image
+
+    def check(self) -> None:
+        """Raise UserError (one line) unless the engine answers, a compose CLI works and the
+        image for the current inputs is built. Cheap after the first success."""
+        if self._client is not None and self._image is not None:
+            return
+        if not re.fullmatch(r"\d+(\.\d+)?[bkmg]?", self.mem_limit.lower()):
+            raise UserError(f"BENCH_MEM_LIMIT {self.mem_limit!r}: expected a size like 512m or 1g")
+        client = dockerimage.engine(self.environ)
+        self.compose, self.compose_version = find_compose(self.environ)
+        wanted = self.environ.get("BENCH_IMAGE")
+        if wanted:
+            image_id = dockerimage._image_id(client, wanted)
+            if image_id is None:
+                raise UserError(f"BENCH_IMAGE {wanted!r} is not in the engine")
+            labels = client.images.get(wanted).labels or {}
+            image = dockerimage.ImageInfo(wanted, image_id, labels.get("io.bench.key", ""),
+                                          labels.get("io.bench.base-image", ""),
+                                          labels.get("io.bench.base-image-id", ""), cached=True)
+        else:
+            found = dockerimage.find_image(client)
+            if found is None:
+                raise UserError("no server image for the current apps and server versions: "
+                                "run `bench docker build` first")
+            image = found
+        self.engine_version = str(client.version().get("Version", ""))
+        self._client, self._image = client, image
+
+    def deploy(self, config: ServerConfig, *, workers: int, cpus: list[int], log_path: Path,
+               clock: Callable[[], float]) -> DockerServer:
+        self.check()
+        return DockerServer(self, config, workers=workers, cpus=cpus, log_path=log_path,
+                            clock=clock)

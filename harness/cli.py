@@ -1,0 +1,330 @@
+"""The ``bench`` command line (typer). Each command parses, calls one function, renders.
+
+Bad input raises :class:`~harness.errors.UserError` anywhere; it is caught here once
+and becomes one line on stderr and exit code 2. Ctrl-C exits 130, SIGTERM 143,
+after the run has torn everything down and saved what it measured.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from harness import PROJECT_ROOT, scenarios, servers
+from harness.errors import UserError
+from harness.machine import default_cpu_sets, format_cpus, parse_cpus, require_disjoint
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark Python WSGI and ASGI servers on equivalent workloads.")
+list_app = typer.Typer(no_args_is_help=True, help="List scenarios or server configs.")
+app.add_typer(list_app, name="list")
+
+out = Console()
+if not out.is_terminal:  # logs and CI: wide enough for the summary table on one line per row
+    out.width = 170
+err = Console(stderr=True)
+
+RESULTS_DIR = PROJECT_ROOT / "results"
+REPORTS_DIR = PROJECT_ROOT / "reports"
+
+
+def _positive_ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{option} {text!r}: expected positive integers like 10,50,200") from None
+    if not values or any(v <= 0 for v in values):
+        raise UserError(f"{option} {text!r}: expected positive integers like 10,50,200")
+    return values
+
+
+def _positive_floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{option} {text!r}: expected positive numbers like 50,100") from None
+    if not values or any(not (0 < v < 1e6) for v in values):
+        raise UserError(f"{option} {text!r}: expected positive numbers like 50,100 (< 1e6)")
+    return values
+
+
+def _params(items: list[str]) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--param {item!r}: expected key=value")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def _writable_dir(path: Path, option: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot write there ({exc.strerror})") from None
+    return path
+
+
+class RichReporter:
+    """Progress bar (config, level, time left) plus one line per finished trial."""
+
+    def __init__(self, progress: Progress, total_s: float) -> None:
+        self.progress = progress
+        self.overall = progress.add_task("run", total=total_s)
+        self.current = progress.add_task("", total=1.0)
+        self._done_s = 0.0
+        self._trial_s = 1.0
+
+    def trial_started(self, server: str, users: int, repeat: int, seconds: float) -> None:
+        self._trial_s = seconds
+        self.progress.reset(self.current, total=seconds,
+                            description=f"{server} · users={users} · repeat {repeat}")
+
+    def tick(self, elapsed_s: float) -> None:
+        self.progress.update(self.current, completed=min(elapsed_s, self._trial_s))
+        self.progress.update(self.overall, completed=self._done_s + min(elapsed_s, self._trial_s))
+
+    def trial_finished(self, trial: dict[str, Any]) -> None:
+        self._done_s += self._trial_s
+        self.progress.update(self.overall, completed=self._done_s)
+        status = trial["status"]
+        colour = {"ok": "green", "invalid": "yellow", "unsupported": "blue"}.get(status, "red")
+        rps = trial.get("throughput_rps")
+        p99 = trial.get("latency_p99_ms")
+        figures = (f"{rps:8.1f} req/s  p99 {p99:8.2f} ms"
+                   if isinstance(rps, float) and not math.isnan(rps) and not math.isnan(p99)
+                   else "")
+        self.progress.console.print(
+            f"[{colour}]{status:>11}[/] {trial['server']:<17} users={trial['users']:<5} "
+            f"{figures} {trial.get('reason', '')}", highlight=False, soft_wrap=True)
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(text)
+
+
+@app.command()
+def run(
+    scenario: Annotated[str, typer.Option(help="Scenario name (see `bench list scenarios`).")],
+    servers_opt: Annotated[str | None, typer.Option("--servers", help="Comma-separated server configs; default: every config serving the scenario's protocol.")] = None,
+    users: Annotated[str | None, typer.Option(help="Load levels: concurrent users, e.g. 10,50,200.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Measurement window per level, s.")] = None,
+    warmup: Annotated[float | None, typer.Option(help="Warm-up before each window, s (excluded).")] = None,
+    repeats: Annotated[int | None, typer.Option(help="Repeats of every (config, level), interleaved.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes per server; default: CPUs in the server set.")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="Scenario parameter override key=value (repeatable).")] = None,
+    server_cpus: Annotated[str | None, typer.Option(help="CPUs for the server, e.g. 0 or 0-2.")] = None,
+    load_cpus: Annotated[str | None, typer.Option(help="CPUs for the load generator, e.g. 3.")] = None,
+    results_dir: Annotated[Path, typer.Option(help="Where run folders are written.")] = RESULTS_DIR,
+    report: Annotated[Path | None, typer.Option(help="Report path; default reports/<run-id>.html.")] = None,
+    backend: Annotated[str, typer.Option(help="Where servers run: local (processes) or docker.")] = "local",
+    load_processes: Annotated[int, typer.Option(help="locust processes (its master/worker mode when > 1).")] = 1,
+    arrival_rate: Annotated[str | None, typer.Option(help="Open loop: constant arrival rates in req/s, one level each, e.g. 50,100; --users then caps requests in flight (default 1000).")] = None,
+) -> None:
+    """Benchmark a scenario on server configs and write results/ and an HTML report."""
+    from harness.backends import get_backend
+    from harness.runner import Interrupted, Runner, RunPlan
+
+    get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
+    sc = scenarios.load(scenario).with_params(_params(param or []))
+    chosen = servers.select(servers_opt.split(",") if servers_opt else None, sc.protocol)
+    levels = _positive_ints(users, "--users") if users is not None else sc.users
+    rates = _positive_floats(arrival_rate, "--arrival-rate") if arrival_rate is not None else ()
+    if rates and users is None:
+        levels = (1000,)
+    for name, value in (("--duration", duration), ("--repeats", repeats), ("--workers", workers),
+                        ("--load-processes", load_processes)):
+        if value is not None and value <= 0:
+            raise UserError(f"{name} {value}: must be > 0")
+    if warmup is not None and warmup < 0:
+        raise UserError(f"--warmup {warmup}: must be >= 0")
+    default_server, default_load = default_cpu_sets()
+    s_cpus = parse_cpus(server_cpus, "--server-cpus") if server_cpus else default_server
+    l_cpus = parse_cpus(load_cpus, "--load-cpus") if load_cpus else default_load
+    require_disjoint(s_cpus, l_cpus)
+    if set(s_cpus) & set(l_cpus):
+        err.print("[bold yellow]warning:[/] one CPU only: server and load generator share it; "
+                  "figures are a lower bound and not comparable with multi-core runs")
+    plan = RunPlan(
+        scenario=sc, servers=chosen, users=levels,
+        warmup_s=warmup if warmup is not None else sc.warmup_s,
+        duration_s=duration if duration is not None else sc.duration_s,
+        repeats=repeats or sc.repeats, workers=workers or len(s_cpus),
+        server_cpus=s_cpus, load_cpus=l_cpus,
+        results_dir=_writable_dir(results_dir, "--results-dir"), command=["bench", *sys.argv[1:]],
+        backend=backend, load_processes=load_processes, arrival_rates=rates,
+    )
+    if load_processes > len(l_cpus):
+        err.print(f"[bold yellow]warning:[/] {load_processes} locust processes on "
+                  f"{len(l_cpus)} load CPU(s): they share cores; saturation is judged on the "
+                  "load CPUs together")
+    report_path = report
+    if report_path is not None:
+        _writable_dir(report_path.parent, "--report")
+    out.print(f"[bold]{sc.name}[/] {sc.request_path} · {len(chosen)} server "
+              f"configs × {len(plan.levels)} levels × {plan.repeats} repeats · "
+              f"{'open loop' if rates else 'closed loop'} · workers={plan.workers} · "
+              f"server CPUs {format_cpus(s_cpus)}, load CPUs {format_cpus(l_cpus)} · "
+              f"about {plan.estimated_seconds() / 60:.1f} min")
+    # The harness's own threads (samplers, progress) must not steal the server's cores.
+    os.sched_setaffinity(0, l_cpus)
+    runner = Runner(plan)
+    exit_code = 0
+    with Progress(TextColumn("{task.description:<42}"), BarColumn(), TimeRemainingColumn(),
+                  console=out, transient=True) as progress:
+        runner.reporter = RichReporter(progress, plan.trial_count * (plan.warmup_s + plan.duration_s + 1))
+        try:
+            runner.execute()
+        except Interrupted as exc:
+            exit_code = exc.exit_code
+        except KeyboardInterrupt:
+            exit_code = 130
+    if exit_code:
+        err.print(f"[bold yellow]interrupted[/]: results so far kept in {runner.run_dir}")
+    path = _render([runner.run_dir], report_path or REPORTS_DIR / f"{runner.run_id}.html")
+    _summary(runner.run_dir)
+    out.print(f"results: {runner.run_dir}\nreport:  {path}")
+    if exit_code:
+        raise typer.Exit(exit_code)
+
+
+def _render(run_dirs: list[Path], path: Path, *, target_rps: float | None = None,
+            slo_p99_ms: float | None = None, png_dir: Path | None = None) -> Path:
+    """Write the HTML report (and, with ``png_dir``, one PNG per chart); return its path.
+
+    Without a browser for the PNGs, says so in one line and still writes the HTML.
+    """
+    from harness.report import BrowserNotFound, render, write_pngs
+    from harness.results import load_run
+
+    for name, value in (("--target-rps", target_rps), ("--slo-p99-ms", slo_p99_ms)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"{name} {value}: must be a number > 0")
+    _writable_dir(path.parent, "--output")
+    runs = [load_run(d) for d in run_dirs]
+    written = render(runs, path, target_rps=target_rps, slo_p99_ms=slo_p99_ms)
+    if png_dir is not None:
+        _writable_dir(png_dir, "--png")
+        try:
+            pngs = write_pngs(runs, png_dir, slo_p99_ms=slo_p99_ms)
+        except BrowserNotFound as exc:
+            err.print(f"bench: {exc}", highlight=False, soft_wrap=True)
+        else:
+            out.print(f"png:     {len(pngs)} charts in {png_dir}")
+    return written
+
+
+def _summary(run_dir: Path) -> None:
+    from harness.results import load_run
+
+    data = load_run(run_dir)
+    table = Table(title=f"{data.meta['scenario']['name']} · {data.meta['run_id']}")
+    for col in ("server", "interface", "users", "status", "req/s", "p50 ms", "p99 ms",
+                "CPU %", "PSS MiB", "gen CPU %", "reason"):
+        table.add_column(col, overflow="fold")
+    def f(v: Any, fmt: str) -> str:
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+    for _, t in data.trials.sort_values(["users", "interface", "server"]).iterrows():
+        table.add_row(t["server"], t["interface"], str(t["users"]), t["status"],
+                      f(t["throughput_rps"], ".1f"), f(t["latency_p50_ms"], ".2f"),
+                      f(t["latency_p99_ms"], ".2f"), f(t["cpu_percent_mean"], ".0f"),
+                      f(t["pss_mib_peak"], ".1f"), f(t["generator_cpu_percent"], ".0f"),
+                      t["reason"][:80])
+    out.print(table)
+
+
+@app.command("report")
+def report_cmd(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (or their run.json).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file to write.")] = None,
+    target_rps: Annotated[float | None, typer.Option(help="Plan capacity for this load, req/s: instances needed (at 70% of max sustainable each) and their memory.")] = None,
+    slo_p99_ms: Annotated[float | None, typer.Option(help="SLO p99 latency, ms, for every run (default: each run's scenario SLO).")] = None,
+    png: Annotated[Path | None, typer.Option(help="Also write each chart as PNG into this folder (needs Chromium/Chrome; BROWSER_PATH).")] = None,
+) -> None:
+    """Render one HTML capacity-planning report from stored runs (one section per run)."""
+    from harness.results import load_run
+
+    runs = [load_run(d) for d in run_dirs]
+    name = (str(runs[0].meta.get("run_id") or runs[0].path.name) if len(runs) == 1
+            else f"combined-{len(runs)}-runs")
+    path = _render([r.path for r in runs], output or REPORTS_DIR / f"{name}.html",
+                   target_rps=target_rps, slo_p99_ms=slo_p99_ms, png_dir=png)
+    out.print(f"report: {path}")
+
+
+@list_app.command("scenarios")
+def list_scenarios() -> None:
+    """Scenarios with their request, parameters and load levels."""
+    table = Table()
+    for col in ("scenario", "protocol", "request", "params (default [min..max])", "users",
+                "warmup+duration s", "SLO"):
+        table.add_column(col, overflow="fold")
+    for name in scenarios.available():
+        sc = scenarios.load(name)
+        params = ", ".join(f"{p.name}={p.default} [{p.min}..{p.max}]" for p in sc.params.values())
+        table.add_row(name, sc.protocol, f"{sc.method} {sc.request_path}", params,
+                      ",".join(map(str, sc.users)), f"{sc.warmup_s:g}+{sc.duration_s:g}",
+                      f"p99 <= {sc.slo_p99_ms:g} ms, errors <= {sc.slo_max_error_rate:.1%}")
+    out.print(table)
+
+
+@list_app.command("servers")
+def list_servers() -> None:
+    """Server configs with interface, protocols and command template."""
+    table = Table()
+    for col in ("server", "interface", "protocols", "threads", "command template"):
+        table.add_column(col, overflow="fold")
+    for c in servers.SERVERS.values():
+        table.add_row(c.name, c.interface, ",".join(sorted(c.protocols)),
+                      str(c.threads or c.worker_connections or ""),
+                      " ".join(c.template).replace("{python}", "python"))
+    out.print(table)
+
+
+# Commands that live in their own modules register themselves here.
+from harness import cli_docker
+
+cli_docker.register(app)
+from harness import cli_ci
+
+cli_ci.register(app)
+# (cli_ci: compare / export / history.)
+
+
+def main() -> None:
+    """Console-script entry point: one line and exit 2 for bad input, never a traceback."""
+    try:
+        # Without standalone mode, click returns (not raises) typer.Exit's code.
+        code = app(standalone_mode=False)
+    except UserError as exc:
+        err.print(f"bench: error: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        # typer vendors click, so its usage errors are matched by shape, not by class.
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            err.print(f"bench: error: {exc.format_message()}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""``bench docker ...``: build the server image the docker backend runs (see docs/docker.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+docker_app = typer.Typer(no_args_is_help=True,
+                         help="Containers: build the image `bench run --backend docker` runs.")
+
+
+@docker_app.command("build")
+def build_cmd(
+    base: Annotated[str, typer.Option(help="Base image: auto (python:3.11-slim if the engine has it, else a Debian bookworm base made with debootstrap), debootstrap, or an image the engine has.")] = "auto",
+    mirror: Annotated[str | None, typer.Option(help="Debian mirror for debootstrap; default: the one apt uses here.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild base, wheelhouse and image even if cached.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show every build step's output.")] = False,
+) -> None:
+    """Build bench-apps:<content hash> offline (cached by content): base image, host-side
+    wheelhouse, then the app image with no network. Prints the image and its packages."""
+    from harness import dockerimage
+
+    out = Console()
+    err = Console(stderr=True)
+
+    def log(line: str) -> None:
+        if verbose or not line.startswith("  "):
+            err.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    client = dockerimage.engine()
+    info = dockerimage.build(client, base=base, mirror=mirror, no_cache=no_cache, log=log)
+    if as_json:
+        out.print_json(json.dumps(info.as_dict()))
+        return
+    state = "cached" if info.cached else f"built in {info.build_s:.1f} s"
+    out.print(f"image: {info.tag} ({state})\nid:    {info.image_id}\n"
+              f"base:  {info.base_image} ({info.base_image_id[:19]})\n"
+              f"packages ({len(info.packages)}): "
+              + ", ".join(f"{k}=={v}" for k, v in sorted(info.packages.items())),
+              highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``docker`` command group to the ``bench`` app."""
+    app.add_typer(docker_app, name="docker")

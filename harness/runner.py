@@ -1,0 +1,519 @@
+"""One ``bench run``: for each repeat and server config, deploy, verify, load each level,
+sample, tear down; record every trial, whatever happened to it.
+
+Configs are interleaved across repeats (A B C, A B C, ...) so drift hits all alike.
+A server is started once per (config, repeat) and serves its levels in order; before
+each level the harness proves it idle (no established connection on its port), so
+no level inherits a backlog. A server that dies is restarted for the next level.
+
+Results are written after every trial (atomically), so an interrupted run keeps
+what it measured; ``run.json``'s status says how the run ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from apps.work import expected, mask_timestamps
+from harness import analysis, stats, streams
+from harness.backends import Deployment, get_backend
+from harness.load import LoadResult, LoadSpec, run_level
+from harness.machine import git_info, machine_info, package_versions
+from harness.procs import ProcessError, http_get
+from harness.results import (
+    SAMPLE_COLUMNS,
+    SCHEMA_VERSION,
+    TRIAL_COLUMNS,
+    atomic_write_csv,
+    atomic_write_json,
+)
+from harness.sampler import Sample
+from harness.scenarios import Scenario
+from harness.servers import ServerConfig
+
+IDLE_DEADLINE_S = 10.0
+#: The locust user class (scenarios/locustfile.py, scenarios/streams.py) per protocol.
+USER_CLASSES = {"http": "BenchUser", "sse": "SSEUser", "websocket": "WebSocketUser"}
+#: The records whose latency is a stream scenario's headline latency (latency_*_ms,
+#: throughput_rps, error_rate, SLO): time to first event for SSE, since it includes
+#: waiting for a worker; the echo round trip for WebSocket.
+PRIMARY_RECORDS = {"http": "request", "sse": "ttfe", "websocket": "rtt"}
+
+
+class Interrupted(Exception):
+    """SIGTERM (or SIGINT) arrived; carries the exit code the CLI should use."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+class Reporter(Protocol):
+    """What the runner tells the user while it works (the CLI renders it with rich)."""
+
+    def trial_started(self, server: str, users: int, repeat: int, seconds: float) -> None: ...
+    def tick(self, elapsed_s: float) -> None: ...
+    def trial_finished(self, trial: dict[str, Any]) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class SilentReporter:
+    def trial_started(self, server: str, users: int, repeat: int, seconds: float) -> None:
+        pass
+
+    def tick(self, elapsed_s: float) -> None:
+        pass
+
+    def trial_finished(self, trial: dict[str, Any]) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run will do, decided before anything starts."""
+
+    scenario: Scenario
+    servers: list[ServerConfig]
+    users: tuple[int, ...]
+    warmup_s: float
+    duration_s: float
+    repeats: int
+    workers: int
+    server_cpus: list[int]
+    load_cpus: list[int]
+    results_dir: Path
+    command: list[str] = field(default_factory=list)
+    backend: str = "local"
+    #: locust processes (its own master/worker mode when > 1).
+    load_processes: int = 1
+    #: Open loop: one level per arrival rate (req/s); ``users`` then holds the single
+    #: cap on requests in flight. Empty: closed loop, one level per ``users`` value.
+    arrival_rates: tuple[float, ...] = ()
+
+    @property
+    def levels(self) -> list[tuple[int, float]]:
+        """(users, offered req/s or NaN) per level, in run order."""
+        if self.arrival_rates:
+            return [(max(self.users), r) for r in self.arrival_rates]
+        return [(u, math.nan) for u in self.users]
+
+    @property
+    def trial_count(self) -> int:
+        return len(self.servers) * len(self.levels) * self.repeats
+
+    def estimated_seconds(self) -> float:
+        """Rough wall time: per level warm-up + window + ~3 s locust start/stop, + server start."""
+        per_level = self.warmup_s + self.duration_s + 3.0
+        return self.repeats * len(self.servers) * (2.0 + len(self.levels) * per_level)
+
+
+@dataclass
+class RunState:
+    run_dir: Path
+    meta: dict[str, Any]
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self) -> None:
+        self.meta["trials"] = self.trials
+        atomic_write_csv(self.run_dir / "trials.csv",
+                         pd.DataFrame(self.trials, columns=list(TRIAL_COLUMNS)))
+        atomic_write_csv(self.run_dir / "samples.csv",
+                         pd.DataFrame(self.samples, columns=list(SAMPLE_COLUMNS)))
+        atomic_write_json(self.run_dir / "run.json", self.meta)
+
+
+def new_run_id(scenario: str, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{scenario}-{uuid.uuid4().hex[:6]}"
+
+
+def make_run_dir(results_dir: Path, run_id: str) -> Path:
+    """Create ``results_dir/run_id``. Raises OSError if it cannot be written."""
+    run_dir = results_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_dir
+
+
+def _iso(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(ts if ts is not None else time.time(), UTC).isoformat()
+
+
+def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
+    sc = plan.scenario
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "status": "running",
+        "started_at": _iso(),
+        "ended_at": None,
+        "command": plan.command,
+        "backend": plan.backend,
+        "load_mode": "open-loop" if plan.arrival_rates else "closed-loop",
+        "load_processes": plan.load_processes,
+        "keep_alive": True,
+        "scenario": {
+            "name": sc.name, "description": sc.description, "protocol": sc.protocol,
+            "method": sc.method, "request_path": sc.request_path, "params": dict(sc.values),
+            "users": list(plan.users), "arrival_rates": list(plan.arrival_rates),
+            "warmup_s": plan.warmup_s, "duration_s": plan.duration_s,
+            "repeats": plan.repeats,
+            "slo": {"p99_ms": sc.slo_p99_ms, "max_error_rate": sc.slo_max_error_rate},
+            "validity": {"max_error_rate": sc.max_error_rate,
+                         "max_generator_cpu_percent": sc.max_generator_cpu_percent},
+        },
+        "servers": [
+            {"name": c.name, "interface": c.interface, "workers": plan.workers,
+             "threads": c.threads, "worker_connections": c.worker_connections,
+             "argv": c.argv(port=0, workers=plan.workers, python="python")}
+            for c in plan.servers
+        ],
+        "cpus": {"server": plan.server_cpus, "load": plan.load_cpus,
+                 "harness": sorted(os.sched_getaffinity(0)),
+                 "shared": bool(set(plan.server_cpus) & set(plan.load_cpus))},
+        "machine": machine_info(),
+        "versions": package_versions(),
+        "git": git_info(),
+        "trials": [],
+    }
+
+
+@contextlib.contextmanager
+def _signals_as_interrupt() -> Iterator[None]:
+    """Turn the first SIGINT or SIGTERM into :class:`Interrupted` in the main thread, so
+    every ``finally`` runs; further signals are ignored until the block exits, so a
+    second Ctrl-C cannot cut the teardown short and leave a server behind."""
+    def handler(signum: int, _frame: Any) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread (e.g. called from a test thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def verify(port: int, request_path: str) -> str:
+    """Compare the server's answer to ``request_path`` with the reference; "" if identical.
+
+    SSE events carry the server's send time: those digits are zeroed before comparing
+    (apps.work.mask_timestamps), everything else must match byte for byte.
+    """
+    want_status, want_type, want_body = expected(request_path)
+    try:
+        status, ctype, body = http_get(port, request_path, timeout_s=30)
+    except OSError as exc:
+        return f"verification request failed: {exc}"
+    body = mask_timestamps(body)
+    if (status, ctype.encode(), body) != (want_status, want_type, want_body):
+        return (f"verification failed for {request_path}: got {status} {ctype!r} {body[:80]!r}, "
+                f"expected {want_status} {want_type.decode()!r} {want_body[:80]!r}")
+    return ""
+
+
+class Runner:
+    """Carries out a :class:`RunPlan`; call :meth:`execute` once."""
+
+    def __init__(self, plan: RunPlan, reporter: Reporter | None = None) -> None:
+        self.plan = plan
+        self.reporter = reporter or SilentReporter()
+        self.backend = get_backend(plan.backend)
+        self.run_id = new_run_id(plan.scenario.name)
+        os.environ["BENCH_RUN_ID"] = self.run_id  # inherited by every child (procs.ENV_ALLOW)
+        self.run_dir = make_run_dir(plan.results_dir, self.run_id)
+        self.state = RunState(self.run_dir, initial_meta(plan, self.run_id))
+        self.t0_mono = time.monotonic()
+        self.t0_unix = time.time()
+        self.state.meta["clock_origin_unix_s"] = self.t0_unix
+        self.state.save()
+
+    def clock(self) -> float:
+        """Seconds since the run started (monotonic): the time base of samples and trials."""
+        return time.monotonic() - self.t0_mono
+
+    def execute(self) -> RunState:
+        """Run every trial. Always leaves run.json with a final status; re-raises
+        :class:`Interrupted`/``KeyboardInterrupt`` after recording them."""
+        status = "failed"
+        with _signals_as_interrupt():
+            try:
+                for repeat in range(1, self.plan.repeats + 1):
+                    for config in self.plan.servers:
+                        self._config(config, repeat)
+                status = "complete"
+            except (Interrupted, KeyboardInterrupt):
+                status = "interrupted"
+                raise
+            finally:
+                self.state.meta["status"] = status
+                self.state.meta["ended_at"] = _iso()
+                self.state.save()
+                self._write_analysis()
+        return self.state
+
+    def _write_analysis(self) -> None:
+        """summary.csv (per level: median, 95% CI, CV over repeats) and capacity.csv
+        (per config: max sustainable throughput within the SLO, peak, USL fit), from
+        the ``ok`` trials only (harness.stats)."""
+        trials = pd.DataFrame(self.state.trials, columns=list(TRIAL_COLUMNS))
+        sc = self.plan.scenario
+        try:
+            summary = stats.summarize_repeats(trials)
+            capacity = stats.capacity_table(trials, sc.slo_p99_ms, sc.slo_max_error_rate)
+        except Exception as exc:  # noqa: BLE001 - in a finally: never mask why the run ended
+            self.state.meta["analysis_error"] = f"{type(exc).__name__}: {exc}"
+            self.state.save()
+            return
+        atomic_write_csv(self.run_dir / "summary.csv", summary)
+        atomic_write_csv(self.run_dir / "capacity.csv", capacity)
+
+    def _base_trial(self, config: ServerConfig, users: int, offered_rps: float,
+                    repeat: int) -> dict[str, Any]:
+        open_loop = not math.isnan(offered_rps)
+        level = f"a{offered_rps:g}" if open_loop else f"u{users}"
+        row: dict[str, Any] = {c: math.nan for c in TRIAL_COLUMNS}
+        row.update({
+            "trial_id": f"{config.name}-{level}-r{repeat}", "scenario": self.plan.scenario.name,
+            "server": config.name, "interface": config.interface, "backend": self.plan.backend,
+            "workers": self.plan.workers, "threads": config.threads or 1, "users": users,
+            "offered_rps": offered_rps, "repeat": repeat, "status": "", "reason": "",
+            "flags": "", "load_mode": "open-loop" if open_loop else "closed-loop",
+        })
+        return row
+
+    def _record(self, trial: dict[str, Any]) -> None:
+        if not trial["status"]:  # every path sets a status; this guards a future one that forgets
+            trial["status"], trial["reason"] = "failed", trial["reason"] or "no measurement"
+        self.state.trials.append(trial)
+        self.state.save()
+        self.reporter.trial_finished(trial)
+
+    def _config(self, config: ServerConfig, repeat: int) -> None:
+        """All levels of one config in one repeat, on one server (restarted if it dies).
+
+        A server that cannot start, or answers the scenario wrongly, fails every
+        remaining level of this (config, repeat) with that reason; the run goes on.
+        """
+        log_path = self.run_dir / "logs" / f"server-{config.name}-r{repeat}.log"
+        server: Deployment | None = None
+        blocked: tuple[str, str] | None = None  # (status, reason) for the remaining levels
+        try:
+            for users, offered_rps in self.plan.levels:
+                trial = self._base_trial(config, users, offered_rps, repeat)
+                if server is not None and server.exit_code() is not None:
+                    self._keep_samples(server, config, repeat)
+                    server.stop()
+                    server = None
+                if blocked is None and server is None:
+                    server, blocked = self._start(config, repeat, log_path)
+                elif server is not None and not server.wait_idle(IDLE_DEADLINE_S):
+                    trial["status"] = "invalid"
+                    trial["reason"] = (f"server still had connections open {IDLE_DEADLINE_S:.0f} s "
+                                       "after the previous level")
+                if blocked is not None or server is None:
+                    trial["status"], trial["reason"] = blocked or ("failed", "no server")
+                    self._record(trial)
+                    continue
+                self._level(server, trial)
+                if trial["status"] == "unsupported":  # it cannot, whatever the load
+                    blocked = ("unsupported", trial["reason"])
+            self._per_connection(config, repeat)
+        finally:
+            if server is not None:
+                self._keep_samples(server, config, repeat)
+                server.stop()
+                self.state.save()
+
+    def _per_connection(self, config: ServerConfig, repeat: int) -> None:
+        """Stream scenarios: PSS per held connection, the slope across this config's
+        levels (harness.streams.pss_kib_per_connection), written on each of its rows."""
+        if self.plan.scenario.protocol == "http":
+            return
+        rows = [t for t in self.state.trials if t["server"] == config.name
+                and t["repeat"] == repeat and t["status"] == "ok"]
+        if not rows:
+            return
+        slope = streams.pss_kib_per_connection(pd.DataFrame(rows))
+        for t in rows:
+            t["pss_kib_per_connection"] = slope
+        self.state.save()
+
+    def _start(self, config: ServerConfig, repeat: int,
+               log_path: Path) -> tuple[Deployment | None, tuple[str, str] | None]:
+        """Deploy and verify ``config``: (deployment, None), or (None, (status, reason))."""
+        try:
+            server = self.backend.deploy(config, workers=self.plan.workers,
+                                         cpus=self.plan.server_cpus, log_path=log_path,
+                                         clock=self.clock)
+        except ProcessError as exc:
+            return None, ("failed", f"server failed to start: {exc}: {exc.log_tail}")
+        try:
+            # Stream scenarios need held connections counted (costly, so off for http).
+            server.sampler.count_connections = self.plan.scenario.protocol != "http"
+            self.state.meta.setdefault("deployments", []).append(
+                {"server": config.name, "repeat": repeat, **server.info()})
+            problem = verify(server.port, self.plan.scenario.request_path)
+        except BaseException:
+            server.stop()
+            raise
+        if problem:
+            self._keep_samples(server, config, repeat)
+            server.stop()
+            return None, ("failed", problem)
+        return server, None
+
+    def _keep_samples(self, server: Deployment, config: ServerConfig, repeat: int) -> None:
+        samples = server.sampler.stop()
+        levels = [(t["t_start_s"], t["t_end_s"], t["users"]) for t in self.state.trials
+                  if t["server"] == config.name and t["repeat"] == repeat]
+        for row in server.extra_samples():  # e.g. the docker engine's own stats
+            row["users"] = next((u for a, b, u in levels if a <= row["t_s"] <= b), math.nan)
+            self.state.samples.append(row)
+        self.state.samples.extend(self._sample_rows(samples, "server", config.name, repeat, levels))
+        server.sampler.samples = []
+
+    @staticmethod
+    def _sample_rows(samples: list[Sample], source: str, server: str, repeat: int,
+                     levels: list[tuple[float, float, int]]) -> list[dict[str, Any]]:
+        rows = []
+        for s in samples:
+            users = next((u for a, b, u in levels if a <= s.t_s <= b), math.nan)
+            row = {k: getattr(s, k) for k in ("t_s", "processes", "cpu_percent",
+                                              "cpu_percent_top", "cpuset_busy_percent",
+                                              "rss_mib", "pss_mib", "uss_mib", "threads",
+                                              "fds", "connections")}
+            row.update(source=source, server=server, repeat=repeat, users=users)
+            rows.append(row)
+        return rows
+
+    def _level(self, server: Deployment, trial: dict[str, Any]) -> None:
+        plan, sc = self.plan, self.plan.scenario
+        status, _, body = expected(sc.request_path)
+        open_loop = trial["load_mode"] == "open-loop"
+        options: dict[str, Any] = dict(sc.values)
+        if open_loop:
+            options.update(arrival_rate=trial["offered_rps"], max_in_flight=trial["users"])
+        spec = LoadSpec(
+            users=plan.load_processes if open_loop else trial["users"],
+            warmup_s=plan.warmup_s, duration_s=plan.duration_s, method=sc.method,
+            path=sc.request_path, expected_status=status, expected_body=body, name=sc.name,
+            user_class="OpenLoopUser" if open_loop else USER_CLASSES[sc.protocol],
+            options=options, processes=plan.load_processes)
+        self.reporter.trial_started(server.config.name, trial["users"], trial["repeat"],
+                                    spec.run_time_s)
+
+        def keep_going(elapsed: float) -> str:
+            self.reporter.tick(elapsed)
+            code = server.exit_code()
+            if code is not None:
+                return (f"server exited with code {code} during the trial: "
+                        f"{server.log_tail(5)}")
+            return ""
+
+        result = run_level(spec, port=server.port, cpus=plan.load_cpus, trial_dir=self.run_dir,
+                           trial_id=trial["trial_id"], log_dir=self.run_dir / "logs",
+                           clock=self.clock, keep_going=keep_going)
+        if result.problem:
+            # Keep what was measured up to the fault; the trial is failed whatever it shows.
+            trial["status"], trial["reason"] = "failed", result.problem
+        self._measure(trial, result, server)
+        self._record(trial)
+
+    def _measure(self, trial: dict[str, Any], result: LoadResult, server: Deployment) -> None:
+        plan, meta = self.plan, result.meta
+        gen_rows = self._sample_rows(result.generator_samples, "generator", server.config.name,
+                                     trial["repeat"], [])
+        self.state.samples.extend(gen_rows)
+        if "spawn_complete_unix_s" not in meta:
+            trial["status"] = "failed"
+            return
+        w_start = meta["spawn_complete_unix_s"] + plan.warmup_s
+        window = analysis.Window(w_start, w_start + plan.duration_s)
+        stopped = meta.get("test_stop_unix_s", math.inf)
+        if trial["status"] == "failed":
+            window = analysis.Window(window.start, min(window.end, stopped))
+        t0, t1 = window.start - self.t0_unix, window.end - self.t0_unix
+        trial.update(t_start_s=t0, t_end_s=t1, window_s=window.seconds)
+        if window.seconds <= 0:
+            return
+        records = analysis.read_records(result.records_dir)
+        protocol = plan.scenario.protocol
+        primary = PRIMARY_RECORDS[protocol]
+        m: dict[str, Any] = analysis.request_metrics(
+            records[records["name"].isin([primary, "incomplete"])], window, name=primary)
+        trial.update(m)
+        server_rows = self._sample_rows(list(server.sampler.samples), "server",
+                                        server.config.name, trial["repeat"], [])
+        server_frame = _frame(server_rows)
+        trial.update(analysis.resource_metrics(server_frame, t0, t1))
+        if protocol != "http":
+            trial.update(streams.stream_metrics(records, window.start, window.end,
+                                                protocol=protocol))
+            held = server_frame[(server_frame["t_s"] >= t0) & (server_frame["t_s"] <= t1)]
+            held = held["connections"].dropna()
+            trial["concurrent_connections_peak"] = float(held.max()) if len(held) else math.nan
+            unsupported = (streams.websocket_unsupported(records)
+                           if protocol == "websocket" else None)
+            if unsupported:
+                trial["status"], trial["reason"] = "unsupported", unsupported
+                return
+        gen = analysis.generator_load(_frame(gen_rows), t0, t1)
+        trial.update(gen)
+        if trial["load_mode"] == "closed-loop":
+            trial["littles_law_ratio"] = analysis.littles_law(
+                m["requests"] / window.seconds, m["latency_mean_ms"], trial["users"])
+        latency_ms = plan.scenario.values.get("latency_ms")
+        if latency_ms is not None and plan.scenario.path == "/io":
+            offered = trial["users"] if trial["load_mode"] == "closed-loop" else math.inf
+            capacity = server.config.concurrency_capacity(plan.workers)
+            ceiling = analysis.io_ceiling_rps(offered, capacity, latency_ms)
+            if trial["load_mode"] == "open-loop":
+                ceiling = min(ceiling, trial["offered_rps"])
+            trial["ceiling_rps"] = ceiling
+            if not math.isnan(ceiling):
+                trial["efficiency"] = m["throughput_rps"] / ceiling
+        trial["flags"] = analysis.flags(trial)
+        if trial["status"] in ("failed", "unsupported"):
+            return
+        reasons = [trial["reason"]] if trial["reason"] else []
+        if stopped < window.end:
+            reasons.append("locust stopped before the measurement window ended")
+        saturated = analysis.generator_saturation(
+            gen, load_cpus=len(plan.load_cpus),
+            limit_percent=plan.scenario.max_generator_cpu_percent,
+            locust_warned=bool(meta.get("cpu_warning")))
+        if saturated:
+            reasons.append(saturated)
+        status, reason = analysis.verdict(trial, max_error_rate=plan.scenario.max_error_rate)
+        if reason:
+            reasons.append(reason)
+        if status == "failed":
+            trial["status"], trial["reason"] = status, reason
+        else:
+            trial["status"] = "invalid" if reasons else "ok"
+            trial["reason"] = "; ".join(reasons)
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))

@@ -1,0 +1,235 @@
+"""Scenario files (``scenarios/*.toml``): parse, validate, and apply ``--param`` overrides.
+
+A scenario is data: the request, its parameters with types and bounds, the load
+levels, durations, the SLO and the validity thresholds. Loading is strict: unknown
+keys, wrong types and out-of-range values raise :class:`~harness.errors.UserError`
+with the file and what is wrong, and nothing is ever evaluated as code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from harness import PROJECT_ROOT
+from harness.errors import UserError
+
+Protocol = Literal["http", "sse", "websocket"]
+ParamType = Literal["int", "float"]
+
+SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A scenario parameter that reaches the app as a query parameter."""
+
+    name: str
+    type: ParamType
+    default: float
+    min: float
+    max: float
+    unit: str = ""
+    description: str = ""
+
+    def parse(self, raw: str) -> int | float:
+        """Parse and bound-check a ``--param`` value.
+
+        Raises:
+            UserError: not of this parameter's type, or outside [min, max].
+        """
+        try:
+            value: int | float = int(raw) if self.type == "int" else float(raw)
+        except ValueError:
+            raise UserError(
+                f"--param {self.name}={raw}: expected {'an integer' if self.type == 'int' else 'a number'}"
+            ) from None
+        if not self.min <= value <= self.max:
+            raise UserError(
+                f"--param {self.name}={raw}: out of range [{_fmt(self.min)}, {_fmt(self.max)}]"
+            )
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One workload. Durations in seconds, latencies in ms, error rates as fractions."""
+
+    name: str
+    description: str
+    protocol: Protocol
+    method: str
+    path: str
+    params: Mapping[str, Param]
+    values: Mapping[str, int | float]
+    users: tuple[int, ...]
+    warmup_s: float
+    duration_s: float
+    repeats: int
+    slo_p99_ms: float
+    slo_max_error_rate: float
+    max_error_rate: float
+    max_generator_cpu_percent: float
+    source: Path = field(default=Path())
+
+    @property
+    def request_path(self) -> str:
+        """The path and query string every request of this scenario uses."""
+        query = urlencode({k: _fmt(v) for k, v in self.values.items()})
+        return f"{self.path}?{query}" if query else self.path
+
+    def with_params(self, overrides: Mapping[str, str]) -> Scenario:
+        """A copy with parameter values overridden from ``--param key=value`` strings.
+
+        Raises:
+            UserError: unknown parameter (with the closest names), bad type or range.
+        """
+        values = dict(self.values)
+        for key, raw in overrides.items():
+            if key not in self.params:
+                raise UserError(
+                    f"--param {key}: scenario {self.name} has no such parameter"
+                    + _suggest(key, self.params) + f" (known: {', '.join(self.params) or 'none'})"
+                )
+            values[key] = self.params[key].parse(raw)
+        return replace(self, values=MappingProxyType(values))
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def _suggest(name: str, known: Mapping[str, object] | list[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def available(directory: Path = SCENARIOS_DIR) -> list[str]:
+    """Names of the scenarios in ``directory`` (file stems of ``*.toml``), sorted."""
+    return sorted(p.stem for p in directory.glob("*.toml"))
+
+
+def load(name: str, directory: Path = SCENARIOS_DIR) -> Scenario:
+    """Load and validate ``directory/<name>.toml``, or the file ``name`` if it ends in
+    ``.toml`` (a scenario of the user's own).
+
+    Raises:
+        UserError: unknown name (with the closest names), no such file, or an invalid file.
+    """
+    if name.endswith(".toml"):
+        if not Path(name).is_file():
+            raise UserError(f"scenario file {name}: no such file")
+        return parse(Path(name))
+    path = directory / f"{name}.toml"
+    if not path.is_file():
+        names = available(directory)
+        raise UserError(
+            f"unknown scenario {name!r}" + _suggest(name, names)
+            + f" (known: {', '.join(names) or 'none'})"
+        )
+    return parse(path)
+
+
+def parse(path: Path) -> Scenario:
+    """Parse one scenario file. Raises :class:`UserError` naming the file and the problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return _build(data, path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+_TOP = {"name", "description", "protocol", "request", "params", "load", "slo", "validity"}
+
+
+def _table(data: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise TypeError(f"[{key}] must be a table")
+    unknown = set(value) - allowed
+    if unknown:
+        raise ValueError(f"[{key}] has unknown key(s): {', '.join(sorted(unknown))}")
+    return value
+
+
+def _number(table: Mapping[str, Any], key: str, where: str, *, positive: bool = True,
+            integer: bool = False) -> Any:
+    if key not in table:
+        raise KeyError(f"[{where}] is missing {key!r}")
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise TypeError(f"[{where}].{key} must be {'an integer' if integer else 'a number'}")
+    if positive and value <= 0:
+        raise ValueError(f"[{where}].{key} must be > 0, got {value}")
+    return value
+
+
+def _build(data: Mapping[str, Any], path: Path) -> Scenario:
+    unknown = set(data) - _TOP
+    if unknown:
+        raise ValueError(f"unknown top-level key(s): {', '.join(sorted(unknown))}")
+    name = data.get("name", path.stem)
+    if name != path.stem:
+        raise ValueError(f"name {name!r} does not match the file name {path.stem!r}")
+    protocol = data.get("protocol", "http")
+    if protocol not in ("http", "sse", "websocket"):
+        raise ValueError(f"protocol must be http, sse or websocket, got {protocol!r}")
+    request = _table(data, "request", {"method", "path"})
+    req_path = request.get("path")
+    if not isinstance(req_path, str) or not req_path.startswith("/"):
+        raise ValueError("[request].path must be a string starting with '/'")
+    params: dict[str, Param] = {}
+    raw_params = data.get("params", {})
+    if not isinstance(raw_params, dict):
+        raise TypeError("[params] must be a table of tables")
+    for pname, spec in raw_params.items():
+        where = f"params.{pname}"
+        spec = _table(raw_params, pname, {"type", "default", "min", "max", "unit", "description"})
+        ptype = spec.get("type")
+        if ptype not in ("int", "float"):
+            raise ValueError(f"[{where}].type must be 'int' or 'float', got {ptype!r}")
+        is_int = ptype == "int"
+        lo = _number(spec, "min", where, positive=False, integer=is_int)
+        hi = _number(spec, "max", where, positive=False, integer=is_int)
+        default = _number(spec, "default", where, positive=False, integer=is_int)
+        if not lo <= default <= hi:
+            raise ValueError(f"[{where}].default {default} is outside [{lo}, {hi}]")
+        params[pname] = Param(pname, ptype, default, lo, hi, str(spec.get("unit", "")),
+                              str(spec.get("description", "")))
+    load_t = _table(data, "load", {"users", "warmup_s", "duration_s", "repeats"})
+    users = load_t.get("users")
+    if (not isinstance(users, list) or not users
+            or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in users)):
+        raise ValueError("[load].users must be a non-empty list of positive integers")
+    slo = _table(data, "slo", {"p99_ms", "max_error_rate"})
+    validity = _table(data, "validity", {"max_error_rate", "max_generator_cpu_percent"})
+    return Scenario(
+        name=name,
+        description=str(data.get("description", "")),
+        protocol=protocol,
+        method=str(request.get("method", "GET")),
+        path=req_path,
+        params=MappingProxyType(params),
+        values=MappingProxyType({p.name: p.default for p in params.values()}),
+        users=tuple(users),
+        warmup_s=float(_number(load_t, "warmup_s", "load", positive=False)),
+        duration_s=float(_number(load_t, "duration_s", "load")),
+        repeats=int(_number(load_t, "repeats", "load", integer=True)),
+        slo_p99_ms=float(_number(slo, "p99_ms", "slo")),
+        slo_max_error_rate=float(_number(slo, "max_error_rate", "slo", positive=False)),
+        max_error_rate=float(_number(validity, "max_error_rate", "validity", positive=False)),
+        max_generator_cpu_percent=float(
+            _number(validity, "max_generator_cpu_percent", "validity")),
+        source=path,
+    )

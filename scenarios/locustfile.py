@@ -1,0 +1,201 @@
+"""Locust users for bench scenarios. Run by the harness as a subprocess, never imported by it.
+
+The harness passes ``--bench-spec SPEC.json``: the request path, the exact status
+and body every response must have, the load mode, and ``records_dir``, where each
+locust process that makes requests (one, or each worker with ``--processes``) writes:
+
+* ``<pid>.csv``: one line per request, ``start_unix_s,latency_ms,ok,status,bytes,name``,
+  with the latency unrounded (locust's own statistics round it to whole ms under
+  100 ms and to 2 significant figures above);
+* ``<pid>.meta.json``: the process's role (local, master, worker), the wall-clock
+  time spawning completed (the start of the warm-up), when the test stopped,
+  locust's CPU-warning flag and error counts.
+
+Two load modes:
+
+* closed loop (``BenchUser``): each user sends its next request as soon as the
+  previous one ended (``wait_time = constant(0)``), on one keep-alive connection;
+* open loop (``OpenLoopUser``): requests are *scheduled* at a constant arrival rate
+  and each is timed from its intended start, whether or not earlier ones finished,
+  so a slow server cannot slow the load down and hide its queueing (coordinated
+  omission, Tene 2013). Requests still in flight when the test stops are recorded
+  as ``incomplete`` with their latency so far (a lower bound).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from typing import Any
+
+import gevent
+from gevent.pool import Pool
+from locust import FastHttpUser, constant, events, task
+from streams import SSEUser, WebSocketUser  # noqa: F401
+
+_spec: dict[str, Any] = {}
+_records: Any = None
+_meta: dict[str, Any] = {"cpu_warning": False, "errors": {}}
+_errors: Counter[str] = Counter()
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any) -> None:
+    parser.add_argument("--bench-spec", type=str, default="", help="bench: trial spec JSON")
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_kw: Any) -> None:
+    path = environment.parsed_options.bench_spec if environment.parsed_options else ""
+    if not path:
+        return
+    with open(path, encoding="utf-8") as f:
+        _spec.update(json.load(f))
+    _spec["expected_body_bytes"] = _spec["expected_body"].encode("latin-1")
+    _meta["role"] = type(environment.runner).__name__.removesuffix("Runner").lower()
+    _meta["pid"] = os.getpid()
+    _meta["init_unix_s"] = time.time()
+
+
+def _open_records() -> Any:
+    # Opened lazily: with --processes, init runs in the master before it forks.
+    global _records
+    if _records is None and _spec:
+        os.makedirs(_spec["records_dir"], exist_ok=True)
+        path = os.path.join(_spec["records_dir"], f"{os.getpid()}.csv")
+        _records = open(path, "a", buffering=1 << 20, encoding="ascii")  # noqa: SIM115
+    return _records
+
+
+@events.request.add_listener
+def _on_request(name: str, response_time: float, exception: BaseException | None,
+                response_length: int, start_time: float | None = None,
+                response: Any = None, **_kw: Any) -> None:
+    records = _open_records()
+    if records is None:
+        return
+    status = getattr(response, "status_code", 0) or 0
+    ok = exception is None
+    if not ok:
+        _errors[f"{type(exception).__name__}: {exception}"[:200]] += 1
+    if start_time is None:  # events fired by hand may omit it: start = end - duration
+        start_time = time.time() - response_time / 1000.0
+    kind = name.replace(",", ";")
+    records.write(f"{start_time:.6f},{response_time:.4f},{int(ok)},{status},"
+                  f"{response_length or 0},{kind}\n")
+
+
+@events.spawning_complete.add_listener
+def _on_spawned(user_count: int, **_kw: Any) -> None:
+    _meta["spawn_complete_unix_s"] = time.time()
+    _meta["user_count"] = user_count
+
+
+@events.cpu_warning.add_listener
+def _on_cpu_warning(**_kw: Any) -> None:
+    _meta["cpu_warning"] = True
+
+
+@events.test_stop.add_listener
+def _on_test_stop(**_kw: Any) -> None:
+    _meta.setdefault("test_stop_unix_s", time.time())
+
+
+@events.quitting.add_listener
+def _on_quitting(**_kw: Any) -> None:
+    if not _spec:
+        return
+    if _records is not None:
+        _records.close()
+    _meta.setdefault("test_stop_unix_s", time.time())
+    _meta["errors"] = dict(_errors.most_common(20))
+    os.makedirs(_spec["records_dir"], exist_ok=True)
+    final = os.path.join(_spec["records_dir"], f"{os.getpid()}.meta.json")
+    with open(final + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(_meta, f)
+    os.replace(final + ".tmp", final)
+
+
+def _check(resp: Any) -> None:
+    if resp.status_code != _spec["expected_status"]:
+        resp.failure(f"status {resp.status_code}")
+    elif resp.content != _spec["expected_body_bytes"]:
+        resp.failure("body differs from the reference")
+
+
+class BenchUser(FastHttpUser):
+    """Closed loop: GET the request path; a response that is not byte-exact is a failure."""
+
+    wait_time = constant(0)
+    network_timeout = 30.0
+    connection_timeout = 10.0
+
+    @task
+    def request(self) -> None:
+        with self.client.request(_spec.get("method", "GET"), _spec["path"], name="request",
+                                 catch_response=True) as resp:
+            _check(resp)
+
+
+class OpenLoopUser(FastHttpUser):
+    """Open loop: one scheduler sends requests at ``options.arrival_rate`` per second.
+
+    Request i is due at t0 + i / rate; it runs in its own greenlet on a pool of up
+    to ``options.max_in_flight`` connections, and its latency is measured from when
+    it was due, so waiting for a free connection counts as latency, as it would for
+    a real client. Run it with exactly one locust user per process.
+    """
+
+    wait_time = constant(0)
+    network_timeout = 60.0
+    connection_timeout = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        options = _spec.get("options", {})
+        self.rate = float(options["arrival_rate"]) / float(options.get("processes", 1))
+        self.max_in_flight = int(options.get("max_in_flight", 1000))
+        type(self).concurrency = self.max_in_flight
+        super().__init__(*args, **kwargs)
+        self.pool = Pool(self.max_in_flight)
+        self.in_flight: dict[int, float] = {}
+
+    def _one(self, i: int, due: float, due_unix: float) -> None:
+        self.in_flight[i] = due_unix
+        try:
+            with self.client.request(_spec.get("method", "GET"), _spec["path"], name="request",
+                                     catch_response=True) as resp:
+                _check(resp)
+                resp.request_meta["start_time"] = due_unix
+                resp.request_meta["response_time"] = (time.perf_counter() - due) * 1000.0
+        finally:
+            self.in_flight.pop(i, None)
+
+    @task
+    def schedule(self) -> None:
+        t0 = time.perf_counter()
+        t0_unix = time.time()
+        i = 0
+        try:
+            while True:
+                due = t0 + i / self.rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    gevent.sleep(delay)
+                # spawn() blocks while the pool is full: the wait is inside the latency
+                # (measured from `due`), so overload shows as latency, not as lower load.
+                self.pool.spawn(self._one, i, due, t0_unix + (due - t0))
+                i += 1
+        finally:
+            self._record_incomplete()
+
+    def _record_incomplete(self) -> None:
+        now = time.time()
+        for due_unix in list(self.in_flight.values()):
+            self.environment.events.request.fire(
+                request_type="GET", name="incomplete", response_time=(now - due_unix) * 1000.0,
+                response_length=0, exception=RuntimeError("in flight when the test stopped"),
+                context={}, start_time=due_unix)
+        self.in_flight.clear()
+        self.pool.kill(block=False)

@@ -1,0 +1,403 @@
+"""The docker backend against the real engine: image build, compose file, deploy, runs.
+
+Tests that need an engine skip, with the reason, only where ``docker info`` fails;
+where an engine answers they run (the image is built once per session, cached by
+content, so a second session reuses it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from harness import dockerimage
+from harness.backends.docker import (
+    COMPOSE_FILE,
+    CONTAINER_PORT,
+    DockerBackend,
+    container_argv,
+    find_compose,
+    netns_connections,
+)
+from harness.errors import UserError
+from harness.procs import http_get
+from harness.results import SAMPLE_COLUMNS
+from harness.servers import SERVERS
+
+BENCH = [sys.executable, "-m", "harness.cli"]
+SERVER_LABEL = "io.bench.role=server"
+
+
+def _engine_problem() -> str:
+    try:
+        r = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30,
+                           check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker info could not run: {exc}"
+    return "" if r.returncode == 0 else f"docker info failed: {r.stderr.strip()[:200]}"
+
+
+ENGINE_PROBLEM = _engine_problem()
+needs_engine = pytest.mark.skipif(bool(ENGINE_PROBLEM),
+                                  reason=f"no Docker engine here ({ENGINE_PROBLEM})")
+
+
+def bench(*args: str, env: dict[str, str] | None = None,
+          timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})}, check=False)
+
+
+@pytest.fixture(scope="session")
+def client() -> Any:
+    if ENGINE_PROBLEM:
+        pytest.skip(f"no Docker engine here ({ENGINE_PROBLEM})")
+    return dockerimage.engine()
+
+
+@pytest.fixture(scope="session")
+def image(client: Any) -> dockerimage.ImageInfo:
+    """The server image for the current inputs: built here once, or found by its hash."""
+    return dockerimage.build(client)
+
+
+def project_containers(client: Any, prefix: str) -> list[Any]:
+    return [c for c in client.containers.list(all=True, filters={"label": SERVER_LABEL})
+            if c.labels.get("com.docker.compose.project", "").startswith(prefix)]
+
+
+# ---------------------------------------------------------------------------- no engine needed
+
+def test_container_argv_binds_the_container_interface_only() -> None:
+    for config in SERVERS.values():
+        argv = container_argv(config, workers=3)
+        local = config.argv(port=CONTAINER_PORT, workers=3, python="python")
+        assert len(argv) == len(local)
+        changed = [(a, b) for a, b in zip(argv, local, strict=True) if a != b]
+        # Only the bind address differs from the registry's own rendering.
+        assert changed and all(a == b.replace("127.0.0.1", "0.0.0.0") for a, b in changed)
+        assert "127.0.0.1" not in " ".join(argv)
+    with pytest.raises(ValueError, match="127.0.0.1 only"):
+        SERVERS["uvicorn"].argv(port=8000, workers=1, host="0.0.0.0")
+
+
+def test_no_engine_is_one_clear_line(tmp_path: Path) -> None:
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "PATH": os.environ["PATH"]}
+    with pytest.raises(UserError, match="no Docker engine reachable") as info:
+        DockerBackend(environ=env).check()
+    assert "\n" not in str(info.value)
+    r = bench("run", "--backend", "docker", "--scenario", "io-heavy", "--servers", "uvicorn",
+              "--results-dir", str(tmp_path / "results"), env=env, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench: error: no Docker engine reachable")
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_memory_limit_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="BENCH_MEM_LIMIT 'lots'"):
+        DockerBackend(environ={"BENCH_MEM_LIMIT": "lots", "PATH": os.environ["PATH"]}).check()
+
+
+def test_netns_count_reads_the_given_process_namespace() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as _client:
+            conn, _ = server.accept()
+            with conn:
+                assert netns_connections(os.getpid(), port, accepted_only=True) == 1
+        assert netns_connections(os.getpid(), port + 1 if port < 65535 else 1,
+                                 accepted_only=False) == 0
+
+
+def test_compose_file_validates_and_matches_the_registry() -> None:
+    try:
+        compose, _version = find_compose()
+    except UserError as exc:
+        if ENGINE_PROBLEM:
+            pytest.skip(f"no compose CLI and no engine here: {exc}")
+        raise
+    env = {**os.environ, "BENCH_WORKERS": "3", "BENCH_CPUSET": "0", "BENCH_MEM_LIMIT": "512m",
+           "BENCH_IMAGE": "bench-apps:test"}
+    base = [*compose, "-p", "bench-config-check", "-f", str(COMPOSE_FILE), "config"]
+    r = subprocess.run([*base, "-q"], capture_output=True, text=True, env=env, timeout=60,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(base, capture_output=True, text=True, env=env, timeout=60, check=True)
+    services = yaml.safe_load(r.stdout)["services"]
+    assert set(services) == set(SERVERS), "one compose service per server config"
+    for name, svc in services.items():
+        assert svc["command"] == container_argv(SERVERS[name], workers=3), name
+        assert svc["image"] == "bench-apps:test"
+        assert str(svc["cpuset"]) == "0" and svc["init"] is True
+        assert str(svc.get("restart", "no")) == "no"
+        assert str(svc["mem_limit"]) in ("512m", str(512 * 2**20))
+        assert "/health" in " ".join(svc["healthcheck"]["test"])
+        (port,) = svc["ports"]
+        if isinstance(port, dict):  # Compose v2 normalises to the long form
+            assert port["host_ip"] == "127.0.0.1" and int(port["target"]) == CONTAINER_PORT
+        else:  # docker-compose 1.x keeps the short form
+            assert port.startswith("127.0.0.1:") and port.split(":")[-1].startswith("8000")
+
+
+# ---------------------------------------------------------------------------- real engine
+
+@needs_engine
+def test_build_is_cached_by_content(client: Any, image: dockerimage.ImageInfo) -> None:
+    start = time.monotonic()
+    again = dockerimage.build(client)
+    assert again.cached and again.tag == image.tag and again.image_id == image.image_id
+    assert time.monotonic() - start < 30
+    assert again.tag.startswith("bench-apps:") and again.key.startswith(again.tag.split(":")[1])
+    labels = client.images.get(image.tag).labels
+    assert labels["io.bench.key"] == image.key
+    # The image runs the versions the local backend runs.
+    from importlib import metadata
+
+    for name in ("gunicorn", "uvicorn", "granian", "hypercorn", "gevent"):
+        assert image.packages[name if name != "hypercorn" else "Hypercorn"] == \
+            metadata.version(name), name
+    assert dockerimage.find_image(client) is not None
+
+
+@needs_engine
+def test_deploy_publishes_on_loopback_samples_and_cleans_up(
+        image: dockerimage.ImageInfo, client: Any, tmp_path: Path) -> None:
+    import socket
+
+    backend = DockerBackend()
+    log = tmp_path / "run-abc123" / "logs" / "server-uvicorn-r1.log"
+    server = backend.deploy(SERVERS["uvicorn"], workers=1, cpus=[0], log_path=log,
+                            clock=time.monotonic)
+    project = server.project
+    try:
+        assert project.startswith("bench-abc123-uvicorn-")
+        (container,) = client.containers.list(filters={"label": [
+            f"com.docker.compose.project={project}", "com.docker.compose.service=uvicorn"]})
+        attrs = container.attrs
+        for binding in attrs["HostConfig"]["PortBindings"]["8000/tcp"]:
+            assert binding["HostIp"] == "127.0.0.1"
+        for binding in attrs["NetworkSettings"]["Ports"]["8000/tcp"]:
+            assert binding["HostIp"] == "127.0.0.1"
+        assert attrs["HostConfig"]["CpusetCpus"] == "0"
+        assert attrs["HostConfig"]["Memory"] == 2**30
+        assert attrs["HostConfig"]["Init"] is True
+        assert attrs["HostConfig"]["RestartPolicy"]["Name"] in ("", "no")
+        assert http_get(server.port, "/health")[0] == 200
+        assert server.exit_code() is None
+        assert server.wait_idle(5)
+        server.sampler.count_connections = True  # as the runner asks for stream scenarios
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 200")
+            assert not server.is_idle()  # a keep-alive connection is held in the container
+            seen = len(server.sampler.samples)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not any(
+                    s.connections == 1 for s in server.sampler.samples[seen:]):
+                time.sleep(0.1)
+            # Counted in the container's namespace (from the host's, psutil would see 0).
+            assert any(s.connections == 1 for s in server.sampler.samples[seen:])
+        assert server.wait_idle(5)
+        info = server.info()
+        assert info["backend"] == "docker" and info["image_id"] == image.image_id
+        assert info["limits"]["cpuset"] == "0" and info["limits"]["mem_limit"] == "1g"
+        assert info["compose"]["version"] and info["packages"]["uvicorn"]
+        deadline = time.monotonic() + 10
+        rows: list[dict[str, Any]] = []
+        while len(rows) < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            rows += server.extra_samples()
+        assert len(rows) >= 3
+        assert all(set(r) == set(SAMPLE_COLUMNS) and r["source"] == "engine" for r in rows)
+        assert all(r["rss_mib"] > 5 and r["server"] == "uvicorn" and r["repeat"] == 1
+                   for r in rows)
+        assert any(r["cpu_percent"] >= 0 for r in rows[1:])
+        assert server.sampler.samples and server.sampler.samples[0].pss_mib > 5
+    finally:
+        server.stop()
+    assert server.stop() == server.exit_code()  # idempotent
+    assert client.containers.list(all=True, filters={
+        "label": f"com.docker.compose.project={project}"}) == []
+    assert client.networks.list(filters={"label": f"com.docker.compose.project={project}"}) == []
+    assert log.is_file()  # the container's output, kept after it is gone
+    assert (log.parent / "server-uvicorn-r1.compose.log").read_text().count("down -v") == 1
+
+
+@pytest.fixture(scope="module")
+def docker_run(image: dockerimage.ImageInfo, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[tuple[Path, float]]:
+    base = tmp_path_factory.mktemp("docker-io")
+    started = time.time()
+    r = bench("run", "--backend", "docker", "--scenario", "io-heavy",
+              "--servers", "gunicorn-sync,uvicorn", "--param", "latency_ms=50",
+              "--users", "20", "--workers", "2", "--duration", "5", "--warmup", "1",
+              "--results-dir", str(base / "results"), "--report", str(base / "report.html"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    (run_dir,) = [p for p in (base / "results").iterdir() if p.is_dir()]
+    yield run_dir, started
+
+
+@needs_engine
+def test_docker_run_follows_littles_law(docker_run: tuple[Path, float]) -> None:
+    run_dir, _ = docker_run
+    trials = pd.read_csv(run_dir / "trials.csv").set_index("server")
+    assert (trials["backend"] == "docker").all()
+    assert (trials["status"] == "ok").all(), trials[["status", "reason"]]
+    # As on the local backend: 2 sync workers / 50 ms = 40 req/s; 20 users / 50 ms = 400.
+    assert trials.loc["gunicorn-sync", "throughput_rps"] == pytest.approx(40, rel=0.05)
+    assert trials.loc["uvicorn", "throughput_rps"] == pytest.approx(400, rel=0.05)
+    assert (trials["failures"] == 0).all()
+    assert (trials["pss_mib_peak"] > 5).all()
+
+
+@needs_engine
+def test_docker_run_records_image_limits_and_engine_samples(
+        docker_run: tuple[Path, float], image: dockerimage.ImageInfo) -> None:
+    run_dir, _ = docker_run
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["backend"] == "docker" and meta["status"] == "complete"
+    deployments = {d["server"]: d for d in meta["deployments"]}
+    assert set(deployments) == {"gunicorn-sync", "uvicorn"}
+    for name, d in deployments.items():
+        assert d["image_id"] == image.image_id and d["image"] == image.tag
+        assert d["limits"]["cpuset"] == ",".join(map(str, meta["cpus"]["server"]))
+        assert d["limits"]["memory_bytes"] == 2**30 and d["limits"]["init"] is True
+        assert d["compose"]["version"] and d["engine_version"]
+        assert d["packages"]["gunicorn"] and d["packages"]["uvicorn"]
+        assert d["argv"] == container_argv(SERVERS[name], workers=2)
+        assert d["publish_ip"] == "127.0.0.1"
+    samples = pd.read_csv(run_dir / "samples.csv")
+    engine = samples[samples["source"] == "engine"]
+    assert set(engine["server"]) == {"gunicorn-sync", "uvicorn"}
+    assert (engine["rss_mib"] > 5).all() and engine["cpu_percent"].notna().sum() >= 4
+    assert (run_dir / "logs" / "server-uvicorn-r1.compose.log").is_file()
+
+
+@needs_engine
+def test_docker_run_leaves_no_container_or_network(docker_run: tuple[Path, float],
+                                                   client: Any) -> None:
+    run_dir, _ = docker_run
+    meta = json.loads((run_dir / "run.json").read_text())
+    for d in meta["deployments"]:
+        label = {"label": f"com.docker.compose.project={d['compose_project']}"}
+        assert client.containers.list(all=True, filters=label) == []
+        assert client.networks.list(filters=label) == []
+    suffix = meta["run_id"].rsplit("-", 1)[1]
+    assert project_containers(client, f"bench-{suffix}-") == []
+
+
+@needs_engine
+def test_container_dying_mid_trial_fails_that_trial_and_the_run_goes_on(
+        image: dockerimage.ImageInfo, client: Any, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [*BENCH, "run", "--backend", "docker", "--scenario", "io-heavy",
+         "--servers", "uvicorn,gunicorn-sync", "--users", "5", "--workers", "1",
+         "--param", "latency_ms=10", "--duration", "6", "--warmup", "1",
+         "--results-dir", str(results), "--report", str(tmp_path / "r.html")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"})
+    try:
+        deadline = time.monotonic() + 120
+        victim = None
+        while victim is None and time.monotonic() < deadline:
+            runs = [p for p in results.glob("*") if p.is_dir()] if results.is_dir() else []
+            if runs:
+                suffix = runs[0].name.rsplit("-", 1)[1]
+                for c in project_containers(client, f"bench-{suffix}-uvicorn-"):
+                    pid = c.attrs["State"]["Pid"]
+                    # locust's users hold their connections: the trial is under way.
+                    if pid and netns_connections(pid, CONTAINER_PORT, accepted_only=True) >= 5:
+                        victim = c
+            time.sleep(0.1)
+        assert victim is not None, "the uvicorn container never served a trial"
+        # A last word on the container's output, then SIGKILL to its init.
+        victim.exec_run(["python", "-c", "open('/proc/1/fd/1', 'w').write('boom: last words\\n')"])
+        victim.kill()
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
+    trials = pd.read_csv(run_dir / "trials.csv").set_index("server")
+    dead = trials.loc["uvicorn"]
+    assert dead["status"] == "failed"
+    assert "exited with code 137 during the trial" in dead["reason"]
+    assert "boom: last words" in dead["reason"]
+    after = trials.loc["gunicorn-sync"]
+    assert after["status"] != "failed" and after["throughput_rps"] > 0, after["reason"]
+    suffix = run_dir.name.rsplit("-", 1)[1]
+    assert project_containers(client, f"bench-{suffix}-") == []
+
+
+@needs_engine
+def test_sigterm_mid_run_tears_the_container_down(image: dockerimage.ImageInfo, client: Any,
+                                                 tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [*BENCH, "run", "--backend", "docker", "--scenario", "io-heavy", "--servers", "uvicorn",
+         "--users", "5", "--workers", "1", "--param", "latency_ms=10", "--duration", "30",
+         "--warmup", "1", "--results-dir", str(results), "--report", str(tmp_path / "r.html")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"})
+    suffix = ""
+    try:
+        deadline = time.monotonic() + 120
+        loaded = False
+        while not loaded and time.monotonic() < deadline:
+            runs = [p for p in results.glob("*") if p.is_dir()] if results.is_dir() else []
+            if runs:
+                suffix = runs[0].name.rsplit("-", 1)[1]
+                loaded = any(
+                    netns_connections(c.attrs["State"]["Pid"], CONTAINER_PORT,
+                                      accepted_only=True) >= 5
+                    for c in project_containers(client, f"bench-{suffix}-")
+                    if c.attrs["State"]["Pid"])
+            time.sleep(0.1)
+        assert loaded, "the run never loaded its container"
+        proc.terminate()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=60)
+    assert proc.returncode == 143, out + err
+    assert project_containers(client, f"bench-{suffix}-") == []
+    (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+
+
+@needs_engine
+def test_a_failed_start_is_a_process_error_and_leaves_nothing(
+        image: dockerimage.ImageInfo, client: Any, tmp_path: Path) -> None:
+    import dataclasses
+
+    from harness.procs import ProcessError
+
+    # The registry says one thing, compose.yaml another: refused, and torn down.
+    drifted = dataclasses.replace(SERVERS["uvicorn"],
+                                  template=(*SERVERS["uvicorn"].template, "--limit-concurrency",
+                                            "10"))
+    log = tmp_path / "run-fa11ed" / "logs" / "server-uvicorn-r1.log"
+    with pytest.raises(ProcessError, match="differs from the server registry"):
+        DockerBackend().deploy(drifted, workers=1, cpus=[0], log_path=log, clock=time.monotonic)
+    assert project_containers(client, "bench-fa11ed-") == []
+    networks = client.networks.list(filters={"label": "com.docker.compose.project"})
+    assert not [n for n in networks
+                if n.attrs["Labels"]["com.docker.compose.project"].startswith("bench-fa11ed-")]

@@ -1,0 +1,124 @@
+"""Numbers the harness vouches for: saturation, open vs closed loop, locust processes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.analysis import Window, flags, generator_saturation, request_metrics
+from tests.test_end_to_end import bench, only_run
+
+
+def run_trials(tmp_path: Path, *args: str) -> tuple[pd.DataFrame, Path]:
+    r = bench("run", "--scenario", "io-heavy", "--results-dir", str(tmp_path / "results"),
+              "--report", str(tmp_path / "r.html"), *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = only_run(tmp_path / "results")
+    return pd.read_csv(run_dir / "trials.csv"), run_dir
+
+
+def test_saturated_generator_is_invalid_even_across_processes(tmp_path: Path) -> None:
+    # No wait on the server and 50 users: one locust process cannot keep granian busy.
+    trials, run_dir = run_trials(tmp_path, "--servers", "granian-asgi", "--users", "50",
+                                 "--param", "latency_ms=0", "--duration", "3", "--warmup", "1",
+                                 "--load-processes", "2")
+    (t,) = trials.to_dict("records")
+    assert t["status"] == "invalid"
+    assert t["reason"].startswith("generator-saturated")
+    # Two locust processes on one load CPU: the CPU, not one process, ran out.
+    assert max(t["generator_cpu_percent"], t["load_cpus_busy_percent"]) >= 90
+    # locust's own master/worker mode: each worker wrote its own records and meta.
+    files = sorted(p.name for p in (run_dir / "requests" / t["trial_id"]).iterdir())
+    assert len([f for f in files if f.endswith(".csv")]) == 2
+    assert len([f for f in files if f.endswith(".meta.json")]) == 3  # master + 2 workers
+
+
+def test_open_loop_shows_queueing_that_closed_loop_hides(tmp_path: Path) -> None:
+    # gunicorn-sync, 1 worker, 50 ms: capacity 20 req/s.
+    common = ("--servers", "gunicorn-sync", "--workers", "1", "--param", "latency_ms=50",
+              "--duration", "4", "--warmup", "1")
+    open_trials, _ = run_trials(tmp_path / "open", *common, "--arrival-rate", "40")
+    closed_trials, _ = run_trials(tmp_path / "closed", *common, "--users", "4")
+    (o,) = open_trials.to_dict("records")
+    (c,) = closed_trials.to_dict("records")
+    assert o["load_mode"] == "open-loop" and c["load_mode"] == "closed-loop"
+    assert o["offered_rps"] == 40 and math.isnan(c["offered_rps"])
+    # Arrivals at 40/s into a 20/s server: the queue, and latency, grow ~1 s per s.
+    assert o["latency_trend_ms_per_s"] > 300
+    assert o["throughput_rps"] == pytest.approx(20, rel=0.1)
+    # Closed loop at the same server: 4 users wait their turn, latency stays flat.
+    assert abs(c["latency_trend_ms_per_s"]) < 30
+    assert c["latency_p50_ms"] == pytest.approx(4 * 50, rel=0.1)
+
+
+def _records(rows: list[tuple[float, float, int, str]]) -> pd.DataFrame:
+    return pd.DataFrame([(s, lat, ok, 200 if ok else 0, 10, name) for s, lat, ok, name in rows],
+                        columns=["start_unix_s", "latency_ms", "ok", "status", "bytes", "name"])
+
+
+def test_errors_never_count_as_throughput() -> None:
+    rows = [(100.0 + i * 0.01, 5.0, int(i % 4 != 0), "request") for i in range(100)]
+    m = request_metrics(_records(rows), Window(100.0, 101.0))
+    assert m["requests"] == 100 and m["failures"] == 25
+    assert m["throughput_rps"] == 75.0 and m["error_rate"] == 0.25
+
+
+def test_only_requests_completed_inside_the_window_count() -> None:
+    rows = [(99.0, 10.0, 1, "request"),      # warm-up: ends at 99.01
+            (100.5, 20.0, 1, "request"),     # inside
+            (100.999, 5.0, 1, "request"),    # ends at 101.004: after the window
+            (100.9, 0.0, 0, "incomplete")]   # open loop, still in flight at the end
+    m = request_metrics(_records(rows), Window(100.0, 101.0))
+    assert m["requests"] == 1 and m["latency_p50_ms"] == 20.0 and m["incomplete"] == 1
+
+
+def test_saturation_rule() -> None:
+    idle = {"generator_cpu_percent": 40.0, "generator_cpu_percent_top": 40.0}
+    assert generator_saturation(idle, load_cpus=1, limit_percent=90, locust_warned=False) == ""
+    one_hot = {"generator_cpu_percent": 120.0, "generator_cpu_percent_top": 95.0}
+    assert "busiest" in generator_saturation(one_hot, load_cpus=2, limit_percent=90,
+                                             locust_warned=False)
+    shared = {"generator_cpu_percent": 95.0, "generator_cpu_percent_top": 48.0}
+    assert "1 load CPU" in generator_saturation(shared, load_cpus=1, limit_percent=90,
+                                                locust_warned=False)
+    assert "warned" in generator_saturation(idle, load_cpus=1, limit_percent=90,
+                                            locust_warned=True)
+    starved = {**idle, "load_cpus_busy_percent": 97.0}
+    assert "another process competed" in generator_saturation(
+        starved, load_cpus=1, limit_percent=90, locust_warned=False)
+
+
+def test_flags_littles_law_and_ceiling() -> None:
+    assert flags({"littles_law_ratio": 0.97, "efficiency": 0.95}) == ""
+    assert flags({"littles_law_ratio": 0.85, "efficiency": 0.95}) == "littles-law-off"
+    assert flags({"littles_law_ratio": 1.0, "efficiency": 0.5}) == "below-ceiling"
+    assert flags({"littles_law_ratio": math.nan, "efficiency": math.nan}) == ""
+
+
+def test_repeats_interleave_configs_and_give_cis_cvs_and_capacity(tmp_path: Path) -> None:
+    trials, run_dir = run_trials(tmp_path, "--servers", "gunicorn-sync,uvicorn",
+                                 "--users", "1,2,4,8,16", "--repeats", "2", "--workers", "1",
+                                 "--param", "latency_ms=20", "--duration", "1", "--warmup", "0.5")
+    # Interleaved: repeat 1 of every config, then repeat 2 of every config.
+    order = trials.sort_values("t_start_s")[["server", "repeat"]].drop_duplicates()
+    assert [tuple(r) for r in order.itertuples(index=False)] == [
+        ("gunicorn-sync", 1), ("uvicorn", 1), ("gunicorn-sync", 2), ("uvicorn", 2)]
+    summary = pd.read_csv(run_dir / "summary.csv")
+    two = summary[summary["n"] == 2]
+    assert len(two) >= 5  # most levels had both repeats ok on a quiet machine
+    assert (two["throughput_rps_ci_low"] <= two["throughput_rps_median"]).all()
+    assert (two["throughput_rps_median"] <= two["throughput_rps_ci_high"]).all()
+    assert two["throughput_rps_cv"].notna().all()
+    capacity = pd.read_csv(run_dir / "capacity.csv").set_index("server")
+    for server in ("gunicorn-sync", "uvicorn"):
+        row = capacity.loc[server]
+        assert row["peak_rps"] > 0 and row["sustainable_rps"] > 0
+        assert 0 <= row["usl_sigma"] <= 1 and 0 <= row["usl_kappa"] <= 1
+    # One sync worker cannot scale past 1 / 20 ms; uvicorn scales almost linearly.
+    assert capacity.loc["gunicorn-sync", "peak_rps"] == pytest.approx(50, rel=0.15)
+    assert capacity.loc["gunicorn-sync", "usl_sigma"] > 0.5
+    assert capacity.loc["uvicorn", "usl_sigma"] < 0.1
+    assert capacity.loc["uvicorn", "peak_rps"] > 8 * capacity.loc["gunicorn-sync", "peak_rps"]

@@ -1,0 +1,104 @@
+"""The server registry: argv per config, real start-up on loopback, teardown with no orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.errors import UserError
+from harness.procs import http_get, running, spawn, stop_group
+from harness.servers import BACKLOG, SERVERS, select
+from tests.conftest import serve
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_argv_binds_loopback_with_equal_backlog(name: str) -> None:
+    config = SERVERS[name]
+    argv = config.argv(port=8123, workers=3, python="PY")
+    joined = " ".join(argv)
+    assert argv[0] == "PY"
+    assert "127.0.0.1" in joined and "8123" in joined and "0.0.0.0" not in joined
+    assert argv[argv.index("--backlog") + 1] == str(BACKLOG)
+    assert argv[argv.index("--workers") + 1] == "3"
+    assert config.app in argv
+    if "gunicorn" in argv:
+        assert "--no-control-socket" in argv
+        assert "--access-logfile" not in argv  # gunicorn's default: no access log
+    if "granian" in argv:
+        assert argv[argv.index("--interface") + 1] == config.interface
+        assert "--no-access-log" in argv
+    if "uvicorn" in argv:
+        assert "--no-access-log" in argv
+    if config.threads:
+        assert str(config.threads) in argv
+
+
+def test_argv_refuses_other_addresses() -> None:
+    with pytest.raises(ValueError, match="127.0.0.1"):
+        SERVERS["uvicorn"].argv(port=1, workers=1, host="0.0.0.0")
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_every_config_serves_on_loopback_only_and_leaves_nothing(name: str, tmp_path: Path) -> None:
+    with serve(name, tmp_path, workers=2) as (port, master):
+        assert http_get(port, "/health")[0] == 200
+        tree = [master, *master.children(recursive=True)]
+        listening = [c for p in tree for c in p.net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
+        assert listening, "no listening socket found in the server's tree"
+        assert {c.laddr.ip for c in listening} == {"127.0.0.1"}
+        assert {c.laddr.port for c in listening} == {port}
+        assert all(p.cpu_affinity() == [0] for p in tree)
+        pids = [p.pid for p in tree]
+    assert not [p for p in pids if psutil.pid_exists(p) and
+                psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_stop_group_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
+    code = ("import signal, time, os; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "os.fork(); time.sleep(60)")
+    proc = spawn([sys.executable, "-c", code], cpus=[0], log_path=tmp_path / "x.log")
+    time.sleep(0.5)
+    members = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children())]
+    assert len(members) == 2
+    start = time.monotonic()
+    stop_group(proc, grace_s=0.5)
+    assert time.monotonic() - start < 5
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                   for p in members)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+
+
+def test_running_tears_down_on_exception(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), running([sys.executable, "-c", "import time; time.sleep(60)"],
+                                              cpus=[0], log_path=tmp_path / "y.log") as proc:
+        raise RuntimeError("boom")
+    assert proc.returncode == -signal.SIGTERM
+
+
+def test_select_defaults_and_errors() -> None:
+    assert [c.name for c in select(None, "http")] == list(SERVERS)
+    with pytest.raises(UserError, match="did you mean uvicorn"):
+        select(["uvicorm"], "http")
+    with pytest.raises(UserError, match="twice"):
+        select(["uvicorn", "uvicorn"], "http")
+
+
+def test_leftover_check_sees_processes_this_session_started(tmp_path: Path) -> None:
+    from tests.conftest import project_processes
+
+    proc = spawn([sys.executable, "-c", "import time; time.sleep(30)"], cpus=[0],
+                 log_path=tmp_path / "z.log")
+    try:
+        time.sleep(0.3)
+        assert proc.pid in [p.pid for p in project_processes()]
+    finally:
+        stop_group(proc)
+    assert proc.pid not in [p.pid for p in project_processes()]

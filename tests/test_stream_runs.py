@@ -34,7 +34,7 @@ def test_sse_sync_workers_hold_one_stream_each_asgi_holds_all(tmp_path: Path) ->
     assert sync["connects_waiting_at_end"] >= 10
     assert sync["ttfe_ms_p50"] > 1000  # queueing for a worker
     assert asgi["concurrent_connections_peak"] >= 18
-    assert asgi["ttfe_ms_p99"] < 100
+    assert asgi["ttfe_ms_p50"] < 100 and asgi["ttfe_ms_p99"] < sync["ttfe_ms_p50"]
     assert asgi["events_per_s"] > 5 * sync["events_per_s"]
     # Events, once a stream is served, arrive on time either way.
     assert sync["event_lag_ms_p50"] < 20 and asgi["event_lag_ms_p50"] < 20

@@ -132,11 +132,12 @@ def test_each_config_flushes_sse_per_event_and_answers_websocket_as_declared(
     recv_gaps_ms = np.diff([r for r, _ in arrivals]) / 1e6
     lags_ms = [(r - s) / 1e6 for r, s in arrivals]
     assert all(g >= interval_ms * 0.95 for g in sent_gaps_ms), sent_gaps_ms
-    # Received as produced: each event within 100 ms of its send, so arrivals are
-    # spread like the sends (a body buffered to its end would give the first event
-    # a lag of ~450 ms and gaps of ~0 ms).
-    assert max(lags_ms) < 100, lags_ms
-    assert all(g >= interval_ms * 0.5 for g in recv_gaps_ms), recv_gaps_ms
+    # Received as produced: arrivals are spread like the sends. A body buffered to its
+    # end gives lags of ~450/300/150/0 ms (median 225, two over 100) and gaps of ~0 ms.
+    # One scheduling stall of the reader (seen once in CI: 475 ms on a shared machine)
+    # delays one event and shortens one gap, so the checks allow a single outlier.
+    assert np.median(lags_ms) < 50 and sum(lag >= 100 for lag in lags_ms) <= 1, lags_ms
+    assert np.median(recv_gaps_ms) >= interval_ms * 0.5, recv_gaps_ms
     if "websocket" in config.protocols:
         assert ws_status == 101
         assert echo is not None and parse_ws_echo(echo)[1] == "ping"
@@ -200,10 +201,12 @@ def test_sse_user_reads_each_event_when_it_arrives(
     for start, ms in zip(streams["start_unix_s"], streams["latency_ms"], strict=True):
         mine = receipt[receipt <= start + ms / 1000].nlargest(5)
         span_ms = (mine.max() - mine.min()) * 1000
-        # >= 4 x 200 ms less a lag; < 1200 ms: these 5 are one stream's, not two's
-        # (a busy machine may stretch the server's sleeps by some ms).
-        assert 750 <= span_ms < 1200, span_ms
-    assert ev["latency_ms"].median() < 5 and ev["latency_ms"].max() < 100
+        # >= 4 x 200 ms less a lag (a buffering reader gives ~0 ms); the upper bound
+        # leaves room for one scheduling stall of the reader on a busy machine.
+        assert 750 <= span_ms < 1500, span_ms
+    # Lags: median well under one interval (buffering gives ~400 ms); nearly all < 100 ms.
+    lags = ev["latency_ms"]
+    assert lags.median() < 5 and (lags < 100).mean() >= 0.9, lags.describe()
 
 
 def test_sse_metrics_show_a_sync_worker_holding_one_stream_at_a_time(
@@ -226,7 +229,10 @@ def test_sse_metrics_show_a_sync_worker_holding_one_stream_at_a_time(
         (sync, asgi, sse_sync[1], sse_sync[0][sse_sync[0]["name"] != "event"].to_string())
     assert sync["connect_ms_p99"] > 700 and asgi["connect_ms_p99"] < 100
     for m in (sync, asgi):
-        assert m["event_lag_ms_p50"] < m["event_lag_ms_p99"] < 100
+        # p50 well under one 200 ms interval (a buffering reader gives ~400 ms). p99 of
+        # ~20-60 events is their maximum, one stall of the reader away from 100 ms (475
+        # ms seen once in CI), so it is only bounded by one stream's length here.
+        assert m["event_lag_ms_p50"] < 20 and m["event_lag_ms_p50"] <= m["event_lag_ms_p99"] < 800
         assert 0 < m["connect_ms_p50"] <= m["connect_ms_p99"]
         assert all(math.isnan(m[k]) for k in ("messages_per_s", "rtt_ms_p50", "rtt_ms_p99"))
     # Unrounded: lags carry sub-ms fractions.

@@ -19,9 +19,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness import PROJECT_ROOT, scenarios, servers
+from harness import PROJECT_ROOT, procs, scenarios, servers
 from harness.errors import UserError
 from harness.machine import default_cpu_sets, format_cpus, parse_cpus, require_disjoint
+from harness.streams import rate_unit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark Python WSGI and ASGI servers on equivalent workloads.")
@@ -80,8 +81,9 @@ def _writable_dir(path: Path, option: str) -> Path:
 class RichReporter:
     """Progress bar (config, level, time left) plus one line per finished trial."""
 
-    def __init__(self, progress: Progress, total_s: float) -> None:
+    def __init__(self, progress: Progress, total_s: float, rate_unit: str = "req/s") -> None:
         self.progress = progress
+        self.rate_unit = rate_unit
         self.overall = progress.add_task("run", total=total_s)
         self.current = progress.add_task("", total=1.0)
         self._done_s = 0.0
@@ -103,7 +105,7 @@ class RichReporter:
         colour = {"ok": "green", "invalid": "yellow", "unsupported": "blue"}.get(status, "red")
         rps = trial.get("throughput_rps")
         p99 = trial.get("latency_p99_ms")
-        figures = (f"{rps:8.1f} req/s  p99 {p99:8.2f} ms"
+        figures = (f"{rps:8.1f} {self.rate_unit}  p99 {p99:8.2f} ms"
                    if isinstance(rps, float) and not math.isnan(rps) and not math.isnan(p99)
                    else "")
         self.progress.console.print(
@@ -183,7 +185,8 @@ def run(
     exit_code = 0
     with Progress(TextColumn("{task.description:<42}"), BarColumn(), TimeRemainingColumn(),
                   console=out, transient=True) as progress:
-        runner.reporter = RichReporter(progress, plan.trial_count * (plan.warmup_s + plan.duration_s + 1))
+        runner.reporter = RichReporter(progress, plan.trial_count * (plan.warmup_s + plan.duration_s + 1),
+                                       rate_unit(plan.scenario.protocol))
         try:
             runner.execute()
         except Interrupted as exc:
@@ -230,7 +233,8 @@ def _summary(run_dir: Path) -> None:
 
     data = load_run(run_dir)
     table = Table(title=f"{data.meta['scenario']['name']} · {data.meta['run_id']}")
-    for col in ("server", "interface", "users", "status", "req/s", "p50 ms", "p99 ms",
+    unit = rate_unit(str(data.meta["scenario"].get("protocol") or "http"))
+    for col in ("server", "interface", "users", "status", unit, "p50 ms", "p99 ms",
                 "CPU %", "PSS MiB", "gen CPU %", "reason"):
         table.add_column(col, overflow="fold")
     def f(v: Any, fmt: str) -> str:
@@ -304,6 +308,15 @@ cli_ci.register(app)
 
 def main() -> None:
     """Console-script entry point: one line and exit 2 for bad input, never a traceback."""
+    try:
+        _main()
+    finally:
+        # Every path above stops what it started in its own finally; this only catches a
+        # signal that landed between a spawn and its caller's try.
+        procs.stop_started()
+
+
+def _main() -> None:
     try:
         # Without standalone mode, click returns (not raises) typer.Exit's code.
         code = app(standalone_mode=False)

@@ -4,6 +4,11 @@ Every child is started from an argv list (never a shell), with an allow-listed
 environment, in a new session (so it leads its own process group), pinned to a
 CPU set, with stdout and stderr to a log file. :func:`stop_group` ends the whole
 group: SIGTERM, a grace period, then SIGKILL, and waits until no member is left.
+
+Every group :func:`spawn` starts is registered until :func:`stop_group` ends it;
+:func:`stop_started` ends whatever is still registered. The CLI calls it when it
+exits, as a safety net for the instant between a spawn returning and its caller's
+``try`` (a Ctrl-C landing there would otherwise leave the group running).
 """
 
 from __future__ import annotations
@@ -66,10 +71,28 @@ def spawn(argv: Sequence[str], *, cpus: Sequence[int], log_path: Path,
     pinned = [sys.executable, "-m", "harness.pin", ",".join(map(str, cpus)), "--", *argv]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(pinned, stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen(pinned, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=cwd,
                                 env=env if env is not None else child_env(),
                                 start_new_session=True, close_fds=True)
+    _started[proc.pid] = proc
+    return proc
+
+
+#: Groups started by :func:`spawn` and not yet ended by :func:`stop_group`, by pgid.
+_started: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def stop_started(grace_s: float = 5.0) -> list[int]:
+    """Stop every group :func:`spawn` started that no :func:`stop_group` ended yet.
+
+    Returns the process-group ids it had to stop (empty when every caller cleaned up).
+    Only groups this process started are touched.
+    """
+    left = list(_started.values())
+    for proc in left:
+        stop_group(proc, grace_s)
+    return [p.pid for p in left]
 
 
 def _group_alive(pgid: int) -> bool:
@@ -88,6 +111,13 @@ def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> int | No
     SIGTERM to the group, up to ``grace_s`` for it to exit, then SIGKILL. Only the
     group this module created is signalled (its id is the leader's pid).
     """
+    try:
+        return _stop_group(proc, grace_s)
+    finally:
+        _started.pop(proc.pid, None)
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> int | None:
     pgid = proc.pid
     deadline = time.monotonic() + grace_s
     if proc.poll() is None or _group_alive(pgid):

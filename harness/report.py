@@ -57,7 +57,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from harness import stats
+from harness import stats, streams
 from harness.errors import UserError
 from harness.results import SAMPLE_COLUMNS, TRIAL_COLUMNS, RunData, atomic_write_bytes
 
@@ -227,6 +227,11 @@ class _Analysis:
     def protocol_name(self) -> str:
         """``"SSE"``, ``"WebSocket"`` or ``"HTTP"``."""
         return _PROTOCOL_NAMES.get(self.protocol, self.protocol.upper() or "HTTP")
+
+    @property
+    def rate_unit(self) -> str:
+        """The unit of ``throughput_rps`` in this run: ``req/s``, ``streams/s`` or ``msg/s``."""
+        return streams.rate_unit(self.protocol)
 
     @property
     def level_title(self) -> str:
@@ -680,7 +685,7 @@ def _reference_line(x: Sequence[float | None], y: Sequence[float | None], name: 
 
 
 def _throughput_figure(a: _Analysis) -> go.Figure:
-    traces = _level_traces(a, "throughput_rps", "throughput", "req/s")
+    traces = _level_traces(a, "throughput_rps", "throughput", a.rate_unit)
     for trace in traces:  # 95 % CI of the mean over repeats, as asymmetric bars
         if trace.name.endswith("(not valid)"):
             continue
@@ -709,7 +714,7 @@ def _throughput_figure(a: _Analysis) -> go.Figure:
     fig.update_layout(title="Throughput vs load (successful responses; bars: 95 % CI of the "
                             "mean over repeats; dotted: Little's-law ceiling; dash-dot: USL fit)",
                       xaxis_title=a.level_title,
-                      yaxis_title="throughput (req/s)", template="plotly_white")
+                      yaxis_title=f"throughput ({a.rate_unit})", template="plotly_white")
     return fig
 
 
@@ -732,11 +737,11 @@ def _latency_figure(a: _Analysis) -> go.Figure:
                     name=server, legendgroup=server, mode="lines+markers",
                     line={"color": style.colour, "dash": style.dash},
                     marker={"symbol": style.symbol, "size": 8, "color": style.colour},
-                    hovertemplate=(f"{server}<br>%{{customdata}}<br>%{{x:.1f}} req/s<br>"
+                    hovertemplate=(f"{server}<br>%{{customdata}}<br>%{{x:.1f}} {a.rate_unit}<br>"
                                    f"{label} %{{y:.2f}} ms<extra>ok (median)</extra>"),
                 ), row=1, col=col)
             bad = _not_valid_trace(a, server, style, "throughput_rps", metric, label, "ms",
-                                   x_title="req/s")
+                                   x_title=a.rate_unit)
             if bad is not None:
                 fig.add_trace(bad, row=1, col=col)
     if not fig.data:
@@ -751,7 +756,7 @@ def _latency_figure(a: _Analysis) -> go.Figure:
                       template="plotly_white")
     fig.update_yaxes(type="log", title_text="latency (ms, log scale)", row=1, col=1)
     fig.update_yaxes(type="log")
-    fig.update_xaxes(title_text="throughput (req/s)")
+    fig.update_xaxes(title_text=f"throughput ({a.rate_unit})")
     return fig
 
 
@@ -1366,7 +1371,7 @@ def _verdict(a: _Analysis) -> list[str]:
     best = able.loc[able["sustainable_rps"].idxmax()]
     out.append(f"Most throughput within the SLO ({slo_text}): {best['server']} "
                f"({str(best['interface']).upper() or 'interface unknown'}), "
-               f"{_num(best['sustainable_rps'], 1)} req/s{_ci_text(best)} at "
+               f"{_num(best['sustainable_rps'], 1)} {a.rate_unit}{_ci_text(best)} at "
                f"{a.level_text(_cap_level(a, best))} (p99 "
                f"{_num(best['sustainable_p99_ms'], 1)} ms).")
     per_core = able.dropna(subset=["rps_per_core"])
@@ -1377,8 +1382,8 @@ def _verdict(a: _Analysis) -> list[str]:
                   "extrapolates far: waiting, not CPU, bounds this workload"
                   if cpu < LOW_CPU_PERCENT else "")
         out.append(f"Most throughput per core within the SLO: {top['server']}, "
-                   f"{_num(top['rps_per_core'], 0)} req/s per fully used core "
-                   f"({_num(top['sustainable_rps'], 1)} req/s at {_num(cpu, 1)} % of one "
+                   f"{_num(top['rps_per_core'], 0)} {a.rate_unit} per fully used core "
+                   f"({_num(top['sustainable_rps'], 1)} {a.rate_unit} at {_num(cpu, 1)} % of one "
                    f"core){caveat}.")
     per_conn = able.dropna(subset=["sustainable_pss_kib_per_connection"])
     memory = able.dropna(subset=["sustainable_pss_mib"])
@@ -1414,12 +1419,12 @@ def _verdict(a: _Analysis) -> list[str]:
 
 
 def _headline_sentence(a: _Analysis) -> str:
-    """What "req/s" and "p99" mean in a stream run (harness.streams)."""
+    """What throughput and "p99" mean in a stream run (harness.streams)."""
     if a.protocol == "sse":
-        return ("In this SSE run, req/s counts streams whose first event arrived per second "
-                "and latency (p99, the SLO) is the time to first event; events/s and event "
-                "lag are in their own charts.")
-    return ("In this WebSocket run, req/s counts echoes received per second (messages/s) "
+        return ("In this SSE run, throughput (streams/s) counts streams whose first event "
+                "arrived per second and latency (p99, the SLO) is the time to first event; "
+                "events/s and event lag are in their own charts.")
+    return ("In this WebSocket run, throughput (msg/s) counts echoes received per second "
             "and latency (p99, the SLO) is the echo round-trip time.")
 
 
@@ -1496,16 +1501,16 @@ def _interfaces_sentence(a: _Analysis, able: pd.DataFrame) -> str:
             return (f"WSGI vs ASGI: no {missing.upper()} config can serve {a.protocol_name} "
                     f"({len(theirs)} measured, every one unsupported), so {has.upper()} is "
                     f"the only choice here; the best {has.upper()} config ({row['server']}) "
-                    f"sustained {_num(row['sustainable_rps'], 1)} req/s at "
+                    f"sustained {_num(row['sustainable_rps'], 1)} {a.rate_unit} at "
                     f"{a.level_text(_cap_level(a, row))}.")
         text = (f"WSGI vs ASGI: no {missing.upper()} config met the SLO, while the best "
                 f"{has.upper()} config ({row['server']}) sustained "
-                f"{_num(row['sustainable_rps'], 1)} req/s")
+                f"{_num(row['sustainable_rps'], 1)} {a.rate_unit}")
         peaks = a.capacity[(a.capacity["interface"] == missing)].dropna(subset=["peak_rps"])
         if len(peaks):
             peak = peaks.loc[peaks["peak_rps"].idxmax()]
             text += (f"; the best {missing.upper()} peak, outside the SLO, was {peak['server']} "
-                     f"at {_num(peak['peak_rps'], 1)} req/s "
+                     f"at {_num(peak['peak_rps'], 1)} {a.rate_unit} "
                      f"({a.level_text(_cap_level(a, peak, 'peak'))})")
         return text + "."
     wsgi, asgi = best["wsgi"], best["asgi"]
@@ -1518,10 +1523,10 @@ def _interfaces_sentence(a: _Analysis, able: pd.DataFrame) -> str:
         winner, loser = wsgi, asgi
         shown, lo, hi = 1 / ratio, 1 / high if high else math.nan, 1 / low if low else math.nan
     text = (f"WSGI vs ASGI on this workload: the best {winner['interface'].upper()} config "
-            f"({winner['server']}, {_num(winner['sustainable_rps'], 1)} req/s at "
+            f"({winner['server']}, {_num(winner['sustainable_rps'], 1)} {a.rate_unit} at "
             f"{a.level_text(_cap_level(a, winner))}) sustains {shown:.2f}× the throughput "
             f"of the best {loser['interface'].upper()} config ({loser['server']}, "
-            f"{_num(loser['sustainable_rps'], 1)} req/s at "
+            f"{_num(loser['sustainable_rps'], 1)} {a.rate_unit} at "
             f"{a.level_text(_cap_level(a, loser))}) within the SLO")
     if math.isnan(lo):
         return text + (" (one repeat each: no confidence interval for the ratio; run with "
@@ -1639,7 +1644,9 @@ def _page(runs: Sequence[RunData], sections: Sequence[str], target_rps: float | 
     if slo_p99_ms is not None:
         options.append(f"SLO p99 set to {slo_p99_ms:g} ms for every run (--slo-p99-ms)")
     if target_rps is not None:
-        options.append(f"capacity planned for {target_rps:g} req/s (--target-rps)")
+        units = {streams.rate_unit(_protocol(run.meta, run.trials)) for run in runs}
+        unit = units.pop() if len(units) == 1 else "per second of each run's throughput unit"
+        options.append(f"capacity planned for {target_rps:g} {unit} (--target-rps)")
     body = "".join(sections) or "<p>No runs given.</p>"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -1766,10 +1773,11 @@ def _capacity_html(a: _Analysis, index: int) -> str:
     at = "users" if a.level == "users" else "offered req/s"
     columns: list[tuple[str, bool]] = [
         ("server config", False), ("interface", False), ("workers", True),
-        ("max sustainable req/s", True), ("95 % CI", False), (f"at {at}", True),
-        ("repeats", True), ("peak req/s", True), (f"peak at {at}", True), ("p50 ms", True),
-        ("p95 ms", True), ("p99 ms", True), ("CPU % (of one core)", True),
-        ("PSS MiB", True), ("PSS MiB per worker (approx.)", True), ("req/s per core", True),
+        (f"max sustainable {a.rate_unit}", True), ("95 % CI", False), (f"at {at}", True),
+        ("repeats", True), (f"peak {a.rate_unit}", True), (f"peak at {at}", True),
+        ("p50 ms", True), ("p95 ms", True), ("p99 ms", True), ("CPU % (of one core)", True),
+        ("PSS MiB", True), ("PSS MiB per worker (approx.)", True),
+        (f"{a.rate_unit} per core", True),
         ("USL σ", True), ("USL κ", True), ("USL peak users N*", True), ("USL R²", True)]
     if planned:
         columns += [("instances needed", True), ("memory of instances MiB", True)]
@@ -1808,12 +1816,12 @@ def _capacity_html(a: _Analysis, index: int) -> str:
     text = (f'<p class="note">Max sustainable: the highest median throughput among levels '
             f"whose median p99 ≤ {a.slo.p99_ms:g} ms and median error rate ≤ "
             f"{_percent(a.slo.max_error_rate)} % over ok repeats. 95 % CI: Student-t interval "
-            "of the mean over repeats (– with one repeat). req/s per core = throughput ÷ "
+            f"of the mean over repeats (– with one repeat). {a.rate_unit} per core = throughput ÷ "
             "CPU % × 100 (a linear extrapolation). PSS per worker = PSS of the whole tree ÷ "
             "workers (approximate: the tree includes the master process). USL: Universal "
             "Scalability Law fitted to every ok trial when ≥ 4 levels (Gunther 1993).</p>")
     if planned:
-        text += (f'<p class="note">Instances needed for {a.target_rps:g} req/s = ceil(target ÷ '
+        text += (f'<p class="note">Instances needed for {a.target_rps:g} {a.rate_unit} = ceil(target ÷ '
                  f"(max sustainable × {a.headroom:g})): headroom factor {a.headroom:g}, i.e. "
                  f"each instance runs at no more than {100 * a.headroom:g} % of its max "
                  "sustainable throughput. Memory = instances × PSS at the sustainable "
@@ -1902,7 +1910,7 @@ def _matrix_html(a: _Analysis, index: int) -> str:
 
 _LEVEL_COLUMNS: tuple[tuple[str, bool], ...] = (
     ("server config", False), ("interface", False), ("workers", True), ("level", True),
-    ("trials", False), ("throughput req/s (median)", True), ("95 % CI", False),
+    ("trials", False), ("throughput (median)", True), ("95 % CI", False),
     ("CV %", True), ("noisy", False), ("p50 ms", True), ("p95 ms", True), ("p99 ms", True),
     ("p99.9 ms", True), ("errors %", True), ("CPU % (mean)", True), ("PSS peak MiB", True),
     ("generator CPU %", True), ("Little's law ratio", True), ("reason", False),
@@ -1945,8 +1953,9 @@ def _levels_html(a: _Analysis) -> str:
             "CV: standard deviation ÷ mean over repeats, noisy above 5 %. Tinted rows hold a "
             "trial that is not ok (reason in the last column); where none is ok the row has "
             "no figures.</p>")
-    columns = [(("users" if a.level == "users" else "offered req/s") if name == "level"
-                else name, numeric) for name, numeric in _LEVEL_COLUMNS]
+    names = {"level": "users" if a.level == "users" else "offered req/s",
+             "throughput (median)": f"throughput {a.rate_unit} (median)"}
+    columns = [(names.get(name, name), numeric) for name, numeric in _LEVEL_COLUMNS]
     return note + _table(columns, rows, sortable=True)
 
 
@@ -1985,7 +1994,7 @@ def _trials_table(a: _Analysis, index: int) -> str:
     columns = [("trial", False), ("server config", False), ("interface", False),
                ("users", True), ("offered req/s", True), ("repeat", True), ("status", False),
                ("reason", False), ("flags", False), ("window s", True), ("requests", True), ("failures", True),
-               ("throughput req/s", True), ("errors %", True), ("p50 ms", True),
+               (f"throughput {a.rate_unit}", True), ("errors %", True), ("p50 ms", True),
                ("p99 ms", True), ("CPU %", True), ("PSS peak MiB", True),
                ("RSS peak MiB", True), ("generator CPU %", True)]
     extra = _TRIAL_STREAM_COLUMNS.get(a.protocol, ())

@@ -201,7 +201,8 @@ def test_websocket_unsupported_is_a_cell_a_row_and_a_sentence(websocket: RunData
     assert text.count('class="cell cell-unsupported"') == len(LEVELS)
     assert '<tr class="wsgi not-valid unsupported"><td>gunicorn-sync</td>' in text
     (cap,) = [r for r in page["capacity-run0"] if r["server config"][0] == "gunicorn-sync"]
-    assert cap["max sustainable req/s"][0] == "unsupported"
+    assert cap["max sustainable msg/s"][0] == "unsupported"
+    assert "peak msg/s" in cap and not [k for k in cap if "req/s" in k]
     assert cap["note"][0] == f"unsupported at every level: {UNSUPPORTED}; left out of the ranking"
 
     sentences = report.verdict(websocket)
@@ -296,13 +297,16 @@ def test_verdict_counts_unsupported_configs_per_interface(synthetic: RunData) ->
     (memory,) = [s for s in sentences if s.startswith("Memory per held connection")]
     assert memory.endswith("ASGI: uvicorn 32.0 KiB.")
     assert sentences[0].startswith("Most throughput within the SLO (p99 ≤ 50 ms and errors ≤ "
-                                   "1 %): uvicorn (ASGI), 400.0 req/s")
+                                   "1 %): uvicorn (ASGI), 400.0 msg/s")
 
 
 def test_invalid_trials_are_marked_unsupported_ones_named(synthetic: RunData) -> None:
     figs = report.figures(synthetic)
     assert list(figs)[:6] == ["throughput", "latency", "rtt", "messages_rate", "connections",
                               "pss_per_connection"]
+    # A WebSocket run's throughput is echoes received per second, and says so.
+    assert figs["throughput"].layout.yaxis.title.text == "throughput (msg/s)"
+    assert figs["latency"].layout.xaxis.title.text == "throughput (msg/s)"
     rate = figs["messages_rate"]
     (bad,) = [t for t in rate.data if t.name.endswith("(not valid)")]
     assert bad.name == "hypercorn (not valid)" and bad.marker.symbol == "x"

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from harness.errors import UserError
-from harness.procs import http_get, running, spawn, stop_group
+from harness.procs import http_get, running, spawn, stop_group, stop_started
 from harness.servers import BACKLOG, SERVERS, select
 from tests.conftest import serve
 
@@ -81,6 +81,22 @@ def test_running_tears_down_on_exception(tmp_path: Path) -> None:
                                               cpus=[0], log_path=tmp_path / "y.log") as proc:
         raise RuntimeError("boom")
     assert proc.returncode == -signal.SIGTERM
+
+
+def test_stop_started_ends_only_groups_no_caller_stopped(tmp_path: Path) -> None:
+    """The CLI's exit safety net: what a caller stopped is not touched again; what it
+    lost track of (a signal between spawn and try) is stopped, group and all."""
+    argv = [sys.executable, "-c", "import os, time; os.fork(); time.sleep(60)"]
+    kept = spawn(argv, cpus=[0], log_path=tmp_path / "kept.log")
+    lost = spawn(argv, cpus=[0], log_path=tmp_path / "lost.log")
+    time.sleep(0.5)
+    lost_members = [lost.pid, *(c.pid for c in psutil.Process(lost.pid).children())]
+    assert len(lost_members) == 2
+    stop_group(kept)
+    assert stop_started(grace_s=2) == [lost.pid]
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                   for p in lost_members)
+    assert stop_started() == []
 
 
 def test_select_defaults_and_errors() -> None:

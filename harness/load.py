@@ -27,6 +27,21 @@ LOCUSTFILE = PROJECT_ROOT / "scenarios" / "locustfile.py"
 #: stop (``--stop-timeout``), before the driver kills it.
 SPAWN_SLACK_S = 1.0
 KILL_AFTER_S = 30.0
+#: Closed loop: each user starts after a random delay in [0, this] (capped at half the
+#: warm-up, so every user runs through the whole window).
+MAX_START_SPREAD_S = 1.0
+
+
+def start_spread_s(warmup_s: float) -> float:
+    """How far apart closed-loop users start (s): ``min(1, warm-up / 2)``.
+
+    locust spawns every user within ~0.1 s. Users started together stay in phase in a
+    closed loop, so their requests reach the server in bursts (all N at once, every
+    response time) and queue behind each other even where the server's mean CPU is low,
+    which penalises a config for a load shape no real client population has. Random
+    starts over a spread longer than one response time leave the phases uniform.
+    """
+    return min(MAX_START_SPREAD_S, max(0.0, warmup_s / 2))
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,7 @@ def run_level(spec: LoadSpec, *, port: int, cpus: list[int], trial_dir: Path, tr
         "expected_status": spec.expected_status,
         "expected_body": spec.expected_body.decode("latin-1"),
         "records_dir": str(records_dir),
+        "start_spread_s": start_spread_s(spec.warmup_s),
         "options": {**spec.options, "processes": spec.processes},
     }))
     argv = locust_argv(spec, port=port, spec_path=spec_path, json_path=json_path)

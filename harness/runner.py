@@ -29,7 +29,7 @@ import pandas as pd
 from apps.work import expected, mask_timestamps
 from harness import analysis, stats, streams
 from harness.backends import Deployment, get_backend
-from harness.load import LoadResult, LoadSpec, run_level
+from harness.load import LoadResult, LoadSpec, run_level, start_spread_s
 from harness.machine import git_info, machine_info, package_versions
 from harness.procs import ProcessError, http_get
 from harness.results import (
@@ -167,6 +167,7 @@ def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
         "load_mode": "open-loop" if plan.arrival_rates else "closed-loop",
         "load_processes": plan.load_processes,
         "keep_alive": True,
+        "start_spread_s": start_spread_s(plan.warmup_s),
         "scenario": {
             "name": sc.name, "description": sc.description, "protocol": sc.protocol,
             "method": sc.method, "request_path": sc.request_path, "params": dict(sc.values),

@@ -13,8 +13,10 @@ locust process that makes requests (one, or each worker with ``--processes``) wr
 
 Two load modes:
 
-* closed loop (``BenchUser``): each user sends its next request as soon as the
-  previous one ended (``wait_time = constant(0)``), on one keep-alive connection;
+* closed loop (``BenchUser``): each user starts after a random delay within the
+  spec's ``start_spread_s`` (inside the warm-up; see ``harness.load.start_spread_s``)
+  and then sends its next request as soon as the previous one ended
+  (``wait_time = constant(0)``), on one keep-alive connection;
 * open loop (``OpenLoopUser``): requests are *scheduled* at a constant arrival rate
   and each is timed from its intended start, whether or not earlier ones finished,
   so a slow server cannot slow the load down and hide its queueing (coordinated
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from collections import Counter
 from typing import Any
@@ -131,6 +134,10 @@ class BenchUser(FastHttpUser):
     wait_time = constant(0)
     network_timeout = 30.0
     connection_timeout = 10.0
+
+    def on_start(self) -> None:
+        # Out of lockstep: users spawned together would keep sending in bursts.
+        gevent.sleep(random.uniform(0.0, float(_spec.get("start_spread_s", 0.0))))
 
     @task
     def request(self) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -59,7 +60,7 @@ def project_containers(since: float) -> list[str]:
         from docker.errors import DockerException
 
         client = docker.from_env(timeout=10)
-        found = client.containers.list(all=True,
+        found = client.containers.list(all=True, ignore_removed=True,
                                        filters={"label": "com.docker.compose.project"})
     except (ImportError, DockerException, OSError):
         return []
@@ -73,6 +74,20 @@ def project_containers(since: float) -> list[str]:
         if project.startswith("bench-") and created.timestamp() >= since - 1:
             out.append(f"{c.name} ({project}, {c.status})")
     return out
+
+
+def stop_bench(proc: subprocess.Popen[str], timeout_s: float = 60) -> None:
+    """End a ``bench`` subprocess a test started, if it still runs: SIGTERM first, so its
+    own teardown removes its servers and containers even when the test failed; SIGKILL
+    (which would leave them behind) only if it did not exit in ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=30)
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from harness.errors import UserError
 from harness.procs import http_get
 from harness.results import SAMPLE_COLUMNS
 from harness.servers import SERVERS
+from tests.conftest import stop_bench
 
 BENCH = [sys.executable, "-m", "harness.cli"]
 SERVER_LABEL = "io.bench.role=server"
@@ -72,7 +73,7 @@ def image(client: Any) -> dockerimage.ImageInfo:
 
 
 def project_containers(client: Any, prefix: str) -> list[Any]:
-    return [c for c in client.containers.list(all=True, filters={"label": SERVER_LABEL})
+    return [c for c in client.containers.list(all=True, ignore_removed=True, filters={"label": SERVER_LABEL})
             if c.labels.get("com.docker.compose.project", "").startswith(prefix)]
 
 
@@ -184,7 +185,7 @@ def test_deploy_publishes_on_loopback_samples_and_cleans_up(
     project = server.project
     try:
         assert project.startswith("bench-abc123-uvicorn-")
-        (container,) = client.containers.list(filters={"label": [
+        (container,) = client.containers.list(ignore_removed=True, filters={"label": [
             f"com.docker.compose.project={project}", "com.docker.compose.service=uvicorn"]})
         attrs = container.attrs
         for binding in attrs["HostConfig"]["PortBindings"]["8000/tcp"]:
@@ -229,7 +230,7 @@ def test_deploy_publishes_on_loopback_samples_and_cleans_up(
     finally:
         server.stop()
     assert server.stop() == server.exit_code()  # idempotent
-    assert client.containers.list(all=True, filters={
+    assert client.containers.list(all=True, ignore_removed=True, filters={
         "label": f"com.docker.compose.project={project}"}) == []
     assert client.networks.list(filters={"label": f"com.docker.compose.project={project}"}) == []
     assert log.is_file()  # the container's output, kept after it is gone
@@ -294,7 +295,7 @@ def test_docker_run_leaves_no_container_or_network(docker_run: tuple[Path, float
     meta = json.loads((run_dir / "run.json").read_text())
     for d in meta["deployments"]:
         label = {"label": f"com.docker.compose.project={d['compose_project']}"}
-        assert client.containers.list(all=True, filters=label) == []
+        assert client.containers.list(all=True, ignore_removed=True, filters=label) == []
         assert client.networks.list(filters=label) == []
     suffix = meta["run_id"].rsplit("-", 1)[1]
     assert project_containers(client, f"bench-{suffix}-") == []
@@ -374,9 +375,7 @@ def test_sigterm_mid_run_tears_the_container_down(image: dockerimage.ImageInfo, 
         proc.terminate()
         out, err = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=60)
+        stop_bench(proc)
     assert proc.returncode == 143, out + err
     assert project_containers(client, f"bench-{suffix}-") == []
     (run_dir,) = [p for p in results.iterdir() if p.is_dir()]

@@ -20,7 +20,7 @@ from harness.results import load_run
 from harness.runner import Runner, RunPlan, SilentReporter
 from harness.scenarios import load
 from harness.servers import SERVERS, ServerConfig
-from tests.conftest import project_processes, serve
+from tests.conftest import project_processes, serve, stop_bench
 from tests.test_end_to_end import BENCH, only_run
 
 BROKEN = ServerConfig("broken", "wsgi", frozenset({"http"}),
@@ -138,8 +138,7 @@ def test_interrupt_tears_down_keeps_results_and_exits_128_plus_signal(
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_bench(proc)
     assert proc.returncode == code, stderr
     assert "Traceback" not in stderr
     run_dir = only_run(tmp_path / "results")

@@ -390,7 +390,7 @@ class DockerServer:
             return ""
 
     def _containers(self) -> list[Container]:
-        return list(self.client.containers.list(all=True, filters={"label": [
+        return list(self.client.containers.list(all=True, ignore_removed=True, filters={"label": [
             f"{PROJECT_LABEL}={self.project}", f"{SERVICE_LABEL}={self.config.name}"]}))
 
     def _published_port(self) -> int:
@@ -547,11 +547,11 @@ class DockerServer:
         """Remove what the project label still finds (only this deployment's project)."""
         label = {"label": f"{PROJECT_LABEL}={self.project}"}
         for _ in range(3):
-            left = (list(self.client.containers.list(all=True, filters=label))
+            left = (list(self.client.containers.list(all=True, ignore_removed=True, filters=label))
                     + list(self.client.networks.list(filters=label)))
             if not left:
                 return
-            for container in self.client.containers.list(all=True, filters=label):
+            for container in self.client.containers.list(all=True, ignore_removed=True, filters=label):
                 with contextlib.suppress(docker.errors.NotFound):
                     container.remove(force=True, v=True)
             for network in self.client.networks.list(filters=label):

@@ -22,7 +22,7 @@ from rich.table import Table
 from harness import PROJECT_ROOT, procs, scenarios, servers
 from harness.errors import UserError
 from harness.machine import default_cpu_sets, format_cpus, parse_cpus, require_disjoint
-from harness.streams import rate_unit
+from harness.scenarios import rate_unit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark Python WSGI and ASGI servers on equivalent workloads.")
@@ -185,8 +185,8 @@ def run(
     exit_code = 0
     with Progress(TextColumn("{task.description:<42}"), BarColumn(), TimeRemainingColumn(),
                   console=out, transient=True) as progress:
-        runner.reporter = RichReporter(progress, plan.trial_count * (plan.warmup_s + plan.duration_s + 1),
-                                       rate_unit(plan.scenario.protocol))
+        total_s = plan.trial_count * (plan.warmup_s + plan.duration_s + 1)
+        runner.reporter = RichReporter(progress, total_s, rate_unit(plan.scenario.protocol))
         try:
             runner.execute()
         except Interrupted as exc:

@@ -57,7 +57,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from harness import stats, streams
+from harness import scenarios, stats
 from harness.errors import UserError
 from harness.results import SAMPLE_COLUMNS, TRIAL_COLUMNS, RunData, atomic_write_bytes
 
@@ -231,7 +231,7 @@ class _Analysis:
     @property
     def rate_unit(self) -> str:
         """The unit of ``throughput_rps`` in this run: ``req/s``, ``streams/s`` or ``msg/s``."""
-        return streams.rate_unit(self.protocol)
+        return scenarios.rate_unit(self.protocol)
 
     @property
     def level_title(self) -> str:
@@ -1644,7 +1644,7 @@ def _page(runs: Sequence[RunData], sections: Sequence[str], target_rps: float | 
     if slo_p99_ms is not None:
         options.append(f"SLO p99 set to {slo_p99_ms:g} ms for every run (--slo-p99-ms)")
     if target_rps is not None:
-        units = {streams.rate_unit(_protocol(run.meta, run.trials)) for run in runs}
+        units = {scenarios.rate_unit(_protocol(run.meta, run.trials)) for run in runs}
         unit = units.pop() if len(units) == 1 else "per second of each run's throughput unit"
         options.append(f"capacity planned for {target_rps:g} {unit} (--target-rps)")
     body = "".join(sections) or "<p>No runs given.</p>"
@@ -1816,12 +1816,14 @@ def _capacity_html(a: _Analysis, index: int) -> str:
     text = (f'<p class="note">Max sustainable: the highest median throughput among levels '
             f"whose median p99 ≤ {a.slo.p99_ms:g} ms and median error rate ≤ "
             f"{_percent(a.slo.max_error_rate)} % over ok repeats. 95 % CI: Student-t interval "
-            f"of the mean over repeats (– with one repeat). {a.rate_unit} per core = throughput ÷ "
+            f"of the mean over repeats (– with one repeat). {a.rate_unit} per core = "
+            "throughput ÷ "
             "CPU % × 100 (a linear extrapolation). PSS per worker = PSS of the whole tree ÷ "
             "workers (approximate: the tree includes the master process). USL: Universal "
             "Scalability Law fitted to every ok trial when ≥ 4 levels (Gunther 1993).</p>")
     if planned:
-        text += (f'<p class="note">Instances needed for {a.target_rps:g} {a.rate_unit} = ceil(target ÷ '
+        text += (f'<p class="note">Instances needed for {a.target_rps:g} {a.rate_unit} = '
+                 "ceil(target ÷ "
                  f"(max sustainable × {a.headroom:g})): headroom factor {a.headroom:g}, i.e. "
                  f"each instance runs at no more than {100 * a.headroom:g} % of its max "
                  "sustainable throughput. Memory = instances × PSS at the sustainable "

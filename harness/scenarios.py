@@ -21,6 +21,17 @@ from harness import PROJECT_ROOT
 from harness.errors import UserError
 
 Protocol = Literal["http", "sse", "websocket"]
+
+#: What one unit of a trial's ``throughput_rps`` counts, per scenario protocol: successful
+#: responses (HTTP), streams whose first event arrived (SSE), echoes received (WebSocket).
+RATE_UNITS = {"http": "req/s", "sse": "streams/s", "websocket": "msg/s"}
+
+
+def rate_unit(protocol: str) -> str:
+    """The unit of ``throughput_rps`` for ``protocol`` (``req/s`` when unknown)."""
+    return RATE_UNITS.get(protocol, "req/s")
+
+
 ParamType = Literal["int", "float"]
 
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"

@@ -38,16 +38,6 @@ METRIC_COLUMNS = (
 #: over the levels of one server config and repeat, the same value on each row).
 STREAM_COLUMNS = (*METRIC_COLUMNS, "concurrent_connections_peak", "pss_kib_per_connection")
 
-#: What one unit of a trial's ``throughput_rps`` counts, per scenario protocol: successful
-#: responses (HTTP), streams whose first event arrived (SSE), echoes received (WebSocket).
-RATE_UNITS = {"http": "req/s", "sse": "streams/s", "websocket": "msg/s"}
-
-
-def rate_unit(protocol: str) -> str:
-    """The unit of ``throughput_rps`` for ``protocol`` (``req/s`` when unknown)."""
-    return RATE_UNITS.get(protocol, "req/s")
-
-
 _SSE_NAMES = frozenset({"ttfe", "event", "stream"})
 _WS_NAMES = frozenset({"rtt", "session", "handshake"})
 #: The row that closes what an ok ``connect`` opened, per protocol.

@@ -73,7 +73,8 @@ def image(client: Any) -> dockerimage.ImageInfo:
 
 
 def project_containers(client: Any, prefix: str) -> list[Any]:
-    return [c for c in client.containers.list(all=True, ignore_removed=True, filters={"label": SERVER_LABEL})
+    return [c for c in client.containers.list(all=True, ignore_removed=True,
+                                              filters={"label": SERVER_LABEL})
             if c.labels.get("com.docker.compose.project", "").startswith(prefix)]
 
 

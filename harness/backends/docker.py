@@ -547,11 +547,11 @@ class DockerServer:
         """Remove what the project label still finds (only this deployment's project)."""
         label = {"label": f"{PROJECT_LABEL}={self.project}"}
         for _ in range(3):
-            left = (list(self.client.containers.list(all=True, ignore_removed=True, filters=label))
-                    + list(self.client.networks.list(filters=label)))
-            if not left:
+            containers = list(self.client.containers.list(all=True, ignore_removed=True,
+                                                          filters=label))
+            if not containers and not self.client.networks.list(filters=label):
                 return
-            for container in self.client.containers.list(all=True, ignore_removed=True, filters=label):
+            for container in containers:
                 with contextlib.suppress(docker.errors.NotFound):
                     container.remove(force=True, v=True)
             for network in self.client.networks.list(filters=label):

@@ -187,6 +187,152 @@ def generator_saturation(gen: dict[str, float], *, load_cpus: int, limit_percent
     return f"generator-saturated: {'; '.join(reasons)} (limit {limit_percent:.0f}%)"
 
 
+def _in_window(slices: dict[str, Any], window: Window) -> list[tuple[float, Any]]:
+    """(weight, values) of per-second slices (keyed by the unix second, as a string)
+    that overlap the window; weight is the overlapped fraction of the second."""
+    out = []
+    for sec, values in slices.items():
+        t = int(sec)
+        overlap = min(t + 1.0, window.end) - max(float(t), window.start)
+        if overlap > 0:
+            out.append((overlap, values))
+    return out
+
+
+def generator_lag(slices: dict[str, Any], window: Window, *, users: int) -> dict[str, float]:
+    """The closed-loop generator's scheduling lag over the window.
+
+    ``slices`` maps a unix second to ``[requests sent, lag sum ms, lag max ms]``
+    (scenarios/locustfile.py: the time from a user's previous response being handled to
+    its next request being sent; with no think time, pure generator overhead). Seconds
+    that overlap the window count in proportion to the overlap. Returns
+    ``generator_lag_ms_mean`` (per request), ``generator_lag_ms_max``, and
+    ``generator_lag_share``: lag summed over users and time, as a fraction of the
+    users' time (0: every user always had a request in flight as far as the generator
+    could tell).
+    """
+    inside = _in_window(slices, window)
+    n = sum(w * v[0] for w, v in inside)
+    total = sum(w * v[1] for w, v in inside)
+    seconds = sum(w for w, _ in inside)
+    if not inside or not n or not users:
+        return {"generator_lag_ms_mean": math.nan, "generator_lag_ms_max": math.nan,
+                "generator_lag_share": math.nan}
+    return {"generator_lag_ms_mean": total / n,
+            "generator_lag_ms_max": max(v[2] for _, v in inside),
+            "generator_lag_share": total / 1000.0 / (users * seconds)}
+
+
+def open_loop_sends(slices: dict[str, Any], window: Window) -> dict[str, float]:
+    """Open loop: requests due, sent late and capped in the window (seconds that overlap
+    it count in proportion to the overlap).
+
+    ``slices`` maps the unix second a request was due to ``[due, late, capped,
+    unsent]`` (scenarios/locustfile.py): *late* is sent more than one arrival interval
+    after it was due while a connection was free (the generator fell behind); *capped*
+    is due while every allowed connection was busy (here it waits, timed from due);
+    *unsent* was due before the test stopped and never sent (k6's "dropped
+    iterations": the generator could not even start it).
+    """
+    inside = _in_window(slices, window)
+    if not inside:
+        return {"sends_due": math.nan, "sends_late": math.nan, "sends_capped": math.nan,
+                "sends_unsent": math.nan}
+    def total(i: int) -> float:
+        return float(sum(w * v[i] for w, v in inside if len(v) > i))
+    return {"sends_due": total(0), "sends_late": total(1), "sends_capped": total(2),
+            "sends_unsent": total(3)}
+
+
+def cost_metrics(trial: dict[str, Any], window_s: float) -> dict[str, float]:
+    """Cost per request from the trial's own figures.
+
+    ``cpu_ms_per_request``: server process-tree CPU time over the window divided by
+    the successful requests in it, i.e. ``cpu_percent_mean / 100 x 1000 ms /
+    throughput_rps`` (x window_s cancels); at one fully busy core it is
+    ``1000 / throughput``. ``pss_kib_per_inflight``: mean PSS over the requests in
+    flight, the latter from Little's law (all completed requests per s x mean latency).
+    NaN where an input is missing or zero.
+    """
+    rps = float(trial.get("throughput_rps", math.nan))
+    cpu = float(trial.get("cpu_percent_mean", math.nan))
+    cpu_ms = cpu * 10.0 / rps if rps > 0 and not math.isnan(cpu) else math.nan
+    all_rps = float(trial.get("requests", 0)) / window_s if window_s > 0 else math.nan
+    inflight = all_rps * float(trial.get("latency_mean_ms", math.nan)) / 1000.0
+    pss = float(trial.get("pss_mib_mean", math.nan))
+    per = pss * 1024.0 / inflight if inflight > 0 and not math.isnan(pss) else math.nan
+    return {"cpu_ms_per_request": cpu_ms, "pss_kib_per_inflight": per}
+
+
+#: Closed loop: users outside a request for more than this share of their time because
+#: the generator had not sent the next one yet: the generator set the pace.
+MAX_LAG_SHARE = 0.05
+#: A busiest-process CPU peak (10 Hz readings) at or above this, % of one core, ...
+GENERATOR_PEAK_PERCENT = 98.0
+#: ... together with a lag share above this, is generator-limited too.
+PEAK_LAG_SHARE = 0.02
+#: Open loop: more than this fraction of due requests sent late: generator-behind.
+MAX_LATE_SHARE = 0.01
+
+
+def generator_limited(trial: dict[str, Any], *, load_processes: int, load_cpus: int,
+                      server_cpus: int) -> str:
+    """Evidence that the load generator, not the server, set a closed-loop trial's pace.
+
+    Any of: its users spent more than :data:`MAX_LAG_SHARE` of their time waiting to
+    be scheduled (``generator_lag_share``); its busiest process peaked at
+    >= :data:`GENERATOR_PEAK_PERCENT` of a core while the lag share was above
+    :data:`PEAK_LAG_SHARE`; or Little's law fell short of the users offered by more
+    than the steady-state tolerance while the server had spare CPU (below 80% of its
+    CPU set) and the lag share was above :data:`PEAK_LAG_SHARE` (a shortfall the
+    generator does not account for is left to the steady-state rules). Thresholds:
+    a lag share of 5% costs about 5% of the throughput, the accuracy the harness
+    promises; normal closed-loop levels measured here stay under about 2.5%.
+    Returns ``"generator-limited: ..."`` with the figures and what would fix it, or "".
+    """
+    if trial.get("load_mode") != "closed-loop":
+        return ""
+    share = float(trial.get("generator_lag_share", math.nan))
+    peak = float(trial.get("generator_cpu_percent_peak", math.nan))
+    ratio = float(trial.get("littles_law_ratio", math.nan))
+    server = float(trial.get("cpu_percent_mean", math.nan))
+    evidence = []
+    if share > MAX_LAG_SHARE:
+        evidence.append(f"users waited on the generator {share:.1%} of their time "
+                        f"(mean scheduling lag {trial.get('generator_lag_ms_mean', 0):.2f} ms)")
+    elif share > PEAK_LAG_SHARE and peak >= GENERATOR_PEAK_PERCENT:
+        evidence.append(f"locust peaked at {peak:.0f}% of a core with scheduling lag "
+                        f"{share:.1%} of the users' time")
+    from harness.steady import LITTLES_LAW_TOLERANCE
+    spare = not math.isnan(server) and server < 80.0 * server_cpus
+    if ratio < 1.0 - LITTLES_LAW_TOLERANCE and spare and share > PEAK_LAG_SHARE:
+        evidence.append(f"Little's law ratio {ratio:.2f} with the server at {server:.0f}% "
+                        f"of {server_cpus} CPU(s)")
+    if not evidence:
+        return ""
+    fix = ("more load processes on spare cores (--load-processes, --load-cpus) or fewer "
+           "users per process" if load_processes < load_cpus or load_cpus > 1
+           else "a machine with a spare core for more load processes (--load-processes, "
+           "--load-cpus), or fewer users per process")
+    return f"generator-limited: {'; '.join(evidence)}; fix: {fix}"
+
+
+def generator_behind(trial: dict[str, Any]) -> str:
+    """Open loop: ``"generator-behind: ..."`` when more than :data:`MAX_LATE_SHARE` of
+    the requests due in the window were sent late or never sent (the generator could
+    not keep the schedule), else ""."""
+    due = float(trial.get("sends_due", math.nan))
+    late = float(trial.get("sends_late", math.nan))
+    unsent = float(trial.get("sends_unsent", 0.0))
+    unsent = 0.0 if math.isnan(unsent) else unsent
+    if not due > 0 or math.isnan(late) or (late + unsent) / due <= MAX_LATE_SHARE:
+        return ""
+    return (f"generator-behind: of {due:.0f} requests due in the window, {late:.0f} were "
+            f"sent more than one interval late and {unsent:.0f} never sent "
+            f"({(late + unsent) / due:.1%}); fix: a lower --arrival-rate per load process "
+            "(--load-processes, --load-cpus)")
+
+
 #: A closed-loop trial whose Little's-law ratio is off by more than this is flagged.
 LITTLES_LAW_TOLERANCE = 0.10
 

@@ -122,7 +122,8 @@ def run(
     servers_opt: Annotated[str | None, typer.Option("--servers", help="Comma-separated server configs; default: every config serving the scenario's protocol.")] = None,
     users: Annotated[str | None, typer.Option(help="Load levels: concurrent users, e.g. 10,50,200.")] = None,
     duration: Annotated[float | None, typer.Option(help="Measurement window per level, s.")] = None,
-    warmup: Annotated[float | None, typer.Option(help="Warm-up before each window, s (excluded).")] = None,
+    warmup: Annotated[float | None, typer.Option(help="Fixed warm-up before each window, s (excluded); default: until steady state (http scenarios).")] = None,
+    max_warmup: Annotated[float | None, typer.Option(help="Longest steady-state warm-up per level, s; a level not steady by then is invalid (not-steady).")] = None,
     repeats: Annotated[int | None, typer.Option(help="Repeats of every (config, level), interleaved.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes per server; default: CPUs in the server set.")] = None,
     param: Annotated[list[str] | None, typer.Option(help="Scenario parameter override key=value (repeatable).")] = None,
@@ -151,6 +152,14 @@ def run(
             raise UserError(f"{name} {value}: must be > 0")
     if warmup is not None and warmup < 0:
         raise UserError(f"--warmup {warmup}: must be >= 0")
+    if max_warmup is not None and not (0 < max_warmup < 3600):
+        raise UserError(f"--max-warmup {max_warmup}: must be > 0 and < 3600 s")
+    if warmup is not None and max_warmup is not None:
+        raise UserError("--warmup (fixed) and --max-warmup (steady state) exclude each other")
+    if max_warmup is not None and sc.protocol != "http":
+        raise UserError(f"--max-warmup: steady-state detection applies to http scenarios; "
+                        f"{sc.name} is {sc.protocol}: use --warmup")
+    steady = warmup is None and (sc.steady or max_warmup is not None)
     default_server, default_load = default_cpu_sets()
     s_cpus = parse_cpus(server_cpus, "--server-cpus") if server_cpus else default_server
     l_cpus = parse_cpus(load_cpus, "--load-cpus") if load_cpus else default_load
@@ -161,6 +170,7 @@ def run(
     plan = RunPlan(
         scenario=sc, servers=chosen, users=levels,
         warmup_s=warmup if warmup is not None else sc.warmup_s,
+        steady=steady, max_warmup_s=(max_warmup or sc.max_warmup_s or 12.0) if steady else 0.0,
         duration_s=duration if duration is not None else sc.duration_s,
         repeats=repeats or sc.repeats, workers=workers or len(s_cpus),
         server_cpus=s_cpus, load_cpus=l_cpus,
@@ -185,7 +195,7 @@ def run(
     exit_code = 0
     with Progress(TextColumn("{task.description:<42}"), BarColumn(), TimeRemainingColumn(),
                   console=out, transient=True) as progress:
-        total_s = plan.trial_count * (plan.warmup_s + plan.duration_s + 1)
+        total_s = plan.estimated_seconds()
         runner.reporter = RichReporter(progress, total_s, rate_unit(plan.scenario.protocol))
         try:
             runner.execute()
@@ -277,8 +287,9 @@ def list_scenarios() -> None:
     for name in scenarios.available():
         sc = scenarios.load(name)
         params = ", ".join(f"{p.name}={p.default} [{p.min}..{p.max}]" for p in sc.params.values())
+        warm = f"steady<={sc.max_warmup_s:g}" if sc.steady else f"{sc.warmup_s:g}"
         table.add_row(name, sc.protocol, f"{sc.method} {sc.request_path}", params,
-                      ",".join(map(str, sc.users)), f"{sc.warmup_s:g}+{sc.duration_s:g}",
+                      ",".join(map(str, sc.users)), f"{warm}+{sc.duration_s:g}",
                       f"p99 <= {sc.slo_p99_ms:g} ms, errors <= {sc.slo_max_error_rate:.1%}")
     out.print(table)
 

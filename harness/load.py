@@ -1,5 +1,12 @@
 """The load driver: one headless locust subprocess per level, pinned to the load CPUs.
 
+The measurement window of a level opens either a fixed warm-up after spawning
+completed (``--warmup``), or, by default, when the steady-state detector
+(:mod:`harness.steady`) finds the stack steady in the completions locust streams to
+its request files, at the latest ``max_warmup_s`` after spawning. Once the window
+is over the driver stops locust (SIGTERM: locust's own shutdown writes its files),
+so a level costs its warm-up plus its window, not a fixed run time.
+
 locust is never imported here (it monkey-patches the process with gevent); it is
 run as ``python -m locust`` with ``scenarios/locustfile.py``. It hands back files,
 not text to scrape: per-request records, a meta JSON from our listener, and
@@ -21,6 +28,7 @@ from typing import Any
 from harness import PROJECT_ROOT
 from harness.procs import child_env, spawn, stop_group, tail
 from harness.sampler import Sample, TreeSampler
+from harness.steady import CHECK_EVERY_S, Detector, RecordTail, Steadiness
 
 LOCUSTFILE = PROJECT_ROOT / "scenarios" / "locustfile.py"
 #: Extra seconds given to locust past warm-up + measurement: spawning, then the
@@ -29,11 +37,13 @@ SPAWN_SLACK_S = 1.0
 KILL_AFTER_S = 30.0
 #: Closed loop: each user starts after a random delay in [0, this] (capped at half the
 #: warm-up, so every user runs through the whole window).
-MAX_START_SPREAD_S = 1.0
+MAX_START_SPREAD_S = 0.5
+#: After the window ends, this long for the last completions to be written (s).
+END_GRACE_S = 0.2
 
 
 def start_spread_s(warmup_s: float) -> float:
-    """How far apart closed-loop users start (s): ``min(1, warm-up / 2)``.
+    """How far apart closed-loop users start (s): ``min(0.5, warm-up / 2)``.
 
     locust spawns every user within ~0.1 s. Users started together stay in phase in a
     closed loop, so their requests reach the server in bursts (all N at once, every
@@ -62,10 +72,30 @@ class LoadSpec:
     options: dict[str, Any] = field(default_factory=dict)
     #: locust processes (``--processes``): >1 runs locust's own master + workers.
     processes: int = 1
+    #: Open the window when the stack is steady (harness.steady), at most
+    #: ``max_warmup_s`` after spawning; False: exactly ``warmup_s`` after spawning.
+    steady: bool = False
+    max_warmup_s: float = 0.0
+    #: Open loop: the arrival rate (req/s) the steady-state rules compare with.
+    arrival_rate: float | None = None
+    #: The record name the detector follows (the primary latency).
+    record_name: str = "request"
+
+    @property
+    def users_offered(self) -> int:
+        """Closed loop: the users; open loop: the cap on requests in flight."""
+        return int(self.options.get("max_in_flight", self.users)) if self.arrival_rate \
+            else self.users
+
+    @property
+    def longest_warmup_s(self) -> float:
+        return max(self.warmup_s, self.max_warmup_s) if self.steady else self.warmup_s
 
     @property
     def run_time_s(self) -> int:
-        return math.ceil(self.warmup_s + self.duration_s + SPAWN_SLACK_S)
+        """locust's own time limit (s): the longest warm-up + window + slack. The
+        driver normally stops it earlier, as soon as the window is over."""
+        return math.ceil(self.longest_warmup_s + self.duration_s + SPAWN_SLACK_S)
 
 
 @dataclass
@@ -84,6 +114,15 @@ class LoadResult:
     aborted: str
     log_path: Path
     generator_samples: list[Sample] = field(default_factory=list)
+    #: The measurement window, unix s (NaN when spawning never completed).
+    window_start_unix_s: float = math.nan
+    window_end_unix_s: float = math.nan
+    #: Seconds from spawning complete to the window's start.
+    warmup_used_s: float = math.nan
+    #: "steady" (detected), "max" (never steady: opened at the ceiling), "fixed".
+    warmup_mode: str = "fixed"
+    #: The detector's last evaluation before the window opened (None: fixed warm-up).
+    steadiness: Steadiness | None = None
 
     @property
     def problem(self) -> str:
@@ -102,7 +141,7 @@ def locust_argv(spec: LoadSpec, *, port: int, spec_path: Path, json_path: Path) 
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--users", str(spec.users), "--spawn-rate", str(max(spec.users * 10, 100)),
-        "--run-time", f"{spec.run_time_s}s", "--stop-timeout", "5",
+        "--run-time", f"{spec.run_time_s}s", "--stop-timeout", "0",
         "--host", f"http://127.0.0.1:{port}", "--only-summary", "--exit-code-on-error", "0",
         "--loglevel", "WARNING", "--json-file", str(json_path.with_suffix("")),
         "--bench-spec", str(spec_path),
@@ -131,13 +170,15 @@ def run_level(spec: LoadSpec, *, port: int, cpus: list[int], trial_dir: Path, tr
         "expected_status": spec.expected_status,
         "expected_body": spec.expected_body.decode("latin-1"),
         "records_dir": str(records_dir),
-        "start_spread_s": start_spread_s(spec.warmup_s),
+        "start_spread_s": start_spread_s(spec.longest_warmup_s),
         "options": {**spec.options, "processes": spec.processes},
+        "live": spec.steady,
     }))
     argv = locust_argv(spec, port=port, spec_path=spec_path, json_path=json_path)
     deadline_s = spec.run_time_s + KILL_AFTER_S
     timed_out = False
     aborted = ""
+    window = _WindowClock(spec, records_dir)
     proc = spawn(argv, cpus=cpus, log_path=log_path, env=child_env())
     sampler: TreeSampler | None = None
     try:
@@ -151,13 +192,92 @@ def run_level(spec: LoadSpec, *, port: int, cpus: list[int], trial_dir: Path, tr
             aborted = keep_going(elapsed)
             if aborted:
                 break
+            if window.update(time.time()):
+                break  # the window is over: stop locust now, not at its run time
             time.sleep(0.1)
     finally:
         if sampler is not None:
             sampler.stop()
         exit_code = stop_group(proc, grace_s=5.0)
-    return LoadResult(records_dir, merge_meta(records_dir), exit_code, timed_out, aborted,
-                      log_path, sampler.samples if sampler else [])
+    meta = merge_meta(records_dir)
+    window.finish(meta)
+    return LoadResult(records_dir, meta, exit_code, timed_out, aborted, log_path,
+                      sampler.samples if sampler else [],
+                      window_start_unix_s=window.start, window_end_unix_s=window.end,
+                      warmup_used_s=window.start - window.spawned, warmup_mode=window.mode,
+                      steadiness=window.last)
+
+
+class _WindowClock:
+    """Decides the measurement window of one running level (see the module docstring)."""
+
+    def __init__(self, spec: LoadSpec, records_dir: Path) -> None:
+        self.spec = spec
+        self.records_dir = records_dir
+        self.spawned = math.nan
+        self.start = math.nan
+        self.end = math.nan
+        self.mode = "steady" if spec.steady else "fixed"
+        self.last: Steadiness | None = None
+        self.detector: Detector | None = None
+        self.tail = RecordTail(records_dir, spec.record_name)
+        self._next_check = 0.0
+
+    def _spawn_time(self) -> float:
+        lead = math.nan
+        for f in self.records_dir.glob("*.spawned"):
+            try:
+                info = json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            t = float(info.get("spawn_complete_unix_s", math.nan))
+            if info.get("role") in ("local", "master"):
+                return t
+            lead = t if math.isnan(lead) else max(lead, t)
+        # With --processes the master writes its file last; until then, no start.
+        return lead if self.spec.processes <= 1 else math.nan
+
+    def update(self, now: float) -> bool:
+        """Advance with the clock; True once the window is over (stop locust)."""
+        if math.isnan(self.spawned):
+            self.spawned = self._spawn_time()
+            if math.isnan(self.spawned):
+                return False
+            if not self.spec.steady:
+                self.start = self.spawned + self.spec.warmup_s
+                self.end = self.start + self.spec.duration_s
+            else:
+                open_loop = self.spec.arrival_rate is not None
+                spread = 0.0 if open_loop else start_spread_s(self.spec.longest_warmup_s)
+                self.detector = Detector(users=self.spec.users_offered,
+                                         started_at=self.spawned + spread,
+                                         arrival_rate=self.spec.arrival_rate)
+        if math.isnan(self.start) and self.detector is not None:
+            if now >= self._next_check:
+                self._next_check = now + CHECK_EVERY_S
+                for end, latency in self.tail.read():
+                    self.detector.add(end, latency)
+                earliest = self.spawned + self.spec.warmup_s
+                state = self.detector.check(now)
+                if state is not None:
+                    self.last = state
+                if state is not None and state.steady and now >= earliest:
+                    self.start, self.mode = now, "steady"
+                elif now >= self.spawned + max(self.spec.max_warmup_s, self.spec.warmup_s):
+                    self.start, self.mode = now, "max"
+            if not math.isnan(self.start):
+                self.end = self.start + self.spec.duration_s
+        return not math.isnan(self.end) and now >= self.end + END_GRACE_S
+
+    def finish(self, meta: dict[str, Any]) -> None:
+        """Fall back on locust's own meta when the files never told the start."""
+        if math.isnan(self.spawned) and "spawn_complete_unix_s" in meta:
+            self.spawned = float(meta["spawn_complete_unix_s"])
+        if math.isnan(self.start) and not math.isnan(self.spawned):
+            warm = self.spec.warmup_s if not self.spec.steady else self.spec.longest_warmup_s
+            self.start = self.spawned + warm
+            self.mode = "fixed" if not self.spec.steady else "max"
+            self.end = self.start + self.spec.duration_s
 
 
 def merge_meta(records_dir: Path) -> dict[str, Any]:
@@ -179,4 +299,18 @@ def merge_meta(records_dir: Path) -> dict[str, Any]:
             errors[k] = errors.get(k, 0) + int(v)
     merged["errors"] = errors
     merged["processes"] = len(metas)
+    lag: dict[str, list[float]] = {}
+    sends: dict[str, list[int]] = {}
+    for m in metas:
+        for sec, (n, total, peak) in m.get("lag_slices", {}).items():
+            slot = lag.setdefault(sec, [0, 0.0, 0.0])
+            slot[0] += n
+            slot[1] += total
+            slot[2] = max(slot[2], peak)
+        for sec, values in m.get("open_loop_slices", {}).items():
+            slot2 = sends.setdefault(sec, [0, 0, 0, 0])
+            for i, v in enumerate(values):
+                slot2[i] += int(v)
+    merged["lag_slices"] = lag
+    merged["open_loop_slices"] = sends
     return merged

@@ -30,10 +30,13 @@ import pandas as pd
 from harness.errors import UserError
 from harness.streams import STREAM_COLUMNS
 
+#: 3: steady-state warm-up, generator self-measurement and cost-per-request columns
+#:    in trials.csv (warmup_s, warmup_mode, queue_cycle_s, generator_lag_*, sends_*,
+#:    cpu_ms_per_request, pss_kib_per_inflight).
 #: 2: per-process request files (requests/<trial_id>/<pid>.csv with a ``name``
 #:    column), open-loop, flag, generator and stream columns in trials.csv.
 #: 1: requests/<trial_id>.csv without ``name``; fewer trial and sample columns.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -55,6 +58,11 @@ TRIAL_COLUMNS = (
     "latency_trend_ms_per_s", "incomplete",
     "littles_law_ratio", "ceiling_rps", "efficiency",
     *STREAM_COLUMNS,
+    # schema 3: steady-state warm-up, generator self-measurement, cost per request
+    "warmup_s", "warmup_mode", "queue_cycle_s",
+    "generator_lag_ms_mean", "generator_lag_ms_max", "generator_lag_share",
+    "sends_due", "sends_late", "sends_capped", "sends_unsent",
+    "cpu_ms_per_request", "pss_kib_per_inflight",
 )
 
 #: samples.csv. ``t_s`` is seconds since the run started (monotonic clock).
@@ -166,11 +174,25 @@ def _v1_to_v2(trials: pd.DataFrame, samples: pd.DataFrame) -> tuple[pd.DataFrame
     for col in TRIAL_COLUMNS:
         if col not in trials:
             trials[col] = "" if col == "flags" else math.nan
+    if trials["warmup_mode"].isna().all():
+        trials["warmup_mode"] = "fixed"
     samples = samples.reindex(columns=list(SAMPLE_COLUMNS))
     extra = [c for c in trials.columns if c not in TRIAL_COLUMNS]
     return trials[[*TRIAL_COLUMNS, *extra]], samples
 
 
+def _v2_to_v3(trials: pd.DataFrame, samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Schema 2 -> 3: the columns 3 added, empty; every schema-2 trial had a fixed warm-up."""
+    trials = trials.copy()
+    for col in TRIAL_COLUMNS:
+        if col not in trials:
+            trials[col] = math.nan
+    if trials["warmup_mode"].isna().all():
+        trials["warmup_mode"] = "fixed"
+    extra = [c for c in trials.columns if c not in TRIAL_COLUMNS]
+    return trials[[*TRIAL_COLUMNS, *extra]], samples
+
+
 #: MIGRATIONS[v - 1] upgrades tables of schema v to v + 1.
-MIGRATIONS = (_v1_to_v2,)
+MIGRATIONS = (_v1_to_v2, _v2_to_v3)
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from apps.work import expected, mask_timestamps
-from harness import analysis, stats, streams
+from harness import analysis, stats, steady, streams
 from harness.backends import Deployment, get_backend
 from harness.load import LoadResult, LoadSpec, run_level, start_spread_s
 from harness.machine import git_info, machine_info, package_versions
@@ -104,6 +104,15 @@ class RunPlan:
     #: Open loop: one level per arrival rate (req/s); ``users`` then holds the single
     #: cap on requests in flight. Empty: closed loop, one level per ``users`` value.
     arrival_rates: tuple[float, ...] = ()
+    #: Steady-state warm-up (harness.steady): each window opens when the stack is
+    #: steady, between ``warmup_s`` and ``max_warmup_s`` after spawning. False: a
+    #: fixed ``warmup_s``.
+    steady: bool = False
+    max_warmup_s: float = 0.0
+
+    @property
+    def longest_warmup_s(self) -> float:
+        return max(self.warmup_s, self.max_warmup_s) if self.steady else self.warmup_s
 
     @property
     def levels(self) -> list[tuple[int, float]]:
@@ -117,8 +126,11 @@ class RunPlan:
         return len(self.servers) * len(self.levels) * self.repeats
 
     def estimated_seconds(self) -> float:
-        """Rough wall time: per level warm-up + window + ~3 s locust start/stop, + server start."""
-        per_level = self.warmup_s + self.duration_s + 3.0
+        """Rough wall time: per level warm-up + window + ~1.5 s locust start/stop, + server
+        start. A steady-state warm-up is counted as 2 s (most stacks are steady sooner;
+        a deep queue takes up to ``max_warmup_s``)."""
+        warmup = min(2.0, self.max_warmup_s) if self.steady else self.warmup_s
+        per_level = warmup + self.duration_s + 1.5
         return self.repeats * len(self.servers) * (2.0 + len(self.levels) * per_level)
 
 
@@ -167,12 +179,19 @@ def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
         "load_mode": "open-loop" if plan.arrival_rates else "closed-loop",
         "load_processes": plan.load_processes,
         "keep_alive": True,
-        "start_spread_s": start_spread_s(plan.warmup_s),
+        "start_spread_s": start_spread_s(plan.longest_warmup_s),
+        "warmup": ({"mode": "steady", "min_s": plan.warmup_s, "max_s": plan.max_warmup_s,
+                    "drift_bound": steady.DRIFT_BOUND, "drift_floor_ms": steady.DRIFT_FLOOR_MS,
+                    "littles_law_tolerance": steady.LITTLES_LAW_TOLERANCE,
+                    "eval_min_s": steady.EVAL_MIN_S,
+                    "eval_min_requests": steady.EVAL_MIN_REQUESTS}
+                   if plan.steady else {"mode": "fixed", "s": plan.warmup_s}),
         "scenario": {
             "name": sc.name, "description": sc.description, "protocol": sc.protocol,
             "method": sc.method, "request_path": sc.request_path, "params": dict(sc.values),
             "users": list(plan.users), "arrival_rates": list(plan.arrival_rates),
-            "warmup_s": plan.warmup_s, "duration_s": plan.duration_s,
+            "warmup_s": plan.warmup_s, "max_warmup_s": plan.max_warmup_s,
+            "steady": plan.steady, "duration_s": plan.duration_s,
             "repeats": plan.repeats,
             "slo": {"p99_ms": sc.slo_p99_ms, "max_error_rate": sc.slo_max_error_rate},
             "validity": {"max_error_rate": sc.max_error_rate,
@@ -420,9 +439,14 @@ class Runner:
             warmup_s=plan.warmup_s, duration_s=plan.duration_s, method=sc.method,
             path=sc.request_path, expected_status=status, expected_body=body, name=sc.name,
             user_class="OpenLoopUser" if open_loop else USER_CLASSES[sc.protocol],
-            options=options, processes=plan.load_processes)
+            options=options, processes=plan.load_processes,
+            steady=plan.steady and sc.protocol == "http", max_warmup_s=plan.max_warmup_s,
+            arrival_rate=trial["offered_rps"] if open_loop else None,
+            record_name=PRIMARY_RECORDS[sc.protocol])
+        expected_s = (min(2.0, plan.longest_warmup_s) if spec.steady else plan.warmup_s) \
+            + plan.duration_s
         self.reporter.trial_started(server.config.name, trial["users"], trial["repeat"],
-                                    spec.run_time_s)
+                                    expected_s)
 
         def keep_going(elapsed: float) -> str:
             self.reporter.tick(elapsed)
@@ -446,16 +470,16 @@ class Runner:
         gen_rows = self._sample_rows(result.generator_samples, "generator", server.config.name,
                                      trial["repeat"], [])
         self.state.samples.extend(gen_rows)
-        if "spawn_complete_unix_s" not in meta:
+        if "spawn_complete_unix_s" not in meta or math.isnan(result.window_start_unix_s):
             trial["status"] = "failed"
             return
-        w_start = meta["spawn_complete_unix_s"] + plan.warmup_s
-        window = analysis.Window(w_start, w_start + plan.duration_s)
+        window = analysis.Window(result.window_start_unix_s, result.window_end_unix_s)
         stopped = meta.get("test_stop_unix_s", math.inf)
         if trial["status"] == "failed":
             window = analysis.Window(window.start, min(window.end, stopped))
         t0, t1 = window.start - self.t0_unix, window.end - self.t0_unix
-        trial.update(t_start_s=t0, t_end_s=t1, window_s=window.seconds)
+        trial.update(t_start_s=t0, t_end_s=t1, window_s=window.seconds,
+                     warmup_s=result.warmup_used_s, warmup_mode=result.warmup_mode)
         if window.seconds <= 0:
             return
         records = analysis.read_records(result.records_dir)
@@ -481,20 +505,40 @@ class Runner:
                 return
         gen = analysis.generator_load(_frame(gen_rows), t0, t1)
         trial.update(gen)
-        if trial["load_mode"] == "closed-loop":
+        closed = trial["load_mode"] == "closed-loop"
+        if closed:
             trial["littles_law_ratio"] = analysis.littles_law(
                 m["requests"] / window.seconds, m["latency_mean_ms"], trial["users"])
+            trial.update(analysis.generator_lag(meta.get("lag_slices", {}), window,
+                                                users=trial["users"]))
+        else:
+            trial.update(analysis.open_loop_sends(meta.get("open_loop_slices", {}), window))
+        trial.update(analysis.cost_metrics(trial, window.seconds))
         latency_ms = plan.scenario.values.get("latency_ms")
         if latency_ms is not None and plan.scenario.path == "/io":
-            offered = trial["users"] if trial["load_mode"] == "closed-loop" else math.inf
+            offered = trial["users"] if closed else math.inf
             capacity = server.config.concurrency_capacity(plan.workers)
             ceiling = analysis.io_ceiling_rps(offered, capacity, latency_ms)
-            if trial["load_mode"] == "open-loop":
+            if not closed:
                 ceiling = min(ceiling, trial["offered_rps"])
             trial["ceiling_rps"] = ceiling
             if not math.isnan(ceiling):
                 trial["efficiency"] = m["throughput_rps"] / ceiling
         trial["flags"] = analysis.flags(trial)
+        not_steady = ""
+        if protocol == "http":
+            primary_rows = records[records["name"] == primary]
+            ends = (primary_rows["start_unix_s"] + primary_rows["latency_ms"] / 1000.0)
+            state = steady.evaluate(ends.to_numpy(), primary_rows["latency_ms"].to_numpy(),
+                                    span_start=window.start, span_end=window.end,
+                                    started_at=-math.inf, users=trial["users"],
+                                    arrival_rate=None if closed else trial["offered_rps"])
+            trial["queue_cycle_s"] = state.cycle_s
+            not_steady = steady.window_problem(state, closed_loop=closed)
+            if not_steady and result.warmup_mode == "max":
+                detector = result.steadiness.reason() if result.steadiness else "no data"
+                not_steady += (f"; not steady within the longest warm-up "
+                               f"({plan.longest_warmup_s:g} s: {detector})")
         if trial["status"] in ("failed", "unsupported"):
             return
         reasons = [trial["reason"]] if trial["reason"] else []
@@ -504,8 +548,17 @@ class Runner:
             gen, load_cpus=len(plan.load_cpus),
             limit_percent=plan.scenario.max_generator_cpu_percent,
             locust_warned=bool(meta.get("cpu_warning")))
-        if saturated:
-            reasons.append(saturated)
+        limited = analysis.generator_limited(
+            trial, load_processes=plan.load_processes, load_cpus=len(plan.load_cpus),
+            server_cpus=len(plan.server_cpus)) if not saturated else ""
+        behind = analysis.generator_behind(trial) if not closed else ""
+        # One cause per trial: a generator that set the pace also bends Little's law
+        # and the trend, so it is named first and "not-steady" only when it did not.
+        for problem in (saturated, limited, behind):
+            if problem:
+                reasons.append(problem)
+        if not_steady and not (saturated or limited or behind):
+            reasons.append(not_steady)
         status, reason = analysis.verdict(trial, max_error_rate=plan.scenario.max_error_rate)
         if reason:
             reasons.append(reason)

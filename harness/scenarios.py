@@ -88,6 +88,10 @@ class Scenario:
     max_error_rate: float
     max_generator_cpu_percent: float
     source: Path = field(default=Path())
+    #: Open each level's window when the stack is steady (harness.steady), between
+    #: ``warmup_s`` and ``max_warmup_s`` after spawning; False: after ``warmup_s`` exactly.
+    steady: bool = False
+    max_warmup_s: float = 0.0
 
     @property
     def request_path(self) -> str:
@@ -218,7 +222,21 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
             raise ValueError(f"[{where}].default {default} is outside [{lo}, {hi}]")
         params[pname] = Param(pname, ptype, default, lo, hi, str(spec.get("unit", "")),
                               str(spec.get("description", "")))
-    load_t = _table(data, "load", {"users", "warmup_s", "duration_s", "repeats"})
+    load_t = _table(data, "load", {"users", "warmup_s", "max_warmup_s", "duration_s",
+                                   "repeats"})
+    # warmup_s alone: a fixed warm-up; max_warmup_s: steady-state detection up to it
+    # (with warmup_s, if given, as the shortest warm-up).
+    steady = "max_warmup_s" in load_t
+    if not steady and "warmup_s" not in load_t:
+        raise KeyError("[load] is missing 'warmup_s' (fixed) or 'max_warmup_s' (steady state)")
+    if steady and protocol != "http":
+        raise ValueError("[load].max_warmup_s: steady-state detection applies to http "
+                         "scenarios; give stream scenarios a fixed warmup_s")
+    warmup_s = float(_number(load_t, "warmup_s", "load", positive=False)) \
+        if "warmup_s" in load_t else 0.0
+    max_warmup_s = float(_number(load_t, "max_warmup_s", "load")) if steady else 0.0
+    if steady and max_warmup_s < warmup_s:
+        raise ValueError(f"[load].max_warmup_s {max_warmup_s:g} is below warmup_s {warmup_s:g}")
     users = load_t.get("users")
     if (not isinstance(users, list) or not users
             or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in users)):
@@ -234,7 +252,9 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
         params=MappingProxyType(params),
         values=MappingProxyType({p.name: p.default for p in params.values()}),
         users=tuple(users),
-        warmup_s=float(_number(load_t, "warmup_s", "load", positive=False)),
+        warmup_s=warmup_s,
+        steady=steady,
+        max_warmup_s=max_warmup_s,
         duration_s=float(_number(load_t, "duration_s", "load")),
         repeats=int(_number(load_t, "repeats", "load", integer=True)),
         slo_p99_ms=float(_number(slo, "p99_ms", "slo")),

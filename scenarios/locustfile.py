@@ -9,7 +9,27 @@ locust process that makes requests (one, or each worker with ``--processes``) wr
   100 ms and to 2 significant figures above);
 * ``<pid>.meta.json``: the process's role (local, master, worker), the wall-clock
   time spawning completed (the start of the warm-up), when the test stopped,
-  locust's CPU-warning flag and error counts.
+  locust's CPU-warning flag and error counts, and the generator's own delays per
+  wall-clock second (``lag_slices``, ``open_loop_slices``: see below);
+* ``<pid>.spawned``: written the moment spawning completed (the harness watches
+  for it to start its steady-state detector while the test runs).
+
+With ``live`` in the spec, the records file is flushed every 0.2 s, so the harness
+can read completions while the test runs (steady-state detection).
+
+The generator measures itself, so a trial it slowed down can be told apart:
+
+* closed loop, *scheduling lag*: the time from a user's previous response being
+  handled to its next request being sent. With ``wait_time = constant(0)`` this is
+  pure generator overhead (greenlet scheduling, locust's task loop); when the
+  process is short of CPU it grows, and users spend time outside a request, which
+  the server never sees. Kept per second as ``[count, sum ms, max ms]``.
+* open loop, *late and capped sends*: a request sent more than one interval after it
+  was due while a connection was free (the generator fell behind its schedule), and a
+  request due while all ``max_in_flight`` connections were busy (capped: k6 calls
+  these dropped iterations; here they wait and are timed from when they were due),
+  and a request that was due before the test stopped but never sent at all (unsent).
+  Kept per second of the due time as ``[due, late, capped, unsent]``.
 
 Two load modes:
 
@@ -42,6 +62,27 @@ _spec: dict[str, Any] = {}
 _records: Any = None
 _meta: dict[str, Any] = {"cpu_warning": False, "errors": {}}
 _errors: Counter[str] = Counter()
+#: unix second -> [requests sent, lag sum ms, lag max ms] (closed loop).
+_lag: dict[int, list[float]] = {}
+#: unix second -> [due, late, capped, unsent] (open loop).
+_sends: dict[int, list[int]] = {}
+FLUSH_EVERY_S = 0.2
+
+
+def _note_lag(lag_s: float) -> None:
+    slot = _lag.setdefault(int(time.time()), [0, 0.0, 0.0])
+    ms = lag_s * 1000.0
+    slot[0] += 1
+    slot[1] += ms
+    slot[2] = max(slot[2], ms)
+
+
+def _note_send(due_unix: float, late: bool, capped: bool, unsent: bool = False) -> None:
+    slot = _sends.setdefault(int(due_unix), [0, 0, 0, 0])
+    slot[0] += 1
+    slot[1] += late
+    slot[2] += capped
+    slot[3] += unsent
 
 
 @events.init_command_line_parser.add_listener
@@ -69,7 +110,16 @@ def _open_records() -> Any:
         os.makedirs(_spec["records_dir"], exist_ok=True)
         path = os.path.join(_spec["records_dir"], f"{os.getpid()}.csv")
         _records = open(path, "a", buffering=1 << 20, encoding="ascii")  # noqa: SIM115
+        if _spec.get("live"):
+            gevent.spawn(_flush_forever)
     return _records
+
+
+def _flush_forever() -> None:
+    while _records is not None and not _records.closed:
+        gevent.sleep(FLUSH_EVERY_S)
+        if not _records.closed:
+            _records.flush()
 
 
 @events.request.add_listener
@@ -94,6 +144,13 @@ def _on_request(name: str, response_time: float, exception: BaseException | None
 def _on_spawned(user_count: int, **_kw: Any) -> None:
     _meta["spawn_complete_unix_s"] = time.time()
     _meta["user_count"] = user_count
+    if _spec:
+        os.makedirs(_spec["records_dir"], exist_ok=True)
+        final = os.path.join(_spec["records_dir"], f"{os.getpid()}.spawned")
+        with open(final + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({"spawn_complete_unix_s": _meta["spawn_complete_unix_s"],
+                       "role": _meta.get("role", ""), "user_count": user_count}, f)
+        os.replace(final + ".tmp", final)
 
 
 @events.cpu_warning.add_listener
@@ -107,13 +164,24 @@ def _on_test_stop(**_kw: Any) -> None:
 
 
 @events.quitting.add_listener
-def _on_quitting(**_kw: Any) -> None:
+def _on_quitting(environment: Any = None, **_kw: Any) -> None:
     if not _spec:
         return
+    # The harness ends a level with SIGTERM, whose handler fires `quitting` before it
+    # stops the users: stop them first, so what they record on the way out (open-loop
+    # requests still in flight, sends never made) is in the files written below.
+    runner = getattr(environment, "runner", None)
+    if runner is not None:
+        try:
+            runner.stop()
+        except Exception as exc:  # noqa: BLE001 - the files below must still be written
+            _errors[f"stopping users: {type(exc).__name__}: {exc}"[:200]] += 1
     if _records is not None:
         _records.close()
     _meta.setdefault("test_stop_unix_s", time.time())
     _meta["errors"] = dict(_errors.most_common(20))
+    _meta["lag_slices"] = {str(k): v for k, v in sorted(_lag.items())}
+    _meta["open_loop_slices"] = {str(k): v for k, v in sorted(_sends.items())}
     os.makedirs(_spec["records_dir"], exist_ok=True)
     final = os.path.join(_spec["records_dir"], f"{os.getpid()}.meta.json")
     with open(final + ".tmp", "w", encoding="utf-8") as f:
@@ -135,15 +203,20 @@ class BenchUser(FastHttpUser):
     network_timeout = 30.0
     connection_timeout = 10.0
 
+    _last_end: float | None = None
+
     def on_start(self) -> None:
         # Out of lockstep: users spawned together would keep sending in bursts.
         gevent.sleep(random.uniform(0.0, float(_spec.get("start_spread_s", 0.0))))
 
     @task
     def request(self) -> None:
+        if self._last_end is not None:
+            _note_lag(time.perf_counter() - self._last_end)
         with self.client.request(_spec.get("method", "GET"), _spec["path"], name="request",
                                  catch_response=True) as resp:
             _check(resp)
+        self._last_end = time.perf_counter()
 
 
 class OpenLoopUser(FastHttpUser):
@@ -162,14 +235,19 @@ class OpenLoopUser(FastHttpUser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         options = _spec.get("options", {})
         self.rate = float(options["arrival_rate"]) / float(options.get("processes", 1))
+        self.interval = 1.0 / self.rate
         self.max_in_flight = int(options.get("max_in_flight", 1000))
         type(self).concurrency = self.max_in_flight
         super().__init__(*args, **kwargs)
         self.pool = Pool(self.max_in_flight)
         self.in_flight: dict[int, float] = {}
 
-    def _one(self, i: int, due: float, due_unix: float) -> None:
+    def _one(self, i: int, due: float, due_unix: float, capped: bool) -> None:
         self.in_flight[i] = due_unix
+        # Late: sent more than one interval after it was due with a connection free,
+        # i.e. the generator, not the server, fell behind the schedule.
+        late = not capped and time.perf_counter() - due > self.interval
+        _note_send(due_unix, late, capped)
         try:
             with self.client.request(_spec.get("method", "GET"), _spec["path"], name="request",
                                      catch_response=True) as resp:
@@ -192,9 +270,14 @@ class OpenLoopUser(FastHttpUser):
                     gevent.sleep(delay)
                 # spawn() blocks while the pool is full: the wait is inside the latency
                 # (measured from `due`), so overload shows as latency, not as lower load.
-                self.pool.spawn(self._one, i, due, t0_unix + (due - t0))
+                capped = self.pool.full()
+                self.pool.spawn(self._one, i, due, t0_unix + (due - t0), capped)
                 i += 1
         finally:
+            # Due before now but never sent: the schedule ran ahead of the generator.
+            last_due = int((time.perf_counter() - t0) * self.rate)
+            for k in range(i, last_due + 1):
+                _note_send(t0_unix + k / self.rate, False, False, True)
             self._record_incomplete()
 
     def _record_incomplete(self) -> None:

@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from harness import PROJECT_ROOT
-from harness.procs import child_env, spawn, stop_group, tail
+from harness.procs import child_env, poll_until, spawn, stop_group, tail
 from harness.sampler import Sample, TreeSampler
 from harness.steady import CHECK_EVERY_S, Detector, RecordTail, Steadiness
 
@@ -40,6 +40,8 @@ KILL_AFTER_S = 30.0
 MAX_START_SPREAD_S = 0.5
 #: After the window ends, this long for the last completions to be written (s).
 END_GRACE_S = 0.2
+#: After a level, how long to wait for every locust process's meta file (s).
+META_WAIT_S = 10.0
 
 
 def start_spread_s(warmup_s: float) -> float:
@@ -132,80 +134,186 @@ class LoadResult:
         if self.timed_out:
             return f"locust did not stop within its time limit: {tail(self.log_path, 3)}"
         if not self.meta or "spawn_complete_unix_s" not in self.meta:
-            return f"locust exited with code {self.exit_code} without results: {tail(self.log_path)}"
+            how = (f"exited with code {self.exit_code}" if self.exit_code is not None
+                   else "wrote no meta for the level")
+            return f"locust {how} without results: {tail(self.log_path)}"
         return ""
 
 
-def locust_argv(spec: LoadSpec, *, port: int, spec_path: Path, json_path: Path) -> list[str]:
-    """The locust command line for one level (headless, fixed users, bounded run time)."""
+def locust_argv(spec: LoadSpec, *, port: int, spec_path: Path, users: int | None = None,
+                run_time_s: int | None = None) -> list[str]:
+    """The locust command line: headless, bounded run time, ``users`` to start with
+    (default: the spec's; 0 for a session the control file drives)."""
+    users = spec.users if users is None else users
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-        "--users", str(spec.users), "--spawn-rate", str(max(spec.users * 10, 100)),
-        "--run-time", f"{spec.run_time_s}s", "--stop-timeout", "0",
+        "--users", str(users), "--spawn-rate", str(max(users * 10, 100)),
+        "--run-time", f"{run_time_s or spec.run_time_s}s", "--stop-timeout", "0",
         "--host", f"http://127.0.0.1:{port}", "--only-summary", "--exit-code-on-error", "0",
-        "--loglevel", "WARNING", "--json-file", str(json_path.with_suffix("")),
-        "--bench-spec", str(spec_path),
+        "--loglevel", "WARNING", "--bench-spec", str(spec_path),
         *(["--processes", str(spec.processes)] if spec.processes > 1 else []),
         spec.user_class,
     ]
 
 
-def run_level(spec: LoadSpec, *, port: int, cpus: list[int], trial_dir: Path, trial_id: str,
-              log_dir: Path, clock: Callable[[], float],
-              keep_going: Callable[[float], str] = lambda _elapsed: "") -> LoadResult:
-    """Run locust for one level and wait for it, with a hard deadline.
-
-    ``keep_going(elapsed_s)`` is polled about 10 times a second; a non-empty string
-    aborts the run with that reason (e.g. the server died). locust's whole process
-    group is stopped in a ``finally`` whatever happens.
-    """
-    records_dir = trial_dir / "requests" / trial_id
-    spec_path = trial_dir / "locust" / f"{trial_id}.spec.json"
-    json_path = trial_dir / "locust" / f"{trial_id}.json"
-    log_path = log_dir / f"locust-{trial_id}.log"
-    records_dir.mkdir(parents=True, exist_ok=True)
-    spec_path.parent.mkdir(parents=True, exist_ok=True)
-    spec_path.write_text(json.dumps({
-        "name": spec.name, "method": spec.method, "path": spec.path,
-        "expected_status": spec.expected_status,
-        "expected_body": spec.expected_body.decode("latin-1"),
+def _level_entry(spec: LoadSpec, records_dir: Path) -> dict[str, Any]:
+    """What one level tells locust: its users, records folder and options."""
+    return {
+        "users": spec.users,
         "records_dir": str(records_dir),
         "start_spread_s": start_spread_s(spec.longest_warmup_s),
         "options": {**spec.options, "processes": spec.processes},
         "live": spec.steady,
-    }))
-    argv = locust_argv(spec, port=port, spec_path=spec_path, json_path=json_path)
-    deadline_s = spec.run_time_s + KILL_AFTER_S
-    timed_out = False
-    aborted = ""
-    window = _WindowClock(spec, records_dir)
-    proc = spawn(argv, cpus=cpus, log_path=log_path, env=child_env())
-    sampler: TreeSampler | None = None
-    try:
-        sampler = TreeSampler(proc.pid, clock=clock, full_memory=False, cpus=cpus).__enter__()
+    }
+
+
+class LoadSession:
+    """One locust process (or master + workers) that serves every level of one
+    deployment, pinned to the load CPUs (see scenarios/locustfile.py, "Levels").
+
+    Starting locust costs about a second of the load CPU (importing gevent and
+    locust); a session pays it once per deployment. ``base`` gives what every level
+    shares (request, expected answer, user class, processes); :meth:`level` runs one
+    level. After a level that went wrong (locust died or hung, the server died) the
+    session is closed and the next :meth:`level` starts a fresh locust. Use it as a
+    context manager: its locust group is stopped in a ``finally`` whatever happens.
+    """
+
+    def __init__(self, base: LoadSpec, *, port: int, cpus: list[int], run_dir: Path,
+                 session_id: str, log_dir: Path, clock: Callable[[], float],
+                 max_run_s: float = 3600.0) -> None:
+        self.base = base
+        self.port = port
+        self.cpus = cpus
+        self.run_dir = run_dir
+        self.session_id = session_id
+        self.log_path = log_dir / f"locust-{session_id}.log"
+        self.clock = clock
+        self.max_run_s = max_run_s
+        self.spec_path = run_dir / "locust" / f"{session_id}.spec.json"
+        self.control_path = run_dir / "locust" / f"{session_id}.control.json"
+        self.proc: Any = None
+        self.sampler: TreeSampler | None = None
+        self._seq = 0
+        self._starts = 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        from harness.results import atomic_write_json
+
+        self._starts += 1
+        self._seq += 1
+        atomic_write_json(self.control_path, {"seq": 0, "action": "none"})
+        b = self.base
+        atomic_write_json(self.spec_path, {
+            "name": b.name, "method": b.method, "path": b.path,
+            "expected_status": b.expected_status,
+            "expected_body": b.expected_body.decode("latin-1"),
+            "control_path": str(self.control_path),
+            "records_dir": str(self.run_dir / "requests" / f"_idle-{self.session_id}"),
+            "start_spread_s": 0.0, "options": {**b.options, "processes": b.processes},
+        })
+        argv = locust_argv(b, port=self.port, spec_path=self.spec_path, users=0,
+                           run_time_s=math.ceil(self.max_run_s))
+        self.proc = spawn(argv, cpus=self.cpus, log_path=self.log_path, env=child_env())
+        try:
+            self.sampler = TreeSampler(self.proc.pid, clock=self.clock, full_memory=False,
+                                       cpus=self.cpus).__enter__()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> int | None:
+        """Stop locust's whole group (SIGTERM, grace, SIGKILL); its exit code."""
+        code = None
+        try:
+            if self.sampler is not None:
+                self.sampler.stop()
+        finally:
+            self.sampler = None
+            if self.proc is not None:
+                code = stop_group(self.proc, grace_s=5.0)
+                self.proc = None
+        return code
+
+    def _order(self, action: str, level: dict[str, Any] | None = None) -> None:
+        from harness.results import atomic_write_json
+
+        self._seq += 1
+        atomic_write_json(self.control_path, {"seq": self._seq, "action": action,
+                                              "level": level or {}})
+
+    def level(self, spec: LoadSpec, *, trial_id: str,
+              keep_going: Callable[[float], str] = lambda _elapsed: "") -> LoadResult:
+        """Run one level and wait for its window to pass, with a hard deadline.
+
+        ``keep_going(elapsed_s)`` is polled about 10 times a second; a non-empty string
+        aborts the level with that reason (e.g. the server died).
+        """
+        records_dir = self.run_dir / "requests" / trial_id
+        records_dir.mkdir(parents=True, exist_ok=True)
+        if self.proc is None:
+            self._start()
+        assert self.proc is not None and self.sampler is not None
+        first_sample = len(self.sampler.samples)
+        self._order("run", _level_entry(spec, records_dir))
+        deadline_s = spec.run_time_s + KILL_AFTER_S
+        timed_out, aborted, died = False, "", False
+        window = _WindowClock(spec, records_dir)
         start = time.monotonic()
-        while proc.poll() is None:
-            elapsed = time.monotonic() - start
-            if elapsed > deadline_s:
-                timed_out = True
-                break
-            aborted = keep_going(elapsed)
-            if aborted:
-                break
-            if window.update(time.time()):
-                break  # the window is over: stop locust now, not at its run time
-            time.sleep(0.1)
-    finally:
-        if sampler is not None:
-            sampler.stop()
-        exit_code = stop_group(proc, grace_s=5.0)
-    meta = merge_meta(records_dir)
-    window.finish(meta)
-    return LoadResult(records_dir, meta, exit_code, timed_out, aborted, log_path,
-                      sampler.samples if sampler else [],
-                      window_start_unix_s=window.start, window_end_unix_s=window.end,
-                      warmup_used_s=window.start - window.spawned, warmup_mode=window.mode,
-                      steadiness=window.last)
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    died = True
+                    break
+                elapsed = time.monotonic() - start
+                if elapsed > deadline_s:
+                    timed_out = True
+                    break
+                aborted = keep_going(elapsed)
+                if aborted:
+                    break
+                if window.update(time.time()):
+                    break  # the window is over
+                time.sleep(0.1)
+            if not (died or timed_out or aborted):
+                self._order("idle")
+                want = 1 if spec.processes <= 1 else spec.processes + 1
+                poll_until(lambda: len(list(records_dir.glob("*.meta.json"))) >= want
+                           or self.proc.poll() is not None, META_WAIT_S)
+        except BaseException:
+            self.close()
+            raise
+        exit_code = None
+        if died or timed_out or aborted:
+            exit_code = self.close()
+        samples = self.sampler.samples[first_sample:] if self.sampler else []
+        meta = merge_meta(records_dir)
+        window.finish(meta)
+        return LoadResult(records_dir, meta, exit_code, timed_out, aborted, self.log_path,
+                          list(samples), window_start_unix_s=window.start,
+                          window_end_unix_s=window.end,
+                          warmup_used_s=window.start - window.spawned,
+                          warmup_mode=window.mode, steadiness=window.last)
+
+
+def run_level(spec: LoadSpec, *, port: int, cpus: list[int], trial_dir: Path, trial_id: str,
+              log_dir: Path, clock: Callable[[], float],
+              keep_going: Callable[[float], str] = lambda _elapsed: "") -> LoadResult:
+    """One level in a locust session of its own (started and stopped here)."""
+    with LoadSession(spec, port=port, cpus=cpus, run_dir=trial_dir, session_id=trial_id,
+                     log_dir=log_dir, clock=clock,
+                     max_run_s=spec.run_time_s + KILL_AFTER_S) as session:
+        result = session.level(spec, trial_id=trial_id, keep_going=keep_going)
+        code = session.close()
+    if result.exit_code is None:
+        result.exit_code = code
+    return result
 
 
 class _WindowClock:

@@ -29,7 +29,7 @@ import pandas as pd
 from apps.work import expected, mask_timestamps
 from harness import analysis, stats, steady, streams
 from harness.backends import Deployment, get_backend
-from harness.load import LoadResult, LoadSpec, run_level, start_spread_s
+from harness.load import KILL_AFTER_S, LoadResult, LoadSession, LoadSpec, start_spread_s
 from harness.machine import git_info, machine_info, package_versions
 from harness.procs import ProcessError, http_get
 from harness.results import (
@@ -265,6 +265,8 @@ class Runner:
         self.state = RunState(self.run_dir, initial_meta(plan, self.run_id))
         self.t0_mono = time.monotonic()
         self.t0_unix = time.time()
+        self._session: LoadSession | None = None
+        self._sessions = 0
         self.state.meta["clock_origin_unix_s"] = self.t0_unix
         self.state.save()
 
@@ -342,6 +344,7 @@ class Runner:
             for users, offered_rps in self.plan.levels:
                 trial = self._base_trial(config, users, offered_rps, repeat)
                 if server is not None and server.exit_code() is not None:
+                    self._close_session()
                     self._keep_samples(server, config, repeat)
                     server.stop()
                     server = None
@@ -360,10 +363,34 @@ class Runner:
                     blocked = ("unsupported", trial["reason"])
             self._per_connection(config, repeat)
         finally:
-            if server is not None:
-                self._keep_samples(server, config, repeat)
-                server.stop()
-                self.state.save()
+            try:
+                self._close_session()
+            finally:
+                if server is not None:
+                    self._keep_samples(server, config, repeat)
+                    server.stop()
+                    self.state.save()
+
+    def _close_session(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            session.close()
+
+    def _session_for(self, server: Deployment, spec: LoadSpec, trial: dict[str, Any]) -> LoadSession:
+        """The locust session serving ``server`` (one per deployment; a new one after a
+        server restart or a level that went wrong)."""
+        if self._session is not None and (self._session.port != server.port
+                                          or self._session.proc is None):
+            self._close_session()
+        if self._session is None:
+            self._sessions += 1
+            per_level = self.plan.longest_warmup_s + self.plan.duration_s + KILL_AFTER_S
+            self._session = LoadSession(
+                spec, port=server.port, cpus=self.plan.load_cpus, run_dir=self.run_dir,
+                session_id=f"{server.config.name}-r{trial['repeat']}-s{self._sessions}",
+                log_dir=self.run_dir / "logs", clock=self.clock,
+                max_run_s=len(self.plan.levels) * per_level + 60)
+        return self._session
 
     def _per_connection(self, config: ServerConfig, repeat: int) -> None:
         """Stream scenarios: PSS per held connection, the slope across this config's
@@ -456,9 +483,8 @@ class Runner:
                         f"{server.log_tail(5)}")
             return ""
 
-        result = run_level(spec, port=server.port, cpus=plan.load_cpus, trial_dir=self.run_dir,
-                           trial_id=trial["trial_id"], log_dir=self.run_dir / "logs",
-                           clock=self.clock, keep_going=keep_going)
+        session = self._session_for(server, spec, trial)
+        result = session.level(spec, trial_id=trial["trial_id"], keep_going=keep_going)
         if result.problem:
             # Keep what was measured up to the fault; the trial is failed whatever it shows.
             trial["status"], trial["reason"] = "failed", result.problem

@@ -149,7 +149,7 @@ class Detector:
             return None
         ends = np.asarray(self.ends, dtype=float)
         recent = np.sort(ends[(ends >= self.started_at) & (ends < now)])
-        if len(recent) < 3:
+        if len(recent) < EVAL_MIN_REQUESTS:
             return None
         # The trailing span: EVAL_MIN_S, widened back until it holds EVAL_MIN_REQUESTS.
         start = now - EVAL_MIN_S

@@ -17,6 +17,16 @@ locust process that makes requests (one, or each worker with ``--processes``) wr
 With ``live`` in the spec, the records file is flushed every 0.2 s, so the harness
 can read completions while the test runs (steady-state detection).
 
+Levels. With ``control_path`` in the spec, one locust process (or master + workers)
+serves every level of a deployment instead of one process per level (starting
+locust costs about a second of the load CPU). locust starts with no users; the
+harness writes the control file (JSON, replaced atomically) and every process polls
+it: ``{"seq": n, "action": "run", "level": {...}}`` switches the records to the
+level's ``records_dir``, takes its options, and (local runner or master) starts its
+``users``; ``{"seq": n, "action": "idle"}`` stops the users and has each process
+write the level's ``<pid>.meta.json``. Without ``control_path`` the spec is the one
+level and locust's ``--users`` start it.
+
 The generator measures itself, so a trial it slowed down can be told apart:
 
 * closed loop, *scheduling lag*: the time from a user's previous response being
@@ -67,6 +77,9 @@ _lag: dict[int, list[float]] = {}
 #: unix second -> [due, late, capped, unsent] (open loop).
 _sends: dict[int, list[int]] = {}
 FLUSH_EVERY_S = 0.2
+CONTROL_EVERY_S = 0.05
+#: The control entry being served (its ``seq``), and whether a level is active.
+_control: dict[str, Any] = {"seq": -1, "active": False}
 
 
 def _note_lag(lag_s: float) -> None:
@@ -101,25 +114,102 @@ def _on_init(environment: Any, **_kw: Any) -> None:
     _meta["role"] = type(environment.runner).__name__.removesuffix("Runner").lower()
     _meta["pid"] = os.getpid()
     _meta["init_unix_s"] = time.time()
+    if _spec.get("control_path"):
+        gevent.spawn(_control_loop, environment)
+    else:
+        _control["active"] = True
+
+
+def _control_loop(environment: Any) -> None:
+    """Follow the harness's control file (see the module docstring)."""
+    path = _spec["control_path"]
+    while True:
+        gevent.sleep(CONTROL_EVERY_S)
+        try:
+            with open(path, encoding="utf-8") as f:
+                order = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if order.get("seq", -1) <= _control["seq"]:
+            continue
+        _control["seq"] = order["seq"]
+        try:
+            if order.get("action") == "run":
+                _start_level(environment, order["level"])
+            elif order.get("action") == "idle":
+                _end_level(environment)
+        except Exception as exc:  # noqa: BLE001 - recorded, the harness sees no meta and says so
+            _errors[f"control {order.get('action')}: {type(exc).__name__}: {exc}"[:200]] += 1
+
+
+def _start_level(environment: Any, level: dict[str, Any]) -> None:
+    global _records
+    runner = environment.runner
+    if _control["active"]:
+        _end_level(environment)
+    if _records is not None:
+        _records.close()
+        _records = None
+    _spec.update(level)
+    _meta.update(cpu_warning=False)
+    for key in ("spawn_complete_unix_s", "test_stop_unix_s", "user_count"):
+        _meta.pop(key, None)
+    _errors.clear()
+    _control["active"] = True
+    if _meta.get("role") in ("local", "master"):
+        users = int(level["users"])
+        runner.start(users, spawn_rate=max(users * 10, 100))
+
+
+def _end_level(environment: Any) -> None:
+    """Stop the level's users (local/master) and write this process's meta for it."""
+    if not _control["active"]:
+        return
+    runner = environment.runner
+    if _meta.get("role") in ("local", "master") and runner.state not in ("stopped", "ready"):
+        runner.stop()
+    else:
+        # A worker's users are stopped by the master; give its message a moment.
+        deadline = time.time() + 2.0
+        while runner.user_count and time.time() < deadline:
+            gevent.sleep(0.02)
+    _control["active"] = False
+    _write_meta()
+
+
+def _write_meta() -> None:
+    global _records
+    if _records is not None:
+        _records.close()
+        _records = None
+    _meta.setdefault("test_stop_unix_s", time.time())
+    _meta["errors"] = dict(_errors.most_common(20))
+    _meta["lag_slices"] = {str(k): v for k, v in sorted(_lag.items())}
+    _meta["open_loop_slices"] = {str(k): v for k, v in sorted(_sends.items())}
+    os.makedirs(_spec["records_dir"], exist_ok=True)
+    final = os.path.join(_spec["records_dir"], f"{os.getpid()}.meta.json")
+    with open(final + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(_meta, f)
+    os.replace(final + ".tmp", final)
 
 
 def _open_records() -> Any:
     # Opened lazily: with --processes, init runs in the master before it forks.
     global _records
-    if _records is None and _spec:
+    if _records is None and _spec and _control["active"]:
         os.makedirs(_spec["records_dir"], exist_ok=True)
         path = os.path.join(_spec["records_dir"], f"{os.getpid()}.csv")
         _records = open(path, "a", buffering=1 << 20, encoding="ascii")  # noqa: SIM115
         if _spec.get("live"):
-            gevent.spawn(_flush_forever)
+            gevent.spawn(_flush_forever, _records)
     return _records
 
 
-def _flush_forever() -> None:
-    while _records is not None and not _records.closed:
+def _flush_forever(records: Any) -> None:
+    while not records.closed:
         gevent.sleep(FLUSH_EVERY_S)
-        if not _records.closed:
-            _records.flush()
+        if not records.closed:
+            records.flush()
 
 
 @events.request.add_listener
@@ -142,6 +232,8 @@ def _on_request(name: str, response_time: float, exception: BaseException | None
 
 @events.spawning_complete.add_listener
 def _on_spawned(user_count: int, **_kw: Any) -> None:
+    if not _control["active"] or (_spec.get("control_path") and not user_count):
+        return  # the session's start with no users, or after a level ended
     _meta["spawn_complete_unix_s"] = time.time()
     _meta["user_count"] = user_count
     if _spec:
@@ -160,12 +252,13 @@ def _on_cpu_warning(**_kw: Any) -> None:
 
 @events.test_stop.add_listener
 def _on_test_stop(**_kw: Any) -> None:
-    _meta.setdefault("test_stop_unix_s", time.time())
+    if _control["active"]:
+        _meta.setdefault("test_stop_unix_s", time.time())
 
 
 @events.quitting.add_listener
 def _on_quitting(environment: Any = None, **_kw: Any) -> None:
-    if not _spec:
+    if not _spec or not _control["active"]:
         return
     # The harness ends a level with SIGTERM, whose handler fires `quitting` before it
     # stops the users: stop them first, so what they record on the way out (open-loop
@@ -176,17 +269,8 @@ def _on_quitting(environment: Any = None, **_kw: Any) -> None:
             runner.stop()
         except Exception as exc:  # noqa: BLE001 - the files below must still be written
             _errors[f"stopping users: {type(exc).__name__}: {exc}"[:200]] += 1
-    if _records is not None:
-        _records.close()
-    _meta.setdefault("test_stop_unix_s", time.time())
-    _meta["errors"] = dict(_errors.most_common(20))
-    _meta["lag_slices"] = {str(k): v for k, v in sorted(_lag.items())}
-    _meta["open_loop_slices"] = {str(k): v for k, v in sorted(_sends.items())}
-    os.makedirs(_spec["records_dir"], exist_ok=True)
-    final = os.path.join(_spec["records_dir"], f"{os.getpid()}.meta.json")
-    with open(final + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(_meta, f)
-    os.replace(final + ".tmp", final)
+    _control["active"] = False
+    _write_meta()
 
 
 def _check(resp: Any) -> None:
@@ -208,6 +292,11 @@ class BenchUser(FastHttpUser):
     def on_start(self) -> None:
         # Out of lockstep: users spawned together would keep sending in bursts.
         gevent.sleep(random.uniform(0.0, float(_spec.get("start_spread_s", 0.0))))
+
+    def on_stop(self) -> None:
+        # A session outlives its levels: close this user's keep-alive connection now, so
+        # the server is idle (no connection held) before the next level starts.
+        self.client.client.close()
 
     @task
     def request(self) -> None:
@@ -241,6 +330,9 @@ class OpenLoopUser(FastHttpUser):
         super().__init__(*args, **kwargs)
         self.pool = Pool(self.max_in_flight)
         self.in_flight: dict[int, float] = {}
+
+    def on_stop(self) -> None:
+        self.client.client.close()  # see BenchUser.on_stop
 
     def _one(self, i: int, due: float, due_unix: float, capped: bool) -> None:
         self.in_flight[i] = due_unix

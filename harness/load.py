@@ -140,15 +140,25 @@ class LoadResult:
         return ""
 
 
+#: How long locust lets users finish when a level stops (s), per user class. Request
+#: users: 0 (nothing after the window counts; a 5 s request would hold the next level
+#: up). Stream users: they notice the stop within ~0.5 s and record what was still
+#: open (a client queued for a worker is a failed connect with its wait), so they get
+#: time to do it.
+STOP_TIMEOUT_S = {"BenchUser": 0, "OpenLoopUser": 0}
+STREAM_STOP_TIMEOUT_S = 5
+
+
 def locust_argv(spec: LoadSpec, *, port: int, spec_path: Path, users: int | None = None,
                 run_time_s: int | None = None) -> list[str]:
     """The locust command line: headless, bounded run time, ``users`` to start with
     (default: the spec's; 0 for a session the control file drives)."""
     users = spec.users if users is None else users
+    stop_timeout = STOP_TIMEOUT_S.get(spec.user_class, STREAM_STOP_TIMEOUT_S)
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--users", str(users), "--spawn-rate", str(max(users * 10, 100)),
-        "--run-time", f"{run_time_s or spec.run_time_s}s", "--stop-timeout", "0",
+        "--run-time", f"{run_time_s or spec.run_time_s}s", "--stop-timeout", str(stop_timeout),
         "--host", f"http://127.0.0.1:{port}", "--only-summary", "--exit-code-on-error", "0",
         "--loglevel", "WARNING", "--bench-spec", str(spec_path),
         *(["--processes", str(spec.processes)] if spec.processes > 1 else []),

@@ -55,6 +55,10 @@ TRIAL_COLUMNS = (
     "latency_trend_ms_per_s", "incomplete",
     "littles_law_ratio", "ceiling_rps", "efficiency",
     *STREAM_COLUMNS,
+    # ``bench run --cross-check`` (harness.oracle): wrk on the same server and level;
+    # agreement = throughput_rps / oracle_throughput_rps. NaN when not cross-checked.
+    "oracle_throughput_rps", "oracle_latency_p50_ms", "oracle_latency_p99_ms",
+    "oracle_agreement",
 )
 
 #: samples.csv. ``t_s`` is seconds since the run started (monotonic clock).

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from apps.work import expected, mask_timestamps
-from harness import analysis, stats, streams
+from harness import analysis, oracle, stats, streams
 from harness.backends import Deployment, get_backend
 from harness.load import LoadResult, LoadSpec, run_level, start_spread_s
 from harness.machine import git_info, machine_info, package_versions
@@ -104,6 +104,8 @@ class RunPlan:
     #: Open loop: one level per arrival rate (req/s); ``users`` then holds the single
     #: cap on requests in flight. Empty: closed loop, one level per ``users`` value.
     arrival_rates: tuple[float, ...] = ()
+    #: After each closed-loop HTTP trial, drive the same server with wrk (harness.oracle).
+    cross_check: bool = False
 
     @property
     def levels(self) -> list[tuple[int, float]]:
@@ -439,6 +441,9 @@ class Runner:
             # Keep what was measured up to the fault; the trial is failed whatever it shows.
             trial["status"], trial["reason"] = "failed", result.problem
         self._measure(trial, result, server)
+        if plan.cross_check:
+            oracle.cross_check_trial(trial, server, plan, run_dir=self.run_dir,
+                                     meta=self.state.meta)
         self._record(trial)
 
     def _measure(self, trial: dict[str, Any], result: LoadResult, server: Deployment) -> None:

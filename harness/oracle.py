@@ -151,7 +151,9 @@ class OracleResult:
     ``throughput_rps``: successful responses (``requests - status - timeout`` errors)
     over the duration wrk measured, req/s; latencies in ms (wrk's histogram, 1 µs
     resolution, NaN when no response was timed); ``duration_s`` as measured by wrk;
-    ``argv`` the exact command; ``warmup_s`` the length of the discarded warm-up run.
+    ``argv`` the exact command; ``warmup_s`` the length of the discarded warm-up run;
+    CPU figures (% of one core, or of a CPU set) say whether wrk or a neighbour on the
+    machine may have set the pace.
     """
 
     tool: str
@@ -172,6 +174,14 @@ class OracleResult:
     latency_p999_ms: float
     latency_max_ms: float
     warmup_s: float = 0.0
+    #: wrk's own CPU over its run, % of one core (getrusage of the reaped child).
+    generator_cpu_percent: float = math.nan
+    #: How busy the load CPUs were from anything during the run, % of the set.
+    load_cpus_busy_percent: float = math.nan
+    #: The server tree's CPU (% of one core) and its CPU set's busy % during the run,
+    #: from the deployment's sampler; NaN without one.
+    server_cpu_percent: float = math.nan
+    server_cpus_busy_percent: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -290,6 +300,7 @@ def run_wrk(port: int, path: str, *, users: int, cpus: list[int], duration_s: fl
     argv = wrk_argv(wrk, port=port, path=path, users=users, load_cpus=len(cpus),
                     duration_s=duration_s, script=script)
     seconds = int(argv[argv.index("-d") + 1].rstrip("s"))
+    cpu_before, children_before = _cpu_times(cpus), _children_cpu_s()
     proc = spawn(argv, cpus=cpus, log_path=log, env=child_env({OUT_ENV: str(out)}))
     try:
         try:
@@ -299,13 +310,43 @@ def run_wrk(port: int, path: str, *, users: int, cpus: list[int], duration_s: fl
                               f"{seconds} s duration; killed") from None
     finally:
         stop_group(proc, grace_s=2.0)
+    wrk_cpu_s = _children_cpu_s() - children_before  # wrk is the only child reaped here
+    load_busy = _busy_percent(cpu_before, _cpu_times(cpus))
     if code != 0:
         raise OracleError(f"wrk exited with code {code}: {tail(log, 3)}")
     try:
         data = json.loads(out.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise OracleError(f"wrk wrote no readable JSON ({exc}): {tail(log, 3)}") from None
-    return parse_summary(data, version=version, argv=argv)
+    result = parse_summary(data, version=version, argv=argv)
+    return replace(result, generator_cpu_percent=100.0 * wrk_cpu_s / result.duration_s,
+                   load_cpus_busy_percent=load_busy)
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_times(cpus: list[int]) -> list[tuple[float, float]]:
+    """(busy, total) CPU seconds so far of each CPU in ``cpus``."""
+    import psutil
+
+    per_cpu = psutil.cpu_times(percpu=True)
+    out = []
+    for c in cpus:
+        t = per_cpu[c]
+        total = sum(t)
+        out.append((total - t.idle - getattr(t, "iowait", 0.0), total))
+    return out
+
+
+def _busy_percent(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> float:
+    busy = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+    total = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+    return 100.0 * busy / total if total > 0 else math.nan
 
 
 def drain(port: int, wait_idle: Callable[[float], bool],
@@ -349,15 +390,20 @@ def drive(server: Deployment, path: str, *, users: int, cpus: list[int], warmup_
         run_wrk(server.port, path, users=users, cpus=cpus, duration_s=warmup_s,
                 out_dir=out_dir, label=f"{label}-warmup", wrk=wrk, version=version)
         drain(server.port, server.wait_idle)
+    sampler = getattr(server, "sampler", None)
+    first = len(sampler.samples) if sampler is not None else 0
     result = run_wrk(server.port, path, users=users, cpus=cpus, duration_s=duration_s,
                      out_dir=out_dir, label=label, wrk=wrk, version=version)
+    during = list(sampler.samples)[first:] if sampler is not None else []
     drain(server.port, server.wait_idle)
-    return _with_warmup(result, warmup_s)
+    return replace(result, warmup_s=float(max(1, round(warmup_s)) if warmup_s > 0 else 0),
+                   server_cpu_percent=_mean([x.cpu_percent for x in during]),
+                   server_cpus_busy_percent=_mean([x.cpuset_busy_percent for x in during]))
 
 
-def _with_warmup(result: OracleResult, warmup_s: float) -> OracleResult:
-    """The result with the warm-up wrk actually ran (whole seconds; 0: none)."""
-    return replace(result, warmup_s=float(max(1, round(warmup_s)) if warmup_s > 0 else 0))
+def _mean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
 
 
 # ------------------------------------------------------------------------ per-trial figures
@@ -443,12 +489,23 @@ def cross_check_trial(trial: dict[str, Any], server: Deployment, plan: RunPlan, 
     entries[trial["trial_id"]] = {"reason": _result_reason(result), **result.as_dict()}
 
 
+#: A CPU set busier than this (% of its capacity) during the wrk run is noted in the
+#: reason: wrk or the server shared its cores with something else.
+BUSY_PERCENT = 90.0
+
+
 def _result_reason(result: OracleResult) -> str:
-    e = result.errors
-    if not e.total:
-        return ""
-    return (f"wrk errors: connect {e.connect}, read {e.read}, write {e.write}, "
-            f"status {e.status}, timeout {e.timeout}")
+    """wrk's errors and a busy machine during its run, or "" (a clean run)."""
+    e, notes = result.errors, []
+    if e.total:
+        notes.append(f"wrk errors: connect {e.connect}, read {e.read}, write {e.write}, "
+                     f"status {e.status}, timeout {e.timeout}")
+    if result.generator_cpu_percent >= BUSY_PERCENT:
+        notes.append(f"wrk at {result.generator_cpu_percent:.0f}% of a core")
+    if result.load_cpus_busy_percent >= BUSY_PERCENT:
+        notes.append(f"load CPUs {result.load_cpus_busy_percent:.0f}% busy during wrk "
+                     f"(wrk itself {result.generator_cpu_percent:.0f}%)")
+    return "; ".join(notes)
 
 
 def reasons_from_meta(meta: Mapping[str, Any]) -> dict[str, str]:

@@ -72,6 +72,11 @@ def test_io_heavy_follows_littles_law(uvicorn: LocalServer, tmp_path: Path) -> N
     assert r.connections == 4 and r.threads == 1 and r.warmup_s == 1
     assert r.argv[-1].startswith("http://127.0.0.1:") and "-c" in r.argv
     assert r.version.startswith("wrk ")
+    # wrk's own CPU (its reaped child's rusage), the load CPUs' and the server's, during
+    # the measured run: wrk at 80 req/s needs a few % of a core, never 0 or > 100.
+    assert 0 < r.generator_cpu_percent < 50, r
+    assert 0 < r.load_cpus_busy_percent <= 100
+    assert 0 <= r.server_cpu_percent and 0 < r.server_cpus_busy_percent <= 100
     # The warm-up ran (its figures kept apart) and the measured run's JSON is on disk.
     warm = json.loads((tmp_path / "io-warmup.json").read_text())
     measured = json.loads((tmp_path / "io.json").read_text())

@@ -453,6 +453,9 @@ def fill_trial(trial: dict[str, Any], result: OracleResult) -> None:
 
 
 def _oracle_meta(meta: dict[str, Any], wrk: str) -> dict[str, Any]:
+    existing = meta.get("oracle")
+    if isinstance(existing, dict):
+        return existing
     return meta.setdefault("oracle", {
         "tool": "wrk", "path": wrk, "version": wrk_version(wrk),
         "tolerance": AGREEMENT_TOLERANCE, "timeout_s": WRK_TIMEOUT_S,
@@ -464,12 +467,12 @@ def _oracle_meta(meta: dict[str, Any], wrk: str) -> dict[str, Any]:
 def cross_check_trial(trial: dict[str, Any], server: Deployment, plan: RunPlan, *,
                       run_dir: Path, meta: dict[str, Any]) -> None:
     """``bench run --cross-check``: run the oracle on the server that just served
-    ``trial``, at its concurrency, on the plan's load CPUs, with the plan's warm-up and
+    (and recorded) ``trial``, at its concurrency, on the plan's load CPUs, with the plan's warm-up and
     window lengths; fill the trial's ``oracle_*`` columns and record the run (argv,
     version, errors) or why there is none in ``meta["oracle"]["trials"][trial_id]``.
 
     Never raises for wrk's own failures (they become the reason); Ctrl-C and SIGTERM
-    pass through, after wrk was stopped.
+    pass through, after wrk was stopped. The caller saves the run afterwards.
     """
     wrk = require_wrk()
     entries = _oracle_meta(meta, wrk)["trials"]

@@ -441,10 +441,11 @@ class Runner:
             # Keep what was measured up to the fault; the trial is failed whatever it shows.
             trial["status"], trial["reason"] = "failed", result.problem
         self._measure(trial, result, server)
-        if plan.cross_check:
+        self._record(trial)
+        if plan.cross_check:  # after recording it: a Ctrl-C during wrk loses no trial
             oracle.cross_check_trial(trial, server, plan, run_dir=self.run_dir,
                                      meta=self.state.meta)
-        self._record(trial)
+            self.state.save()
 
     def _measure(self, trial: dict[str, Any], result: LoadResult, server: Deployment) -> None:
         plan, meta = self.plan, result.meta

@@ -221,7 +221,10 @@ def test_cross_check_fills_the_trial_columns(checked_run: Path) -> None:
     assert 60 <= t["oracle_throughput_rps"] <= 90
     assert 48 <= t["oracle_latency_p50_ms"] <= 65
     assert t["oracle_agreement"] == pytest.approx(t["throughput_rps"] / t["oracle_throughput_rps"])
-    assert 0.9 <= t["oracle_agreement"] <= 1.1
+    # Whether they agree is a fact about the machine (a busy load CPU slows locust, not
+    # wrk); the flag must say so exactly when the ratio is beyond the tolerance.
+    flagged = oracle.DISAGREES_FLAG in str(t["flags"])
+    assert flagged == (abs(t["oracle_agreement"] - 1) > oracle.AGREEMENT_TOLERANCE)
     meta = json.loads((checked_run / "run.json").read_text())
     entry = meta["oracle"]["trials"][t["trial_id"]]
     assert meta["oracle"]["tolerance"] == oracle.AGREEMENT_TOLERANCE

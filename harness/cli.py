@@ -134,11 +134,16 @@ def run(
     backend: Annotated[str, typer.Option(help="Where servers run: local (processes) or docker.")] = "local",
     load_processes: Annotated[int, typer.Option(help="locust processes (its master/worker mode when > 1).")] = 1,
     arrival_rate: Annotated[str | None, typer.Option(help="Open loop: constant arrival rates in req/s, one level each, e.g. 50,100; --users then caps requests in flight (default 1000).")] = None,
+    cross_check: Annotated[bool, typer.Option("--cross-check", help="After each closed-loop HTTP trial, drive the same server at the same concurrency with wrk and record the agreement (needs wrk).")] = False,
 ) -> None:
     """Benchmark a scenario on server configs and write results/ and an HTML report."""
     from harness.backends import get_backend
     from harness.runner import Interrupted, Runner, RunPlan
 
+    if cross_check:
+        from harness.oracle import require_wrk
+
+        require_wrk()  # no wrk: one line with the install hint, nothing started
     get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
     sc = scenarios.load(scenario).with_params(_params(param or []))
     chosen = servers.select(servers_opt.split(",") if servers_opt else None, sc.protocol)
@@ -176,6 +181,7 @@ def run(
         server_cpus=s_cpus, load_cpus=l_cpus,
         results_dir=_writable_dir(results_dir, "--results-dir"), command=["bench", *sys.argv[1:]],
         backend=backend, load_processes=load_processes, arrival_rates=rates,
+        cross_check=cross_check,
     )
     if load_processes > len(l_cpus):
         err.print(f"[bold yellow]warning:[/] {load_processes} locust processes on "
@@ -315,6 +321,9 @@ from harness import cli_ci
 
 cli_ci.register(app)
 # (cli_ci: compare / export / history.)
+from harness import cli_oracle
+
+cli_oracle.register(app)
 
 
 def main() -> None:

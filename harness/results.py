@@ -63,6 +63,10 @@ TRIAL_COLUMNS = (
     "generator_lag_ms_mean", "generator_lag_ms_max", "generator_lag_share",
     "sends_due", "sends_late", "sends_capped", "sends_unsent",
     "cpu_ms_per_request", "pss_kib_per_inflight",
+    # ``bench run --cross-check`` (harness.oracle): wrk on the same server and level;
+    # agreement = throughput_rps / oracle_throughput_rps. NaN when not cross-checked.
+    "oracle_throughput_rps", "oracle_latency_p50_ms", "oracle_latency_p99_ms",
+    "oracle_agreement",
 )
 
 #: samples.csv. ``t_s`` is seconds since the run started (monotonic clock).

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from apps.work import expected, mask_timestamps
-from harness import analysis, stats, steady, streams
+from harness import analysis, oracle, stats, steady, streams
 from harness.backends import Deployment, get_backend
 from harness.load import KILL_AFTER_S, LoadResult, LoadSession, LoadSpec, start_spread_s
 from harness.machine import git_info, machine_info, package_versions
@@ -113,6 +113,8 @@ class RunPlan:
     @property
     def longest_warmup_s(self) -> float:
         return max(self.warmup_s, self.max_warmup_s) if self.steady else self.warmup_s
+    #: After each closed-loop HTTP trial, drive the same server with wrk (harness.oracle).
+    cross_check: bool = False
 
     @property
     def levels(self) -> list[tuple[int, float]]:
@@ -490,6 +492,10 @@ class Runner:
             trial["status"], trial["reason"] = "failed", result.problem
         self._measure(trial, result, server)
         self._record(trial)
+        if plan.cross_check:  # after recording it: a Ctrl-C during wrk loses no trial
+            oracle.cross_check_trial(trial, server, plan, run_dir=self.run_dir,
+                                     meta=self.state.meta)
+            self.state.save()
 
     def _measure(self, trial: dict[str, Any], result: LoadResult, server: Deployment) -> None:
         plan, meta = self.plan, result.meta

@@ -373,6 +373,17 @@ def drain(port: int, wait_idle: Callable[[float], bool],
                           "after the load stopped")
 
 
+def _warmup_used(trial: Mapping[str, Any], default_s: float) -> float:
+    """The warm-up the trial itself needed (a steady-state warm-up differs per level),
+    so wrk meets the same queue state; ``default_s`` where it was not recorded."""
+    used = trial.get("warmup_s")
+    try:
+        value = float(used)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default_s
+    return value if math.isfinite(value) and value >= 0 else default_s
+
+
 def drive(server: Deployment, path: str, *, users: int, cpus: list[int], warmup_s: float,
           duration_s: float, out_dir: Path, label: str,
           wrk: str | None = None) -> OracleResult:
@@ -482,7 +493,7 @@ def cross_check_trial(trial: dict[str, Any], server: Deployment, plan: RunPlan, 
         return
     try:
         result = drive(server, plan.scenario.request_path, users=int(trial["users"]),
-                       cpus=list(plan.load_cpus), warmup_s=plan.warmup_s,
+                       cpus=list(plan.load_cpus), warmup_s=_warmup_used(trial, plan.warmup_s),
                        duration_s=plan.duration_s, out_dir=run_dir / "oracle",
                        label=trial["trial_id"], wrk=wrk)
     except OracleError as exc:
@@ -709,8 +720,9 @@ def cross_check_run(run_dir: Path, servers: list[str] | None = None, *, pin_self
             for users in sorted({int(t["users"]) for t in checked}):
                 level = [t for t in checked if int(t["users"]) == users]
                 try:
+                    used = max(_warmup_used(t, warmup_s) for t in level)
                     result: OracleResult | None = drive(
-                        server, path, users=users, cpus=load_cpus, warmup_s=warmup_s,
+                        server, path, users=users, cpus=load_cpus, warmup_s=used,
                         duration_s=duration_s, out_dir=out_dir, label=f"{name}-u{users}",
                         wrk=wrk)
                     reason = ""

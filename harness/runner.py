@@ -546,8 +546,9 @@ class Runner:
         else:
             trial.update(analysis.open_loop_sends(meta.get("open_loop_slices", {}), window))
         trial.update(analysis.cost_metrics(trial, window.seconds))
-        latency_ms = plan.scenario.values.get("latency_ms")
-        if latency_ms is not None and plan.scenario.path == "/io":
+        wait = plan.scenario.ceiling_wait_param
+        latency_ms = plan.scenario.values.get(wait) if wait else None
+        if latency_ms is not None:
             offered = trial["users"] if closed else math.inf
             capacity = server.config.concurrency_capacity(plan.workers)
             ceiling = analysis.io_ceiling_rps(offered, capacity, latency_ms)

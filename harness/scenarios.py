@@ -92,6 +92,10 @@ class Scenario:
     #: ``warmup_s`` and ``max_warmup_s`` after spawning; False: after ``warmup_s`` exactly.
     steady: bool = False
     max_warmup_s: float = 0.0
+    #: The parameter (ms) each request waits without using CPU, when the scenario is a
+    #: pure wait: the closed-loop ceiling is then min(users, concurrency) / wait
+    #: (Little's law), recorded per trial as ``ceiling_rps`` and ``efficiency``.
+    ceiling_wait_param: str = ""
 
     @property
     def request_path(self) -> str:
@@ -165,7 +169,8 @@ def parse(path: Path) -> Scenario:
         raise UserError(f"{path}: {exc}") from None
 
 
-_TOP = {"name", "description", "protocol", "request", "params", "load", "slo", "validity"}
+_TOP = {"name", "description", "protocol", "request", "params", "load", "slo", "validity",
+        "ceiling"}
 
 
 def _table(data: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
@@ -241,6 +246,10 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
     if (not isinstance(users, list) or not users
             or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in users)):
         raise ValueError("[load].users must be a non-empty list of positive integers")
+    ceiling = _table(data, "ceiling", {"wait_param"})
+    wait_param = ceiling.get("wait_param", "")
+    if wait_param and wait_param not in params:
+        raise ValueError(f"[ceiling].wait_param {wait_param!r} is not one of [params]")
     slo = _table(data, "slo", {"p99_ms", "max_error_rate"})
     validity = _table(data, "validity", {"max_error_rate", "max_generator_cpu_percent"})
     return Scenario(
@@ -255,6 +264,7 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
         warmup_s=warmup_s,
         steady=steady,
         max_warmup_s=max_warmup_s,
+        ceiling_wait_param=str(wait_param),
         duration_s=float(_number(load_t, "duration_s", "load")),
         repeats=int(_number(load_t, "repeats", "load", integer=True)),
         slo_p99_ms=float(_number(slo, "p99_ms", "slo")),

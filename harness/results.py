@@ -27,8 +27,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness import trial
 from harness.errors import UserError
-from harness.streams import STREAM_COLUMNS
 
 #: 3: steady-state warm-up, generator self-measurement and cost-per-request columns
 #:    in trials.csv (warmup_s, warmup_mode, queue_cycle_s, generator_lag_*, sends_*,
@@ -41,33 +41,10 @@ SCHEMA_VERSION = 3
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-TRIAL_STATUSES = ("ok", "invalid", "unsupported", "failed")
-
-#: trials.csv, in order. Units are in the names: _ms, _rps, _mib, _percent (of one core), _s.
-TRIAL_COLUMNS = (
-    "trial_id", "scenario", "server", "interface", "backend", "workers", "threads",
-    "users", "offered_rps", "repeat", "status", "reason", "flags", "load_mode",
-    "t_start_s", "t_end_s", "window_s",
-    "requests", "failures", "throughput_rps", "error_rate",
-    "latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms",
-    "latency_p99_ms", "latency_p999_ms", "latency_max_ms",
-    "cpu_percent_mean", "cpu_percent_peak", "pss_mib_mean", "pss_mib_peak",
-    "rss_mib_peak", "uss_mib_peak", "server_processes",
-    "generator_cpu_percent", "generator_cpu_percent_peak", "generator_cpu_percent_top",
-    "load_cpus_busy_percent", "server_cpus_busy_percent",
-    "latency_trend_ms_per_s", "incomplete",
-    "littles_law_ratio", "ceiling_rps", "efficiency",
-    *STREAM_COLUMNS,
-    # schema 3: steady-state warm-up, generator self-measurement, cost per request
-    "warmup_s", "warmup_mode", "queue_cycle_s",
-    "generator_lag_ms_mean", "generator_lag_ms_max", "generator_lag_share",
-    "sends_due", "sends_late", "sends_capped", "sends_unsent",
-    "cpu_ms_per_request", "pss_kib_per_inflight",
-    # ``bench run --cross-check`` (harness.oracle): wrk on the same server and level;
-    # agreement = throughput_rps / oracle_throughput_rps. NaN when not cross-checked.
-    "oracle_throughput_rps", "oracle_latency_p50_ms", "oracle_latency_p99_ms",
-    "oracle_agreement",
-)
+#: trials.csv, in order: the fields of harness.trial.Trial (the one place a column is
+#: defined, with its unit in its name).
+TRIAL_COLUMNS = trial.TRIAL_COLUMNS
+TRIAL_STATUSES = trial.TRIAL_STATUSES
 
 #: samples.csv. ``t_s`` is seconds since the run started (monotonic clock).
 SAMPLE_COLUMNS = (

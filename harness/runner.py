@@ -42,6 +42,7 @@ from harness.results import (
 from harness.sampler import Sample
 from harness.scenarios import Scenario
 from harness.servers import ServerConfig
+from harness.trial import Trial
 
 IDLE_DEADLINE_S = 10.0
 #: The locust user class (scenarios/locustfile.py, scenarios/streams.py) per protocol.
@@ -329,6 +330,10 @@ class Runner:
     def _record(self, trial: dict[str, Any]) -> None:
         if not trial["status"]:  # every path sets a status; this guards a future one that forgets
             trial["status"], trial["reason"] = "failed", trial["reason"] or "no measurement"
+        # Frozen and checked here (unknown column, unknown status); the row kept is the
+        # same dict, which later steps of this config (per-connection slope, the oracle)
+        # may still complete before the next save.
+        trial.update(Trial.from_row(trial).to_row())
         self.state.trials.append(trial)
         self.state.save()
         self.reporter.trial_finished(trial)

@@ -21,22 +21,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness.trial import STREAM_COLUMNS, STREAM_METRIC_COLUMNS  # noqa: F401 - re-exported
+
 StreamProtocol = Literal["sse", "websocket"]
 
-#: The keys of :func:`stream_metrics`, in order (all appended to trials.csv).
-METRIC_COLUMNS = (
-    "connect_ms_p50", "connect_ms_p99", "ttfe_ms_p50", "ttfe_ms_p99",
-    "event_lag_ms_p50", "event_lag_ms_p99", "events_per_s", "messages_per_s",
-    "rtt_ms_p50", "rtt_ms_p99", "streams_completed", "streams_failed",
-    "connects_waiting_at_end", "concurrent_served_mean",
-)
-
-#: New trials.csv columns for stream scenarios: :data:`METRIC_COLUMNS`, then two the
-#: runner fills: ``concurrent_connections_peak`` (max of the sampler's
-#: ``connections`` in the window: established TCP connections held by the server's
-#: processes, ~1 Hz) and ``pss_kib_per_connection`` (:func:`pss_kib_per_connection`
-#: over the levels of one server config and repeat, the same value on each row).
-STREAM_COLUMNS = (*METRIC_COLUMNS, "concurrent_connections_peak", "pss_kib_per_connection")
+#: The keys of :func:`stream_metrics`, in order (all appended to trials.csv), and the
+#: stream columns of trials.csv: :data:`METRIC_COLUMNS`, then two the runner fills:
+#: ``concurrent_connections_peak`` (max of the sampler's ``connections`` in the window:
+#: established TCP connections held by the server's processes, ~1 Hz) and
+#: ``pss_kib_per_connection`` (:func:`pss_kib_per_connection` over the levels of one
+#: server config and repeat, the same value on each row). Defined with the trial record.
+METRIC_COLUMNS = STREAM_METRIC_COLUMNS
 
 _SSE_NAMES = frozenset({"ttfe", "event", "stream"})
 _WS_NAMES = frozenset({"rtt", "session", "handshake"})

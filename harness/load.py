@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import PROJECT_ROOT
-from harness.procs import child_env, spawn, stop_group, tail
+from harness.procs import child_env, empty_config, free_port, spawn, stop_group, tail
 from harness.sampler import Sample, TreeSampler
 
 LOCUSTFILE = PROJECT_ROOT / "scenarios" / "locustfile.py"
+#: The name of the empty config file locust is given (procs.empty_config).
+LOCUST_CONFIG = "locust.conf"
 #: Extra seconds given to locust past warm-up + measurement: spawning, then the
 #: stop (``--stop-timeout``), before the driver kills it.
 SPAWN_SLACK_S = 1.0
@@ -98,15 +100,30 @@ class LoadResult:
 
 
 def locust_argv(spec: LoadSpec, *, port: int, spec_path: Path, json_path: Path) -> list[str]:
-    """The locust command line for one level (headless, fixed users, bounded run time)."""
+    """The locust command line for one level (headless, fixed users, bounded run time).
+
+    ``--config`` names an empty file: locust also reads ``~/.locust.conf``,
+    ``./locust.conf`` and ``./pyproject.toml`` by default, which the children's empty
+    working directory and ``HOME`` (``procs.child_env``) rule out. With ``--processes``,
+    locust's master binds ZeroMQ on ``*:5557`` by default (every interface, one fixed
+    port): it is bound to 127.0.0.1 on a free port instead, and the forked workers,
+    which connect to ``--master-host``/``--master-port``, are pointed at it (locust
+    2.x ``main.py``: the workers keep the master's parsed options).
+    """
+    master: list[str] = []
+    if spec.processes > 1:
+        zmq_port = str(free_port())
+        master = ["--master-bind-host", "127.0.0.1", "--master-bind-port", zmq_port,
+                  "--master-host", "127.0.0.1", "--master-port", zmq_port]
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+        "--config", str(empty_config(LOCUST_CONFIG)),
         "--users", str(spec.users), "--spawn-rate", str(max(spec.users * 10, 100)),
         "--run-time", f"{spec.run_time_s}s", "--stop-timeout", "5",
         "--host", f"http://127.0.0.1:{port}", "--only-summary", "--exit-code-on-error", "0",
         "--loglevel", "WARNING", "--json-file", str(json_path.with_suffix("")),
         "--bench-spec", str(spec_path),
-        *(["--processes", str(spec.processes)] if spec.processes > 1 else []),
+        *(["--processes", str(spec.processes)] if spec.processes > 1 else []), *master,
         spec.user_class,
     ]
 

@@ -1,7 +1,7 @@
 """The ``bench`` command line (typer). Each command parses, calls one function, renders.
 
 Bad input raises :class:`~harness.errors.UserError` anywhere; it is caught here once
-and becomes one line on stderr and exit code 2. Ctrl-C exits 130, SIGTERM 143,
+and becomes one line on stderr and exit code 2. Ctrl-C exits 130, SIGTERM 143, SIGHUP 129,
 after the run has torn everything down and saved what it measured.
 """
 

@@ -11,7 +11,7 @@ exits, as a safety net for the instant between a spawn returning and its caller'
 ``try`` (a Ctrl-C landing there would otherwise leave the group running).
 
 When the harness itself dies without running any ``finally`` (``kill -9``, the OOM
-killer), three things still end its children:
+killer), two things still end its children:
 
 * each group leader is started with ``PR_SET_PDEATHSIG`` = SIGTERM (``harness.pin``),
   so the kernel signals it when the harness dies. The signal follows the *thread*
@@ -19,11 +19,13 @@ killer), three things still end its children:
   (every spawn in the harness runs there: deploy and ``run_level`` are called from
   the runner's main loop, sampler threads never spawn). The leader then stops its own
   workers (gunicorn's arbiter, locust's master, uvicorn's supervisor);
-* :func:`record_groups` keeps a JSON file of the live groups (pgid, leader create
-  time), which ``harness.watchdog`` and ``bench clean`` read to stop what is left;
-* children run in an empty private directory with ``HOME`` pointing at it, so no
-  ``gunicorn.conf.py``, ``locust.conf``, ``pyproject.toml`` or ``~/.locust.conf`` of
-  the caller's can change their configuration (:func:`child_dir`).
+* :func:`record_groups` keeps a JSON file of the live groups (pgid, leader start
+  time), which the run's watchdog (``harness.watchdog``) and ``bench clean`` read to
+  stop what is left, e.g. workers of a leader killed before it could stop them.
+
+Children run in an empty private folder that is also their ``HOME``, so no
+``gunicorn.conf.py``, ``locust.conf``, ``pyproject.toml`` or ``~/.locust.conf`` of the
+caller's can change their configuration (:func:`child_dir`, :func:`child_env`).
 """
 
 from __future__ import annotations

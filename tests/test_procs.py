@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,7 +98,8 @@ spec = LoadSpec(users=4, warmup_s=0, duration_s=60, method="GET", path="/health"
 locust = procs.spawn(locust_argv(spec, port=port, spec_path=tmp / "spec.json",
                                  json_path=tmp / "locust.json"),
                      cpus=[1], log_path=tmp / "locust.log")
-print(json.dumps({"server": server.pid, "locust": locust.pid, "port": port}), flush=True)
+print(json.dumps({"server": server.pid, "locust": locust.pid, "port": port,
+                  "child_dir": str(procs.child_dir())}), flush=True)
 time.sleep(120)
 """
 
@@ -132,6 +134,7 @@ def test_children_die_with_the_harness_by_parent_death_signal_alone(tmp_path: Pa
         if helper.poll() is None:
             helper.kill()
             helper.wait()
+        shutil.rmtree(pgids["child_dir"], ignore_errors=True)  # its exit handler never ran
         for pgid in ("server", "locust"):  # a failed test must still leave nothing
             procs.kill_recorded([{"pgid": pgids[pgid], "leader": {"boot_id": procs._boot_id(),
                                                                    "start_ticks": -1}}])

@@ -221,8 +221,7 @@ def test_bench_clean_stops_what_a_dead_run_left_and_nothing_else(tmp_path: Path)
                             log_path=tmp_path / "bystander.log")
     try:
         procs.wait_ready(server, port, log)
-        members = procs.live_members([server.pid])
-        assert len(members) == 3
+        assert procs.poll_until(lambda: len(procs.live_members([server.pid])) == 3, 30)
         left = {"pgid": server.pid, "leader": procs.identity(server.pid), "argv": []}
         leader = procs.identity(bystander.pid)
         assert leader is not None

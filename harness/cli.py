@@ -1,7 +1,7 @@
 """The ``bench`` command line (typer). Each command parses, calls one function, renders.
 
 Bad input raises :class:`~harness.errors.UserError` anywhere; it is caught here once
-and becomes one line on stderr and exit code 2. Ctrl-C exits 130, SIGTERM 143,
+and becomes one line on stderr and exit code 2. Ctrl-C exits 130, SIGTERM 143, SIGHUP 129,
 after the run has torn everything down and saved what it measured.
 """
 
@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness import PROJECT_ROOT, procs, scenarios, servers
+from harness import PROJECT_ROOT, cpulock, procs, scenarios, servers
 from harness.errors import UserError
 from harness.machine import default_cpu_sets, format_cpus, parse_cpus, require_disjoint
 from harness.scenarios import rate_unit
@@ -135,6 +135,7 @@ def run(
     load_processes: Annotated[int, typer.Option(help="locust processes (its master/worker mode when > 1).")] = 1,
     arrival_rate: Annotated[str | None, typer.Option(help="Open loop: constant arrival rates in req/s, one level each, e.g. 50,100; --users then caps requests in flight (default 1000).")] = None,
     cross_check: Annotated[bool, typer.Option("--cross-check", help="After each closed-loop HTTP trial, drive the same server at the same concurrency with wrk and record the agreement (needs wrk).")] = False,
+    wait_cpus: Annotated[float, typer.Option(envvar="BENCH_WAIT_CPUS", help="If another run holds one of our CPUs, wait up to this many seconds for it (default: refuse at once).")] = 0.0,
 ) -> None:
     """Benchmark a scenario on server configs and write results/ and an HTML report."""
     from harness.backends import get_backend
@@ -197,7 +198,14 @@ def run(
               f"about {plan.estimated_seconds() / 60:.1f} min")
     # The harness's own threads (samplers, progress) must not steal the server's cores.
     os.sched_setaffinity(0, l_cpus)
+    if not (math.isfinite(wait_cpus) and wait_cpus >= 0):
+        raise UserError(f"--wait-cpus {wait_cpus}: must be a number of seconds >= 0")
+    # One lock per CPU, held until this process exits (the kernel drops it even on kill -9).
+    cpu_locks = cpulock.acquire([*s_cpus, *l_cpus], wait_s=wait_cpus, command=plan.command)
     runner = Runner(plan)
+    cpu_locks.note(run_id=runner.run_id, run_dir=str(runner.run_dir), command=plan.command)
+    runner.state.meta["cpu_locks"] = {"folder": str(cpu_locks.folder), "cpus": cpu_locks.cpus,
+                                      "waited_s": round(cpu_locks.waited_s, 3)}
     exit_code = 0
     with Progress(TextColumn("{task.description:<42}"), BarColumn(), TimeRemainingColumn(),
                   console=out, transient=True) as progress:
@@ -324,6 +332,9 @@ cli_ci.register(app)
 from harness import cli_oracle
 
 cli_oracle.register(app)
+from harness import cli_clean
+
+cli_clean.register(app)
 
 
 def main() -> None:

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any, Self
 
 from harness import PROJECT_ROOT
-from harness.procs import child_env, poll_until, spawn, stop_group, tail
+from harness.procs import child_env, empty_config, free_port, poll_until, spawn, stop_group, tail
 from harness.sampler import Sample, TreeSampler
 from harness.steady import CHECK_EVERY_S, Detector, RecordTail, Steadiness
 
 LOCUSTFILE = PROJECT_ROOT / "scenarios" / "locustfile.py"
+#: The name of the empty config file locust is given (procs.empty_config).
+LOCUST_CONFIG = "locust.conf"
 #: Extra seconds given to locust past warm-up + measurement: spawning, then the
 #: stop (``--stop-timeout``), before the driver kills it.
 SPAWN_SLACK_S = 1.0
@@ -152,16 +154,31 @@ STREAM_STOP_TIMEOUT_S = 5
 def locust_argv(spec: LoadSpec, *, port: int, spec_path: Path, users: int | None = None,
                 run_time_s: int | None = None) -> list[str]:
     """The locust command line: headless, bounded run time, ``users`` to start with
-    (default: the spec's; 0 for a session the control file drives)."""
+    (default: the spec's; 0 for a session the control file drives).
+
+    ``--config`` names an empty file: locust also reads ``~/.locust.conf``,
+    ``./locust.conf`` and ``./pyproject.toml`` by default, which the children's empty
+    working directory and ``HOME`` (``procs.child_env``) rule out. With ``--processes``,
+    locust's master binds ZeroMQ on ``*:5557`` by default (every interface, one fixed
+    port): it is bound to 127.0.0.1 on a free port instead, and the forked workers,
+    which connect to ``--master-host``/``--master-port``, are pointed at it (locust
+    2.x ``main.py``: the workers keep the master's parsed options).
+    """
     users = spec.users if users is None else users
     stop_timeout = STOP_TIMEOUT_S.get(spec.user_class, STREAM_STOP_TIMEOUT_S)
+    master: list[str] = []
+    if spec.processes > 1:
+        zmq_port = str(free_port())
+        master = ["--master-bind-host", "127.0.0.1", "--master-bind-port", zmq_port,
+                  "--master-host", "127.0.0.1", "--master-port", zmq_port]
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+        "--config", str(empty_config(LOCUST_CONFIG)),
         "--users", str(users), "--spawn-rate", str(max(users * 10, 100)),
         "--run-time", f"{run_time_s or spec.run_time_s}s", "--stop-timeout", str(stop_timeout),
         "--host", f"http://127.0.0.1:{port}", "--only-summary", "--exit-code-on-error", "0",
         "--loglevel", "WARNING", "--bench-spec", str(spec_path),
-        *(["--processes", str(spec.processes)] if spec.processes > 1 else []),
+        *(["--processes", str(spec.processes)] if spec.processes > 1 else []), *master,
         spec.user_class,
     ]
 

@@ -9,20 +9,44 @@ Every group :func:`spawn` starts is registered until :func:`stop_group` ends it;
 :func:`stop_started` ends whatever is still registered. The CLI calls it when it
 exits, as a safety net for the instant between a spawn returning and its caller's
 ``try`` (a Ctrl-C landing there would otherwise leave the group running).
+
+When the harness itself dies without running any ``finally`` (``kill -9``, the OOM
+killer), two things still end its children:
+
+* each group leader is started with ``PR_SET_PDEATHSIG`` = SIGTERM (``harness.pin``),
+  so the kernel signals it when the harness dies. The signal follows the *thread*
+  that forked: only the main thread, which lives as long as the harness, asks for it
+  (every spawn in the harness runs there: deploy and ``run_level`` are called from
+  the runner's main loop, sampler threads never spawn). The leader then stops its own
+  workers (gunicorn's arbiter, locust's master, uvicorn's supervisor);
+* :func:`record_groups` keeps a JSON file of the live groups (pgid, leader start
+  time), which the run's watchdog (``harness.watchdog``) and ``bench clean`` read to
+  stop what is left, e.g. workers of a leader killed before it could stop them.
+
+Children run in an empty private folder that is also their ``HOME``, so no
+``gunicorn.conf.py``, ``locust.conf``, ``pyproject.toml`` or ``~/.locust.conf`` of the
+caller's can change their configuration (:func:`child_dir`, :func:`child_env`).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import http.client
+import json
 import os
+import shutil
 import signal
+import site
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -42,14 +66,51 @@ class ProcessError(RuntimeError):
         self.log_tail = log_tail
 
 
+#: Signals that interrupt the harness (runner._signals_as_interrupt); held back while
+#: a group is being stopped so the stop always finishes.
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+_child_dir: Path | None = None
+
+
+def child_dir() -> Path:
+    """This process's private folder for children: ``cwd/`` (their working directory
+    and ``HOME``, kept empty) and ``config/`` (empty config files named explicitly on
+    their command lines, see :func:`empty_config`). Made once (``mkdtemp``, mode 0700,
+    so nobody else can put a file in it), removed when the harness exits."""
+    global _child_dir
+    if _child_dir is None or not _child_dir.is_dir():
+        base = Path(tempfile.mkdtemp(prefix="bench-children-"))
+        (base / "cwd").mkdir()
+        (base / "config").mkdir()
+        atexit.register(shutil.rmtree, base, True)
+        _child_dir = base
+    return _child_dir
+
+
+def empty_config(name: str) -> Path:
+    """An empty file ``name`` in :func:`child_dir`'s ``config/`` (created if missing),
+    to pass as a child's explicit config so it reads no default one."""
+    path = child_dir() / "config" / name
+    if not path.exists():
+        path.write_text("")
+    return path
+
+
 def child_env(extra: dict[str, str] | None = None,
               environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The allow-listed environment for children, with ``apps`` importable."""
+    """The allow-listed environment for children, with ``apps`` importable.
+
+    ``HOME`` is the empty :func:`child_dir` ``cwd/`` (so ``~/.locust.conf`` and the like
+    are not read); ``PYTHONUSERBASE`` keeps a user-site install importable all the same.
+    """
     source = os.environ if environ is None else environ
     env = {k: source[k] for k in ENV_ALLOW if k in source}
     env["PYTHONPATH"] = str(PROJECT_ROOT)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["HOME"] = str(child_dir() / "cwd")
+    env["PYTHONUSERBASE"] = site.getuserbase()
     env.update(extra or {})
     return env
 
@@ -62,25 +123,176 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def spawn(argv: Sequence[str], *, cpus: Sequence[int], log_path: Path,
-          env: dict[str, str] | None = None, cwd: Path = PROJECT_ROOT) -> subprocess.Popen[bytes]:
+          env: dict[str, str] | None = None, cwd: Path | None = None,
+          die_with_parent: bool = True) -> subprocess.Popen[bytes]:
     """Start ``argv`` pinned to ``cpus`` as the leader of a new process group.
 
-    Output goes to ``log_path`` (appended). The caller owns the child and must
-    call :func:`stop_group` in a ``finally``.
+    Output goes to ``log_path`` (appended); the working directory is ``cwd`` or the
+    empty :func:`child_dir` ``cwd/``. With ``die_with_parent`` (and when called from
+    the main thread, see the module docstring) the leader gets SIGTERM if the harness
+    dies. The caller owns the child and must call :func:`stop_group` in a ``finally``.
     """
-    pinned = [sys.executable, "-m", "harness.pin", ",".join(map(str, cpus)), "--", *argv]
+    pin = [sys.executable, "-m", "harness.pin"]
+    if die_with_parent and threading.current_thread() is threading.main_thread():
+        pin += ["--die-with", str(os.getpid())]
+    pinned = [*pin, ",".join(map(str, cpus)), "--", *argv]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(pinned, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=cwd,
+                                stderr=subprocess.STDOUT, cwd=cwd or child_dir() / "cwd",
                                 env=env if env is not None else child_env(),
                                 start_new_session=True, close_fds=True)
     _started[proc.pid] = proc
+    _created[proc.pid] = identity(proc.pid)
+    _write_groups()
     return proc
 
 
 #: Groups started by :func:`spawn` and not yet ended by :func:`stop_group`, by pgid.
 _started: dict[int, subprocess.Popen[bytes]] = {}
+#: The leader's :func:`identity` per pgid: with the pid it names one process for ever,
+#: so a recycled pid is never taken for ours.
+_created: dict[int, dict[str, Any] | None] = {}
+_groups_file: Path | None = None
+_groups_lock = threading.Lock()
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def identity(pid: int) -> dict[str, Any] | None:
+    """What names process ``pid`` for ever: ``{"pid", "boot_id", "start_ticks",
+    "create_time"}``, or None if it is gone.
+
+    ``start_ticks`` is the start time in clock ticks since boot (proc(5), /proc/PID/stat
+    field 22): exact, and unlike an epoch create time not moved by a clock step, so
+    (boot_id, pid, start_ticks) can be compared for equality. ``create_time`` (epoch s,
+    psutil) is for people reading run.json.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat[stat.rindex(")") + 2:].split()[19])
+        created = psutil.Process(pid).create_time()
+    except (OSError, ValueError, IndexError, psutil.NoSuchProcess):
+        return None
+    return {"pid": pid, "boot_id": _boot_id(), "start_ticks": ticks, "create_time": created}
+
+
+def same_process(recorded: dict[str, Any] | None) -> bool | None:
+    """Is the process :func:`identity` recorded still running? None when this machine
+    cannot tell (recorded on another boot id is a no: that boot is over; missing
+    fields: None)."""
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        pid, ticks, boot = int(recorded["pid"]), int(recorded["start_ticks"]), recorded["boot_id"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if boot != _boot_id():
+        return False
+    now = identity(pid)
+    if now is None:
+        return False
+    with contextlib.suppress(psutil.NoSuchProcess):
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return False
+    return now["start_ticks"] == ticks
+
+
+def record_groups(path: Path | None) -> None:
+    """Keep ``path`` (JSON, written atomically) listing the live groups :func:`spawn`
+    started, updated at every spawn and stop; ``None`` stops recording.
+
+    Shape: ``{"harness": identity, "groups": [{"pgid": int, "leader": identity,
+    "argv": [str, ...]}]}`` (:func:`identity`); read by ``harness.watchdog`` and
+    ``bench clean`` (:func:`read_groups`).
+    """
+    global _groups_file
+    _groups_file = path
+    _write_groups()
+
+
+def _write_groups() -> None:
+    if _groups_file is None:
+        return
+    from harness.results import atomic_write_json  # results imports pandas: only when used
+
+    with _groups_lock:
+        if _groups_file is None:
+            return
+        groups = []
+        for pgid, proc in list(_started.items()):
+            args = [str(a) for a in proc.args]  # type: ignore[union-attr]
+            groups.append({"pgid": pgid, "leader": _created.get(pgid),
+                           "argv": args[args.index("--") + 1:] if "--" in args else args})
+        atomic_write_json(_groups_file, {"harness": identity(os.getpid()), "groups": groups})
+
+
+def read_groups(path: Path) -> list[dict[str, Any]]:
+    """The groups a :func:`record_groups` file lists (``[]`` if absent or damaged)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [g for g in data["groups"] if isinstance(g, dict) and isinstance(g.get("pgid"), int)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def ours(group: dict[str, Any]) -> bool:
+    """Is the recorded process group (``{"pgid", "leader": identity}``) still alive and
+    the one recorded?
+
+    Its leader alive with the recorded identity: yes. Its leader gone but members left:
+    yes, since Linux does not hand out a pid that is still some group's id, so the
+    members are the leader's. The pid now some other process (recycled), a group
+    recorded on an earlier boot, or no member left: no.
+    """
+    pgid = int(group["pgid"])
+    leader = group.get("leader")
+    if not isinstance(leader, dict) or leader.get("boot_id") != _boot_id():
+        return False
+    if not _group_alive(pgid):
+        return False
+    now = identity(pgid)  # a zombie leader still counts: same start ticks
+    return now is None or now["start_ticks"] == leader.get("start_ticks")
+
+
+def kill_recorded(groups: Sequence[dict[str, Any]], grace_s: float = 2.0,
+                  skip: Sequence[int] = ()) -> list[int]:
+    """SIGTERM every recorded group that is still :func:`ours`, SIGKILL what is left
+    after ``grace_s``; return the pgids it signalled. For groups this process did not
+    start (it cannot reap them): a dead run's, by its :func:`record_groups` file."""
+    targets = [int(g["pgid"]) for g in groups if int(g["pgid"]) not in skip and ours(g)]
+    for pgid in targets:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+    # Not _group_alive: these are not our children, so their zombies wait for whoever
+    # adopted them, and a group of zombies is done.
+    poll_until(lambda: not live_members(targets), grace_s)
+    for pgid in targets:
+        if live_members([pgid]):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+    poll_until(lambda: not live_members(targets), 5.0)
+    return targets
+
+
+def live_members(pgids: Sequence[int]) -> list[int]:
+    """Pids of the processes in any of the groups ``pgids`` that are not zombies."""
+    wanted = {p for p in pgids if _group_alive(p)}
+    found = []
+    if not wanted:
+        return found
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) in wanted and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except (OSError, psutil.NoSuchProcess):
+            continue
+    return found
 
 
 def stop_started(grace_s: float = 5.0) -> list[int]:
@@ -110,34 +322,71 @@ def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> int | No
 
     SIGTERM to the group, up to ``grace_s`` for it to exit, then SIGKILL. Only the
     group this module created is signalled (its id is the leader's pid).
+
+    An interrupt cannot cut this short: in the main thread SIGINT, SIGTERM and SIGHUP
+    are blocked (``pthread_sigmask``) until the group is gone, so their handlers run
+    just after; an exception that still arrives (a signal another thread took, whose
+    Python handler runs here) ends the grace period at once, the group is SIGKILLed
+    and reaped, and then the exception is raised again. The group stays registered
+    (for :func:`stop_started`) unless it is gone.
     """
+    with _interrupts_blocked():
+        code, pending = _stop_group(proc, grace_s)
+        if not _group_alive(proc.pid):
+            _started.pop(proc.pid, None)
+            _created.pop(proc.pid, None)
+            _write_groups()
+    if pending is not None:
+        raise pending
+    return code
+
+
+@contextlib.contextmanager
+def _interrupts_blocked() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
     try:
-        return _stop_group(proc, grace_s)
+        yield
     finally:
-        _started.pop(proc.pid, None)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> int | None:
+def _stop_group(proc: subprocess.Popen[bytes],
+                grace_s: float) -> tuple[int | None, BaseException | None]:
+    """(leader's exit code, the first exception that arrived meanwhile, if any)."""
     pgid = proc.pid
     deadline = time.monotonic() + grace_s
-    if proc.poll() is None or _group_alive(pgid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-    while time.monotonic() < deadline:
-        proc.poll()
-        if proc.returncode is not None and not _group_alive(pgid):
-            return proc.returncode
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:  # pragma: no cover - a D-state process
-        pass
-    end = time.monotonic() + 5
-    while _group_alive(pgid) and time.monotonic() < end:
-        time.sleep(0.02)
-    return proc.returncode
+    pending: BaseException | None = None
+    phase = "term"
+    while True:
+        try:
+            if phase == "term":
+                if proc.poll() is None or _group_alive(pgid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pgid, signal.SIGTERM)
+                phase = "grace"
+            if phase == "grace":
+                while time.monotonic() < deadline:
+                    proc.poll()
+                    if proc.returncode is not None and not _group_alive(pgid):
+                        return proc.returncode, pending
+                    time.sleep(0.02)
+                phase = "kill"
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a D-state process
+                pass
+            end = time.monotonic() + 5
+            while _group_alive(pgid) and time.monotonic() < end:
+                time.sleep(0.02)
+            return proc.returncode, pending
+        except BaseException as exc:  # noqa: BLE001 - finish the teardown, then re-raise it
+            pending = pending or exc
+            phase = "kill"  # interrupted: no more waiting politely
 
 
 @contextlib.contextmanager

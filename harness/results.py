@@ -9,6 +9,8 @@ Layout of one run folder (see ``results/README.md``)::
                     (REQUEST_COLUMNS), and <pid>.meta.json (role, timing, errors)
     locust/         locust's own --json-file and the spec the harness gave it
     logs/           server and locust output
+    groups.json     the process groups the run has running (pgid + leader start time),
+                    for the watchdog and ``bench clean`` (harness.procs.record_groups)
 
 Every file is replaced atomically (write to a temp file in the same folder, fsync,
 ``os.replace``), so a reader never sees a half-written ``run.json``.
@@ -20,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +131,7 @@ def load_run(path: Path) -> RunData:
                         f"understands ({SCHEMA_VERSION}); upgrade bench to read it")
     if version < SCHEMA_VERSION:
         meta = {**meta, "migrated_from": version, "schema_version": SCHEMA_VERSION}
+    meta = crashed_if_harness_gone(meta)
     trials_csv = run_dir / "trials.csv"
     if trials_csv.is_file() and trials_csv.stat().st_size > 0:
         trials = pd.read_csv(trials_csv, dtype={"reason": "object", "status": "object",
@@ -144,6 +148,23 @@ def load_run(path: Path) -> RunData:
     for col in ("reason", "flags"):
         trials[col] = trials[col].astype("object").fillna("").astype(str)
     return RunData(run_dir, meta, trials, samples)
+
+
+def crashed_if_harness_gone(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with status ``crashed`` (and ``crash_reason``) if it says ``running`` but
+    the ``bench`` process it names is gone: its pid missing, or now another process
+    (different start time, ``harness.procs.identity``). Unchanged when the run was
+    recorded on another host (this machine cannot tell) or names no process. In memory
+    only: the watchdog or ``bench clean`` write the status into run.json."""
+    from harness.procs import same_process
+
+    if meta.get("status") != "running" or not isinstance(meta.get("harness"), dict):
+        return meta
+    recorded = meta["harness"]
+    if recorded.get("host") != socket.gethostname() or same_process(recorded) is not False:
+        return meta
+    return {**meta, "status": "crashed",
+            "crash_reason": f"bench process {recorded.get('pid')} is gone; the run never finished"}
 
 
 def _v1_to_v2(trials: pd.DataFrame, samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -16,20 +16,30 @@ import contextlib
 import math
 import os
 import signal
+import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from subprocess import Popen
 from typing import Any, Protocol
 
 import pandas as pd
 
 from apps.work import expected, mask_timestamps
-from harness import analysis, oracle, stats, steady, streams
+from harness import analysis, oracle, procs, stats, steady, streams
 from harness.backends import Deployment, get_backend
-from harness.load import KILL_AFTER_S, LoadResult, LoadSession, LoadSpec, start_spread_s
+from harness.load import (
+    KILL_AFTER_S,
+    LOCUST_CONFIG,
+    LoadResult,
+    LoadSession,
+    LoadSpec,
+    start_spread_s,
+)
 from harness.machine import git_info, machine_info, package_versions
 from harness.procs import ProcessError, http_get
 from harness.results import (
@@ -41,10 +51,12 @@ from harness.results import (
 )
 from harness.sampler import Sample
 from harness.scenarios import Scenario
-from harness.servers import ServerConfig
+from harness.servers import GUNICORN_CONFIG, ServerConfig
 from harness.trial import Trial
 
 IDLE_DEADLINE_S = 10.0
+#: In the run folder: the process groups the run has running (harness.procs.record_groups).
+GROUPS_FILE = "groups.json"
 #: The locust user class (scenarios/locustfile.py, scenarios/streams.py) per protocol.
 USER_CLASSES = {"http": "BenchUser", "sse": "SSEUser", "websocket": "WebSocketUser"}
 #: The records whose latency is a stream scenario's headline latency (latency_*_ms,
@@ -54,7 +66,8 @@ PRIMARY_RECORDS = {"http": "request", "sse": "ttfe", "websocket": "rtt"}
 
 
 class Interrupted(Exception):
-    """SIGTERM (or SIGINT) arrived; carries the exit code the CLI should use."""
+    """SIGINT, SIGTERM or SIGHUP arrived; carries the exit code the CLI should use
+    (128 + the signal number: 130, 143, 129)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -203,7 +216,9 @@ def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
         "servers": [
             {"name": c.name, "interface": c.interface, "workers": plan.workers,
              "threads": c.threads, "worker_connections": c.worker_connections,
-             "argv": c.argv(port=0, workers=plan.workers, python="python")}
+             "argv": c.argv(port=0, workers=plan.workers, python="python",
+                            config_file=str(procs.empty_config(GUNICORN_CONFIG))
+                            if plan.backend == "local" else None)}
             for c in plan.servers
         ],
         "cpus": {"server": plan.server_cpus, "load": plan.load_cpus,
@@ -216,17 +231,23 @@ def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
     }
 
 
+#: Signals that end a run in order (teardown, results kept). SIGHUP: the terminal
+#: closed, or a supervisor's reload-or-stop; handled like SIGTERM.
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def _signals_as_interrupt() -> Iterator[None]:
-    """Turn the first SIGINT or SIGTERM into :class:`Interrupted` in the main thread, so
-    every ``finally`` runs; further signals are ignored until the block exits, so a
-    second Ctrl-C cannot cut the teardown short and leave a server behind."""
+    """Turn the first SIGINT, SIGTERM or SIGHUP into :class:`Interrupted` in the main
+    thread, so every ``finally`` runs; further signals are ignored until the block
+    exits, so a second Ctrl-C cannot cut the teardown short and leave a server behind
+    (``procs.stop_group`` also finishes a stop whatever arrives meanwhile)."""
     def handler(signum: int, _frame: Any) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in INTERRUPT_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         raise Interrupted(signum)
     try:
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, handler) for sig in INTERRUPT_SIGNALS}
     except ValueError:  # not the main thread (e.g. called from a test thread)
         yield
         return
@@ -271,7 +292,38 @@ class Runner:
         self._session: LoadSession | None = None
         self._sessions = 0
         self.state.meta["clock_origin_unix_s"] = self.t0_unix
+        self._record_processes()
         self.state.save()
+
+    def _record_processes(self) -> None:
+        """run.json names this harness process (pid, start time: ``procs.identity``) and
+        the file listing the process groups it runs (``groups.json``, kept current by
+        ``procs.record_groups``), so a watchdog, ``bench clean`` and readers can tell a
+        crashed run from a running one and stop exactly what it left; plus the empty
+        folder and config files children run with (no stray gunicorn.conf.py/locust.conf)."""
+        me = procs.identity(os.getpid()) or {"pid": os.getpid()}
+        self.state.meta["harness"] = {**me, "host": socket.gethostname()}
+        self.state.meta["process_groups_file"] = GROUPS_FILE
+        home = procs.child_dir() / "cwd"
+        self.state.meta["children"] = {
+            "dir": str(procs.child_dir()), "cwd": str(home), "home": str(home),
+            "gunicorn_config": str(procs.empty_config(GUNICORN_CONFIG)),
+            "locust_config": str(procs.empty_config(LOCUST_CONFIG)),
+            "note": "children run in an empty folder that is also their HOME; gunicorn and "
+                    "locust are given these empty config files, so no default config is read"}
+        procs.record_groups(self.run_dir / GROUPS_FILE)
+
+    def _start_watchdog(self) -> Popen[bytes] | None:
+        """``harness.watchdog`` for this run: its own group, no parent-death signal, so it
+        outlives a ``kill -9`` of this process and cleans up after it."""
+        try:
+            return procs.spawn([sys.executable, "-m", "harness.watchdog", str(self.run_dir)],
+                               cpus=sorted(os.sched_getaffinity(0)),
+                               log_path=self.run_dir / "logs" / "watchdog.log",
+                               die_with_parent=False)
+        except OSError as exc:  # the run still tears down in its finally; say what is missing
+            self.state.meta["watchdog_error"] = f"{type(exc).__name__}: {exc}"
+            return None
 
     def clock(self) -> float:
         """Seconds since the run started (monotonic): the time base of samples and trials."""
@@ -282,7 +334,9 @@ class Runner:
         :class:`Interrupted`/``KeyboardInterrupt`` after recording them."""
         status = "failed"
         with _signals_as_interrupt():
+            watchdog = None
             try:
+                watchdog = self._start_watchdog()
                 for repeat in range(1, self.plan.repeats + 1):
                     for config in self.plan.servers:
                         self._config(config, repeat)
@@ -295,6 +349,9 @@ class Runner:
                 self.state.meta["ended_at"] = _iso()
                 self.state.save()
                 self._write_analysis()
+                if watchdog is not None:
+                    procs.stop_group(watchdog, grace_s=2.0)
+                procs.record_groups(None)
         return self.state
 
     def _write_analysis(self) -> None:

@@ -9,7 +9,11 @@ differ between servers' defaults are pinned here, identically for all:
 * gunicorn's control socket off (gunicorn >= 24 opens one per master by default);
 * granian's ``--interface`` always explicit;
 * thread pools sized explicitly and recorded (``threads``), as is gevent's
-  ``worker_connections``.
+  ``worker_connections``;
+* no config file read from the working directory: gunicorn reads ``./gunicorn.conf.py``
+  unless given ``--config``, so :meth:`ServerConfig.argv` names an (empty) file of the
+  harness's when given one (the local backend does; a container's working directory
+  holds only ``apps/``). uvicorn, hypercorn and granian read no config file unasked.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ GUNICORN_TIMEOUT_S = 120
 GTHREAD_THREADS = 32
 GRANIAN_WSGI_THREADS = 32
 GEVENT_WORKER_CONNECTIONS = 1000
+
+#: The name of the empty gunicorn config the local backend passes with ``--config``
+#: (harness.procs.empty_config); a ``.py`` name, or gunicorn warns about it.
+GUNICORN_CONFIG = "gunicorn.conf.py"
 
 WSGI_APP = "apps.wsgi:app"
 ASGI_APP = "apps.asgi:app"
@@ -58,9 +66,19 @@ class ServerConfig:
     def app(self) -> str:
         return WSGI_APP if self.interface == "wsgi" else ASGI_APP
 
+    @property
+    def reads_config_file(self) -> bool:
+        """Does this server read a config file from its working directory unless told
+        which one (gunicorn: ``./gunicorn.conf.py``)?"""
+        return "gunicorn" in self.template
+
     def argv(self, *, port: int, workers: int, host: str = "127.0.0.1",
-             python: str = sys.executable) -> list[str]:
-        """The command line serving :attr:`app` on ``host:port`` with ``workers`` processes."""
+             python: str = sys.executable, config_file: str | None = None) -> list[str]:
+        """The command line serving :attr:`app` on ``host:port`` with ``workers`` processes.
+
+        ``config_file``: for a server that :attr:`reads_config_file`, ``--config`` with
+        this file is appended, so no other config is read.
+        """
         if host != "127.0.0.1":
             raise ValueError("servers bind 127.0.0.1 only")
         if workers < 1:
@@ -72,7 +90,10 @@ class ServerConfig:
             "worker_connections": str(self.worker_connections or 0),
             "timeout": str(GUNICORN_TIMEOUT_S),
         }
-        return [part.format(**fields) for part in self.template]
+        argv = [part.format(**fields) for part in self.template]
+        if config_file is not None and self.reads_config_file:
+            argv += ["--config", config_file]
+        return argv
 
     def concurrency_capacity(self, workers: int) -> float:
         """Requests this config can have in progress at once: workers x threads.

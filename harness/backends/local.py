@@ -1,4 +1,8 @@
-"""The local backend: each server config as a pinned process group on 127.0.0.1."""
+"""The local backend: each server config as a pinned process group on 127.0.0.1.
+
+Servers run in the harness's empty children folder (``procs.child_dir``) with an
+explicit empty config where the server would otherwise read one from there.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 from harness.procs import (
     ProcessError,
     client_connections,
+    empty_config,
     free_port,
     poll_until,
     spawn,
@@ -18,7 +23,7 @@ from harness.procs import (
     wait_ready,
 )
 from harness.sampler import TreeSampler
-from harness.servers import ServerConfig
+from harness.servers import GUNICORN_CONFIG, ServerConfig
 
 #: A port can be taken between choosing it and the server binding it: retry that
 #: (and only that) on another port.
@@ -38,8 +43,9 @@ class LocalServer:
         last_error: ProcessError | None = None
         for _ in range(START_ATTEMPTS):
             self.port = free_port()
-            proc = spawn(config.argv(port=self.port, workers=workers), cpus=cpus,
-                         log_path=log_path)
+            argv = config.argv(port=self.port, workers=workers,
+                               config_file=str(empty_config(GUNICORN_CONFIG)))
+            proc = spawn(argv, cpus=cpus, log_path=log_path)
             try:
                 self.startup_s = wait_ready(proc, self.port, log_path)
                 self.proc = proc

@@ -120,20 +120,22 @@ def run_level(spec: LoadSpec, *, port: int, cpus: list[int], trial_dir: Path, tr
     aborts the run with that reason (e.g. the server died). locust's whole process
     group is stopped in a ``finally`` whatever happens.
     """
+    from harness.results import atomic_write_json
+
     records_dir = trial_dir / "requests" / trial_id
     spec_path = trial_dir / "locust" / f"{trial_id}.spec.json"
     json_path = trial_dir / "locust" / f"{trial_id}.json"
     log_path = log_dir / f"locust-{trial_id}.log"
     records_dir.mkdir(parents=True, exist_ok=True)
     spec_path.parent.mkdir(parents=True, exist_ok=True)
-    spec_path.write_text(json.dumps({
+    atomic_write_json(spec_path, {
         "name": spec.name, "method": spec.method, "path": spec.path,
         "expected_status": spec.expected_status,
         "expected_body": spec.expected_body.decode("latin-1"),
         "records_dir": str(records_dir),
         "start_spread_s": start_spread_s(spec.warmup_s),
         "options": {**spec.options, "processes": spec.processes},
-    }))
+    })
     argv = locust_argv(spec, port=port, spec_path=spec_path, json_path=json_path)
     deadline_s = spec.run_time_s + KILL_AFTER_S
     timed_out = False

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,7 +242,13 @@ def _one_line(exc: BaseException) -> str:
 def _read_table(path: Path, dtype: dict[str, str]) -> pd.DataFrame:
     """One CSV of a run; UserError (naming the file) when it is not UTF-8 CSV."""
     try:
-        return pd.read_csv(path, dtype=dtype, encoding="utf-8")  # type: ignore[arg-type]
+        with warnings.catch_warnings():
+            # index_col=False: a row longer than the header is damage, not an index column.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, dtype=dtype, encoding="utf-8",  # type: ignore[arg-type]
+                               index_col=False)
+    except pd.errors.ParserWarning as exc:
+        raise UserError(f"{path}: damaged: not a CSV table ({_one_line(exc)})") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: damaged: not UTF-8 (byte {exc.start})") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
@@ -263,10 +270,11 @@ def _numbers(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
         text = column.astype(object).where(column.isna(), column.astype(str).str.strip())
         text = text.where(text != "", math.nan)
         numbers = pd.to_numeric(text, errors="coerce")
-        wrong = text[text.notna() & numbers.isna()]
-        if len(wrong):
+        wrong = (text.notna() & numbers.isna()).tolist()
+        if any(wrong):
+            row = wrong.index(True)
             raise UserError(f"{path}: damaged: column {col} holds text where numbers belong "
-                            f"(row {int(wrong.index[0]) + 1}: {str(wrong.iloc[0])[:40]!r})")
+                            f"(row {row + 1}: {str(text.iloc[row])[:40]!r})")
         frame[col] = numbers
 
 

@@ -316,3 +316,13 @@ def test_exit_3_when_every_trial_failed(tmp_path: Path) -> None:
     meta = json.loads((run_dir / "run.json").read_text())
     assert [t["status"] for t in meta["trials"]] == ["failed", "failed"]
     assert (tmp_path / "report.html").is_file()
+
+
+def test_a_scenario_file_that_is_not_utf8_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "sc" / "mine.toml"
+    path.parent.mkdir()
+    path.write_bytes(b'name = "mine"\ndescription = "caf\xe9"\n')
+    line = refused(capsys, monkeypatch, tmp_path, "--scenario", str(path))
+    assert f"{path}: not UTF-8 text (byte 32); TOML files are UTF-8" in line

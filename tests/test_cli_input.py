@@ -326,3 +326,27 @@ def test_a_scenario_file_that_is_not_utf8_is_refused(
     path.write_bytes(b'name = "mine"\ndescription = "caf\xe9"\n')
     line = refused(capsys, monkeypatch, tmp_path, "--scenario", str(path))
     assert f"{path}: not UTF-8 text (byte 32); TOML files are UTF-8" in line
+
+
+def test_equal_levels_of_a_plan_are_two_trials_with_their_own_records(tmp_path: Path) -> None:
+    """A RunPlan built in code may repeat a level (the CLI refuses it): the two trials
+    get distinct ids and requests/ folders, each trial's figures from its own records
+    (before, the second trial read the first one's folder). One short real run."""
+    from harness.runner import Runner, RunPlan
+    from harness.scenarios import load
+    from harness.servers import SERVERS
+
+    cpus = sorted(os.sched_getaffinity(0))
+    plan = RunPlan(scenario=load("io-heavy").with_params({"latency_ms": "20"}),
+                   servers=[SERVERS["uvicorn"]], users=(2, 2), warmup_s=0.5, duration_s=1.0,
+                   repeats=1, workers=1, server_cpus=cpus[:1], load_cpus=cpus[-1:],
+                   results_dir=tmp_path)
+    state = Runner(plan).execute()
+    first, second = state.trials
+    assert first["trial_id"] == "uvicorn-l1-u2-r1" and second["trial_id"] == "uvicorn-l2-u2-r1"
+    for t in (first, second):
+        folder = state.run_dir / "requests" / t["trial_id"]
+        assert any(folder.glob("*.csv")), folder
+        assert t["requests"] > 0
+    # Sharing a folder, the second trial took its window from the first one's meta files.
+    assert second["t_start_s"] > first["t_end_s"]

@@ -16,46 +16,62 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from harness import PROJECT_ROOT, cpulock, procs, scenarios, servers
 from harness.errors import UserError
 from harness.machine import default_cpu_sets, format_cpus, parse_cpus, require_disjoint
-from harness.scenarios import rate_unit
+from harness.scenarios import check_levels, rate_unit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark Python WSGI and ASGI servers on equivalent workloads.")
 list_app = typer.Typer(no_args_is_help=True, help="List scenarios or server configs.")
 app.add_typer(list_app, name="list")
 
-out = Console()
+# emoji=False: a `:name:` in user text (a path, a reason) stays as typed.
+out = Console(emoji=False)
 if not out.is_terminal:  # logs and CI: wide enough for the summary table on one line per row
     out.width = 170
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)
 
 RESULTS_DIR = PROJECT_ROOT / "results"
 REPORTS_DIR = PROJECT_ROOT / "reports"
 
 
 def _positive_ints(text: str, option: str) -> tuple[int, ...]:
+    """Levels like ``10,50,200``: positive, each once (see :func:`scenarios.check_levels`)."""
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise UserError(f"{option} {text!r}: expected positive integers like 10,50,200") from None
     if not values or any(v <= 0 for v in values):
         raise UserError(f"{option} {text!r}: expected positive integers like 10,50,200")
+    check_levels(values, f"{option} {text!r}")
     return values
 
 
 def _positive_floats(text: str, option: str) -> tuple[float, ...]:
+    """Rates like ``50,100``: finite, in (0, 1e6), each once."""
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise UserError(f"{option} {text!r}: expected positive numbers like 50,100") from None
-    if not values or any(not (0 < v < 1e6) for v in values):
+    if not values or any(not (0 < v < 1e6) for v in values):  # also refuses nan and inf
         raise UserError(f"{option} {text!r}: expected positive numbers like 50,100 (< 1e6)")
+    check_levels(values, f"{option} {text!r}")
     return values
+
+
+def _finite(name: str, value: float | None, *, minimum: float, strict: bool) -> None:
+    """Refuse nan, inf and values below ``minimum`` (or equal to it when ``strict``)."""
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise UserError(f"{name} {value}: must be a finite number")
+    if value < minimum or (strict and value == minimum):
+        raise UserError(f"{name} {value}: must be {'>' if strict else '>='} {minimum:g}")
 
 
 def _params(items: list[str]) -> dict[str, str]:
@@ -78,6 +94,27 @@ def _writable_dir(path: Path, option: str) -> Path:
     return path
 
 
+def _could_write(path: Path, option: str) -> None:
+    """Check that folder ``path`` exists and is writable, or could be made, without making it.
+
+    The nearest existing ancestor must be a folder a file can be created in (tried with a
+    temporary file, removed at once: permissions alone do not say it for root or /proc).
+
+    Raises:
+        UserError: a part of the path is a file, or nothing can be written there.
+    """
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {path}: cannot write there ({existing} is not a folder)")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot write there ({exc.strerror})") from None
+
+
 class RichReporter:
     """Progress bar (config, level, time left) plus one line per finished trial."""
 
@@ -92,7 +129,7 @@ class RichReporter:
     def trial_started(self, server: str, users: int, repeat: int, seconds: float) -> None:
         self._trial_s = seconds
         self.progress.reset(self.current, total=seconds,
-                            description=f"{server} · users={users} · repeat {repeat}")
+                            description=f"{escape(server)} · users={users} · repeat {repeat}")
 
     def tick(self, elapsed_s: float) -> None:
         self.progress.update(self.current, completed=min(elapsed_s, self._trial_s))
@@ -108,12 +145,14 @@ class RichReporter:
         figures = (f"{rps:8.1f} {self.rate_unit}  p99 {p99:8.2f} ms"
                    if isinstance(rps, float) and not math.isnan(rps) and not math.isnan(p99)
                    else "")
+        server = escape(f"{trial['server']:<17}")
+        reason = escape(str(trial.get("reason", "")))
         self.progress.console.print(
-            f"[{colour}]{status:>11}[/] {trial['server']:<17} users={trial['users']:<5} "
-            f"{figures} {trial.get('reason', '')}", highlight=False, soft_wrap=True)
+            f"[{colour}]{escape(f'{status:>11}')}[/] {server} users={trial['users']:<5} "
+            f"{figures} {reason}", highlight=False, emoji=False, soft_wrap=True)
 
     def message(self, text: str) -> None:
-        self.progress.console.print(text)
+        self.progress.console.print(text, markup=False, emoji=False, highlight=False)
 
 
 @app.command()
@@ -136,8 +175,15 @@ def run(
     arrival_rate: Annotated[str | None, typer.Option(help="Open loop: constant arrival rates in req/s, one level each, e.g. 50,100; --users then caps requests in flight (default 1000).")] = None,
     cross_check: Annotated[bool, typer.Option("--cross-check", help="After each closed-loop HTTP trial, drive the same server at the same concurrency with wrk and record the agreement (needs wrk).")] = False,
     wait_cpus: Annotated[float, typer.Option(envvar="BENCH_WAIT_CPUS", help="If another run holds one of our CPUs, wait up to this many seconds for it (default: refuse at once).")] = 0.0,
+    exceed_limits: Annotated[bool, typer.Option("--exceed-limits", help="Run past a soft bound of this machine (workers or locust processes per CPU, ulimit -n, available memory, a day of wall time); hard bounds still apply.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything, print the plan and exit 0: nothing is started or written.")] = False,
 ) -> None:
-    """Benchmark a scenario on server configs and write results/ and an HTML report."""
+    """Benchmark a scenario on server configs and write results/ and an HTML report.
+
+    Exit 0 when the run completed, 3 when every trial failed (nothing was measured),
+    2 on bad input, 130/143 when interrupted.
+    """
+    from harness import limits
     from harness.backends import get_backend
     from harness.runner import Interrupted, Runner, RunPlan
 
@@ -152,12 +198,13 @@ def run(
     rates = _positive_floats(arrival_rate, "--arrival-rate") if arrival_rate is not None else ()
     if rates and users is None:
         levels = (1000,)
-    for name, value in (("--duration", duration), ("--repeats", repeats), ("--workers", workers),
+    _finite("--duration", duration, minimum=0, strict=True)
+    _finite("--warmup", warmup, minimum=0, strict=False)
+    for name, count in (("--repeats", repeats), ("--workers", workers),
                         ("--load-processes", load_processes)):
-        if value is not None and value <= 0:
-            raise UserError(f"{name} {value}: must be > 0")
-    if warmup is not None and warmup < 0:
-        raise UserError(f"--warmup {warmup}: must be >= 0")
+        if count is not None and count <= 0:
+            raise UserError(f"{name} {count}: must be > 0")
+    _finite("--max-warmup", max_warmup, minimum=0, strict=True)
     if max_warmup is not None and not (0 < max_warmup < 3600):
         raise UserError(f"--max-warmup {max_warmup}: must be > 0 and < 3600 s")
     if warmup is not None and max_warmup is not None:
@@ -170,9 +217,6 @@ def run(
     s_cpus = parse_cpus(server_cpus, "--server-cpus") if server_cpus else default_server
     l_cpus = parse_cpus(load_cpus, "--load-cpus") if load_cpus else default_load
     require_disjoint(s_cpus, l_cpus)
-    if set(s_cpus) & set(l_cpus):
-        err.print("[bold yellow]warning:[/] one CPU only: server and load generator share it; "
-                  "figures are a lower bound and not comparable with multi-core runs")
     plan = RunPlan(
         scenario=sc, servers=chosen, users=levels,
         warmup_s=warmup if warmup is not None else sc.warmup_s,
@@ -180,22 +224,40 @@ def run(
         duration_s=duration if duration is not None else sc.duration_s,
         repeats=repeats or sc.repeats, workers=workers or len(s_cpus),
         server_cpus=s_cpus, load_cpus=l_cpus,
-        results_dir=_writable_dir(results_dir, "--results-dir"), command=["bench", *sys.argv[1:]],
+        results_dir=results_dir, command=["bench", *sys.argv[1:]],
         backend=backend, load_processes=load_processes, arrival_rates=rates,
         cross_check=cross_check,
     )
+    users_from = "--users" if users is not None else f"scenario {sc.name} [load].users"
+    passed = limits.check(plan, users_from=users_from, exceed=exceed_limits)
+    # Nothing is created before every check has passed.
+    _could_write(results_dir, "--results-dir")
+    report_path = report
+    if report_path is not None:
+        _could_write(report_path.parent, "--report")
+    for text in passed:
+        err.print(f"[bold yellow]warning:[/] {escape(text)} (--exceed-limits)",
+                  highlight=False, soft_wrap=True)
+    if set(s_cpus) & set(l_cpus):
+        err.print("[bold yellow]warning:[/] one CPU only: server and load generator share it; "
+                  "figures are a lower bound and not comparable with multi-core runs",
+                  soft_wrap=True)
     if load_processes > len(l_cpus):
         err.print(f"[bold yellow]warning:[/] {load_processes} locust processes on "
                   f"{len(l_cpus)} load CPU(s): they share cores; saturation is judged on the "
-                  "load CPUs together")
-    report_path = report
-    if report_path is not None:
-        _writable_dir(report_path.parent, "--report")
-    out.print(f"[bold]{sc.name}[/] {sc.request_path} · {len(chosen)} server "
+                  "load CPUs together", soft_wrap=True)
+    out.print(f"[bold]{escape(sc.name)}[/] {escape(sc.request_path)} · {len(chosen)} server "
               f"configs × {len(plan.levels)} levels × {plan.repeats} repeats · "
               f"{'open loop' if rates else 'closed loop'} · workers={plan.workers} · "
               f"server CPUs {format_cpus(s_cpus)}, load CPUs {format_cpus(l_cpus)} · "
-              f"about {plan.estimated_seconds() / 60:.1f} min")
+              f"about {plan.estimated_seconds() / 60:.1f} min", soft_wrap=True)
+    if dry_run:
+        _print_plan(plan)
+        return
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--results-dir {results_dir}: cannot write there ({exc.strerror})") from None
     # The harness's own threads (samplers, progress) must not steal the server's cores.
     os.sched_setaffinity(0, l_cpus)
     if not (math.isfinite(wait_cpus) and wait_cpus >= 0):
@@ -218,12 +280,44 @@ def run(
         except KeyboardInterrupt:
             exit_code = 130
     if exit_code:
-        err.print(f"[bold yellow]interrupted[/]: results so far kept in {runner.run_dir}")
+        err.print(f"[bold yellow]interrupted[/]: results so far kept in {escape(str(runner.run_dir))}",
+                  soft_wrap=True)
     path = _render([runner.run_dir], report_path or REPORTS_DIR / f"{runner.run_id}.html")
     _summary(runner.run_dir)
-    out.print(f"results: {runner.run_dir}\nreport:  {path}")
+    out.print(f"results: {runner.run_dir}\nreport:  {path}", markup=False, highlight=False,
+              soft_wrap=True)
+    trials = runner.state.trials
+    if not exit_code and trials and all(t["status"] == "failed" for t in trials):
+        err.print(f"bench: every trial failed ({len(trials)}): nothing was measured; the "
+                  f"reasons are in the table above and in {runner.run_dir}/logs",
+                  markup=False, highlight=False, soft_wrap=True)
+        exit_code = EXIT_ALL_FAILED
     if exit_code:
         raise typer.Exit(exit_code)
+
+
+#: ``bench run``'s exit code when every trial failed (no server started, every response
+#: wrong...): the run folder and report are still written, but nothing was measured.
+EXIT_ALL_FAILED = 3
+
+
+def _print_plan(plan: Any) -> None:
+    """``--dry-run``: what the run would do, one line per fact; nothing is started."""
+    levels = ", ".join(f"{r:g} req/s" if not math.isnan(r) else str(u) for u, r in plan.levels)
+    cap = f" (users cap {max(plan.users)})" if plan.arrival_rates else ""
+    warm = (f"warm-up until steady state (at most {plan.max_warmup_s:g} s)" if plan.steady
+            else f"warm-up {plan.warmup_s:g} s")
+    lines = [
+        f"servers:  {', '.join(c.name for c in plan.servers)}",
+        f"levels:   {levels}{cap}",
+        (f"trials:   {plan.trial_count} ({len(plan.servers)} configs × {len(plan.levels)} "
+         f"levels × {plan.repeats} repeats), {warm} + window {plan.duration_s:g} s each"),
+        f"backend:  {plan.backend}, {plan.load_processes} locust process(es)",
+        f"results:  {plan.results_dir}",
+        "dry run: nothing started, nothing written",
+    ]
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _render(run_dirs: list[Path], path: Path, *, target_rps: float | None = None,
@@ -246,9 +340,10 @@ def _render(run_dirs: list[Path], path: Path, *, target_rps: float | None = None
         try:
             pngs = write_pngs(runs, png_dir, slo_p99_ms=slo_p99_ms)
         except BrowserNotFound as exc:
-            err.print(f"bench: {exc}", highlight=False, soft_wrap=True)
+            err.print(f"bench: {exc}", markup=False, highlight=False, soft_wrap=True)
         else:
-            out.print(f"png:     {len(pngs)} charts in {png_dir}")
+            out.print(f"png:     {len(pngs)} charts in {png_dir}", markup=False, highlight=False,
+                      soft_wrap=True)
     return written
 
 
@@ -256,7 +351,7 @@ def _summary(run_dir: Path) -> None:
     from harness.results import load_run
 
     data = load_run(run_dir)
-    table = Table(title=f"{data.meta['scenario']['name']} · {data.meta['run_id']}")
+    table = Table(title=escape(f"{data.meta['scenario']['name']} · {data.meta['run_id']}"))
     unit = rate_unit(str(data.meta["scenario"].get("protocol") or "http"))
     for col in ("server", "interface", "users", "status", unit, "p50 ms", "p99 ms",
                 "CPU %", "PSS MiB", "gen CPU %", "reason"):
@@ -264,11 +359,12 @@ def _summary(run_dir: Path) -> None:
     def f(v: Any, fmt: str) -> str:
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
     for _, t in data.trials.sort_values(["users", "interface", "server"]).iterrows():
-        table.add_row(t["server"], t["interface"], str(t["users"]), t["status"],
+        table.add_row(*(escape(str(v)) for v in (
+                      t["server"], t["interface"], t["users"], t["status"],
                       f(t["throughput_rps"], ".1f"), f(t["latency_p50_ms"], ".2f"),
                       f(t["latency_p99_ms"], ".2f"), f(t["cpu_percent_mean"], ".0f"),
                       f(t["pss_mib_peak"], ".1f"), f(t["generator_cpu_percent"], ".0f"),
-                      t["reason"][:80])
+                      t["reason"][:80])))
     out.print(table)
 
 
@@ -288,7 +384,7 @@ def report_cmd(
             else f"combined-{len(runs)}-runs")
     path = _render([r.path for r in runs], output or REPORTS_DIR / f"{name}.html",
                    target_rps=target_rps, slo_p99_ms=slo_p99_ms, png_dir=png)
-    out.print(f"report: {path}")
+    out.print(f"report: {path}", markup=False, highlight=False, soft_wrap=True)
 
 
 @list_app.command("scenarios")
@@ -302,9 +398,10 @@ def list_scenarios() -> None:
         sc = scenarios.load(name)
         params = ", ".join(f"{p.name}={p.default} [{p.min}..{p.max}]" for p in sc.params.values())
         warm = f"steady<={sc.max_warmup_s:g}" if sc.steady else f"{sc.warmup_s:g}"
-        table.add_row(name, sc.protocol, f"{sc.method} {sc.request_path}", params,
+        table.add_row(*(escape(v) for v in (
+                      name, sc.protocol, f"{sc.method} {sc.request_path}", params,
                       ",".join(map(str, sc.users)), f"{warm}+{sc.duration_s:g}",
-                      f"p99 <= {sc.slo_p99_ms:g} ms, errors <= {sc.slo_max_error_rate:.1%}")
+                      f"p99 <= {sc.slo_p99_ms:g} ms, errors <= {sc.slo_max_error_rate:.1%}")))
     out.print(table)
 
 
@@ -352,7 +449,8 @@ def _main() -> None:
         # Without standalone mode, click returns (not raises) typer.Exit's code.
         code = app(standalone_mode=False)
     except UserError as exc:
-        err.print(f"bench: error: {exc}", highlight=False, soft_wrap=True)
+        # markup=False: user text (a path, a --param, "[load].users") is shown as typed.
+        err.print(f"bench: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -363,7 +461,8 @@ def _main() -> None:
     except Exception as exc:
         # typer vendors click, so its usage errors are matched by shape, not by class.
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
-            err.print(f"bench: error: {exc.format_message()}", highlight=False, soft_wrap=True)
+            err.print(f"bench: error: {exc.format_message()}", markup=False, highlight=False,
+                      soft_wrap=True)
             sys.exit(exc.exit_code)
         raise
     if isinstance(code, int) and code:

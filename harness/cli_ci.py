@@ -23,10 +23,10 @@ from harness import PROJECT_ROOT
 from harness.compare import DEFAULT_ALPHA, DEFAULT_METRICS
 from harness.errors import UserError
 
-out = Console()
+out = Console(emoji=False)  # a `:name:` in a run id or path stays as written
 if not out.is_terminal:  # CI logs: one table row per line
     out.width = 170
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)
 
 RESULTS_DIR = PROJECT_ROOT / "results"
 REPORTS_DIR = PROJECT_ROOT / "reports"
@@ -100,6 +100,8 @@ def compare_cmd(
     adjusted across the gated metrics, is significant at --alpha AND the medians moved by
     at least --min-effect. Exit 1 on a regression, 0 otherwise, 2 on bad input.
     """
+    from rich.markup import escape
+
     from harness.compare import compare, config_label, load_side, make_gates, render_markdown
     from harness.results import atomic_write_bytes, atomic_write_json
 
@@ -114,15 +116,15 @@ def compare_cmd(
         _write(markdown, "--markdown", lambda: atomic_write_bytes(markdown, text.encode()))
 
     for text in result.forced:
-        err.print(f"[bold yellow]warning:[/] compared despite: {text} (--force)",
+        err.print(f"[bold yellow]warning:[/] compared despite: {escape(text)} (--force)",
                   highlight=False, soft_wrap=True)
-    table = Table(title=f"bench compare · baseline {_side(result.baseline)} → current "
-                        f"{_side(result.current)}")
+    table = Table(title=escape(f"bench compare · baseline {_side(result.baseline)} → current "
+                               f"{_side(result.current)}"))
     for col in ("configuration", "metric", "baseline", "current", "change", "result", "decision"):
         table.add_column(col, overflow="fold")
     for key, v in result.rows:
         style = _COLOURS[v.decision]
-        table.add_row(config_label(key), f"{v.metric.label} ({v.metric.unit})",
+        table.add_row(escape(config_label(key)), f"{v.metric.label} ({v.metric.unit})",
                       f"{_num(v.baseline_median)} (n={v.n_baseline})",
                       f"{_num(v.current_median)} (n={v.n_current})",
                       "–" if math.isnan(v.change) else f"{v.change:+.1%}", v.summary,
@@ -133,23 +135,25 @@ def compare_cmd(
         if excluded:
             names = ", ".join(f"{e['trial_id']} ({e['status']})" for e in excluded)
             out.print(f"excluded from {side} (not ok): {len(excluded)}: {names}",
-                      highlight=False, soft_wrap=True)
+                      markup=False, highlight=False, soft_wrap=True)
     for name, label in (("baseline_only", "only in baseline"), ("current_only", "only in current")):
         if result.unmatched[name]:
             out.print(f"{label}, not compared: "
                       + ", ".join(config_label(k) for k in result.unmatched[name]),
-                      highlight=False, soft_wrap=True)
+                      markup=False, highlight=False, soft_wrap=True)
     for note in result.notes:
-        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+        out.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     short = [v for _, v in result.rows if v.decision == "insufficient repeats"]
     if short:
         err.print(f"[bold yellow]warning:[/] {len(short)} of {len(result.rows)} comparisons "
-                  f"could not be decided: {short[0].note}", highlight=False, soft_wrap=True)
+                  f"could not be decided: {escape(short[0].note)}", highlight=False,
+                  soft_wrap=True)
     n_reg, n_imp = result.count("regression"), result.count("improvement")
     verdict = (f"[bold red]{n_reg} regression{'s' if n_reg != 1 else ''}[/]" if n_reg
                else "[bold green]no regression[/]")
     out.print(f"{verdict}, {n_imp} improvement{'s' if n_imp != 1 else ''} · "
-              f"compare.json: {json_path}" + (f" · markdown: {markdown}" if markdown else ""),
+              + escape(f"compare.json: {json_path}"
+                       + (f" · markdown: {markdown}" if markdown else "")),
               highlight=False, soft_wrap=True)
     if result.regressed and fail_on_regression:
         raise typer.Exit(1)
@@ -191,7 +195,7 @@ def export_cmd(
         paths: list[Path] = []
         _write(output, "-o", lambda: paths.extend(write_github_action_benchmark(data, output)))
         out.print(f"customBiggerIsBetter:  {paths[0]}\ncustomSmallerIsBetter: {paths[1]}",
-                  highlight=False)
+                  markup=False, highlight=False)
         return
     if output.is_dir():
         raise UserError(f"-o {output}: a folder; csv-history appends to a CSV file")
@@ -199,7 +203,8 @@ def export_cmd(
     _write(output, "-o", lambda: appended.append(append_csv_history(data, output)))
     run_id = data.meta.get("run_id")
     out.print(f"appended {run_id} to {output}" if appended[0]
-              else f"{run_id} already in {output}; nothing appended", highlight=False)
+              else f"{run_id} already in {output}; nothing appended", markup=False,
+              highlight=False)
 
 
 def history_cmd(
@@ -211,6 +216,8 @@ def history_cmd(
 ) -> None:
     """Trend dashboard over many runs: one chart per (scenario, configuration, metric),
     the min-max band of the repeats, and change points marked at the run where they happened."""
+    from rich.markup import escape
+
     from harness.history import collect, render
 
     history = collect(results_dir, _metrics(metrics), alpha=alpha,
@@ -218,13 +225,13 @@ def history_cmd(
     _write(output, "-o", lambda: render(history, output))
     cps = [(s, cp) for s in history.series for cp in s.change_points]
     for text in history.skipped:
-        err.print(f"[bold yellow]skipped:[/] {text}", highlight=False, soft_wrap=True)
+        err.print(f"[bold yellow]skipped:[/] {escape(text)}", highlight=False, soft_wrap=True)
     for s, cp in cps:
         out.print(f"change point: {s.title}: {cp.before:.4g} → {cp.after:.4g} {s.metric.unit} "
                   f"({cp.change:+.1%}) at {cp.label} ({cp.run_id}), p={cp.p_value:.2g}",
-                  highlight=False, soft_wrap=True)
+                  markup=False, highlight=False, soft_wrap=True)
     out.print(f"history: {output} · {len(history.runs)} runs · {len(history.series)} series · "
-              f"{len(cps)} change points", highlight=False, soft_wrap=True)
+              f"{len(cps)} change points", markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

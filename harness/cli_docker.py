@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 
 import typer
 from rich.console import Console
+
+# An image reference as the engine parses it (distribution/reference grammar): optional
+# registry host[:port], lower-case path components, optional :tag and @digest.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?", re.ASCII)
+
+
+def check_image_reference(ref: str, option: str) -> None:
+    """Raise UserError unless ``ref`` is a well-formed image reference (``name[:tag]``,
+    ``host:port/path:tag``, ``name@sha256:...``), at most 255 characters."""
+    from harness.errors import UserError
+
+    if len(ref) > 255 or not _REFERENCE.fullmatch(ref):
+        raise UserError(f"{option} {ref!r}: not a valid image reference (like "
+                        "python:3.11-slim or registry:5000/team/image:tag)")
+
 
 docker_app = typer.Typer(no_args_is_help=True,
                          help="Containers: build the image `bench run --backend docker` runs.")
@@ -22,8 +42,13 @@ def build_cmd(
 ) -> None:
     """Build bench-apps:<content hash> offline (cached by content): base image, host-side
     wheelhouse, then the app image with no network. Prints the image and its packages."""
-    from harness import dockerimage
+    import docker.errors
 
+    from harness import dockerimage
+    from harness.errors import UserError
+
+    if base not in ("auto", "debootstrap"):
+        check_image_reference(base, "--base")
     out = Console()
     err = Console(stderr=True)
 
@@ -32,7 +57,11 @@ def build_cmd(
             err.print(line, highlight=False, markup=False, soft_wrap=True)
 
     client = dockerimage.engine()
-    info = dockerimage.build(client, base=base, mirror=mirror, no_cache=no_cache, log=log)
+    try:
+        info = dockerimage.build(client, base=base, mirror=mirror, no_cache=no_cache, log=log)
+    except docker.errors.APIError as exc:  # the engine refused a request: its words, one line
+        what = " ".join(str(exc.explanation or exc).split())
+        raise UserError(f"docker engine: {what}") from None
     if as_json:
         out.print_json(json.dumps(info.as_dict()))
         return

@@ -81,28 +81,47 @@ def git_info(root: Path = PROJECT_ROOT) -> dict[str, Any]:
 def parse_cpus(text: str, option: str) -> list[int]:
     """Parse a CPU list like ``0``, ``0,2`` or ``0-3`` and check every CPU is usable here.
 
+    Ranges are never expanded: ``0-100000000`` is checked against the usable CPUs as
+    an interval, so an absurd range costs nothing and is refused in one line.
+
     Raises:
         UserError: malformed, empty, or naming a CPU not in this process's affinity.
     """
-    cpus: set[int] = set()
+    ranges: list[tuple[int, int]] = []
     try:
         for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                cpus.update(range(lo, hi + 1))
-            else:
-                cpus.add(int(part))
+            lo_text, dash, hi_text = part.strip().partition("-")
+            lo = int(lo_text)
+            hi = int(hi_text) if dash else lo
+            if lo < 0 or hi < lo:
+                raise ValueError
+            ranges.append((lo, hi))
     except ValueError:
         raise UserError(f"{option} {text!r}: expected CPU numbers like 0 or 0,1 or 0-3") from None
-    usable = os.sched_getaffinity(0)
-    missing = sorted(cpus - usable)
+    usable = sorted(os.sched_getaffinity(0))
+    cpus = sorted({c for c in usable if any(lo <= c <= hi for lo, hi in ranges)})
+    missing = [gap for lo, hi in ranges for gap in _gaps(lo, hi, usable)]
     if missing:
-        raise UserError(f"{option} {text!r}: CPU {', '.join(map(str, missing))} not available "
-                        f"here (usable: {format_cpus(sorted(usable))})")
-    return sorted(cpus)
+        shown = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in missing[:8])
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        raise UserError(f"{option} {text!r}: CPU {shown}{more} not available "
+                        f"here (usable: {format_cpus(usable)})")
+    return cpus
+
+
+def _gaps(lo: int, hi: int, usable: list[int]) -> list[tuple[int, int]]:
+    """The sub-ranges of [lo, hi] holding no usable CPU (``usable`` sorted)."""
+    gaps, start = [], lo
+    for c in usable:
+        if c > hi:
+            break
+        if c >= start:
+            if c > start:
+                gaps.append((start, c - 1))
+            start = c + 1
+    if start <= hi:
+        gaps.append((start, hi))
+    return gaps
 
 
 def format_cpus(cpus: list[int]) -> str:

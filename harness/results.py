@@ -24,6 +24,7 @@ import math
 import os
 import socket
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,31 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float (also numpy's) replaced by ``None``, recursively
+    through dicts, lists and tuples: JSON has no NaN, so strict readers (browsers, jq,
+    ``json.loads(..., parse_constant=...)``) read ``null`` where there was no figure."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+    """Write ``obj`` as strict JSON (non-finite floats become ``null``), atomically.
+
+    numpy scalars are written as numbers, other objects JSON does not know (paths) as ``str``.
+    """
+    def default(value: Any) -> Any:
+        if hasattr(value, "item") and callable(value.item):  # numpy scalar
+            return finite_json(value.item())
+        return str(value)
+    text = json.dumps(finite_json(obj), indent=2, sort_keys=False, default=default,
+                      allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -113,40 +137,80 @@ def load_run(path: Path) -> RunData:
     """Read a run folder (or its run.json).
 
     Raises:
-        UserError: no run.json there, unreadable JSON, or a newer schema_version.
+        UserError: no run.json there, or a damaged file: run.json that is not a JSON
+            object, not UTF-8, without schema_version or with a newer one; trials.csv or
+            samples.csv that is not UTF-8, not CSV, or lacks a column readers need. The
+            message names the file and what is wrong with it, in one line.
     """
     run_dir = path.parent if path.name == "run.json" else path
     meta_path = run_dir / "run.json"
     if not meta_path.is_file():
         raise UserError(f"{run_dir}: no run here (run.json missing)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{meta_path}: unreadable: {exc}") from None
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{meta_path}: damaged: not UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise UserError(f"{meta_path}: unreadable: {exc.strerror}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"{meta_path}: damaged: not JSON ({_one_line(exc)})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path}: damaged: a JSON {_JSON_TYPES.get(type(meta), 'value')}, "
+                        "not an object; not a bench run")
     version = meta.get("schema_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise UserError(f"{meta_path}: no schema_version; not a bench run")
     if version > SCHEMA_VERSION:
         raise UserError(f"{meta_path}: schema_version {version} is newer than this bench "
                         f"understands ({SCHEMA_VERSION}); upgrade bench to read it")
+    for key, kind in (("scenario", dict), ("machine", dict), ("git", dict), ("cpus", dict),
+                      ("versions", dict), ("servers", list), ("command", list)):
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise UserError(f"{meta_path}: damaged: {key!r} is a JSON "
+                            f"{_JSON_TYPES.get(type(meta[key]), 'value')}, not "
+                            f"{'an object' if kind is dict else 'an array'}")
     if version < SCHEMA_VERSION:
         meta = {**meta, "migrated_from": version, "schema_version": SCHEMA_VERSION}
     meta = crashed_if_harness_gone(meta)
     trials_csv = run_dir / "trials.csv"
     if trials_csv.is_file() and trials_csv.stat().st_size > 0:
-        trials = pd.read_csv(trials_csv, dtype={"reason": "object", "status": "object",
-                                                 "flags": "object"})
+        trials = _read_table(trials_csv, {"reason": "object", "status": "object",
+                                          "flags": "object"})
     else:
-        trials = pd.DataFrame(meta.get("trials", []), columns=list(TRIAL_COLUMNS))
+        rows = meta.get("trials", [])
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise UserError(f"{meta_path}: damaged: 'trials' is not a list of objects")
+        trials = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
+        # run.json writes null for a missing figure; back to NaN, numbers as numbers.
+        trials = trials.astype(object).where(trials.notna(), math.nan).infer_objects()
     samples_csv = run_dir / "samples.csv"
     if samples_csv.is_file() and samples_csv.stat().st_size > 0:
-        samples = pd.read_csv(samples_csv)
+        samples = _read_table(samples_csv, {})
     else:
         samples = pd.DataFrame(columns=list(SAMPLE_COLUMNS))
     for migrate in MIGRATIONS[version - 1:]:  # in memory only: the stored files stay as written
         trials, samples = migrate(trials, samples)
+    missing = [c for c in REQUIRED_TRIAL_COLUMNS if c not in trials.columns]
+    if missing:
+        raise UserError(f"{trials_csv}: damaged: no column {', '.join(missing)}")
+    missing = [c for c in REQUIRED_SAMPLE_COLUMNS if c not in samples.columns]
+    if missing:
+        raise UserError(f"{samples_csv}: damaged: no column {', '.join(missing)}")
+    # A figure column a run lacks (written before the column existed) reads as no figure.
+    for col in TRIAL_COLUMNS:
+        if col not in trials.columns:
+            trials[col] = "" if col in ("reason", "flags") else math.nan
+    for col in SAMPLE_COLUMNS:
+        if col not in samples.columns:
+            samples[col] = math.nan
     for col in ("reason", "flags"):
         trials[col] = trials[col].astype("object").fillna("").astype(str)
+    for col in TEXT_TRIAL_COLUMNS:
+        trials[col] = trials[col].astype(object).where(trials[col].isna(),
+                                                       trials[col].astype(str))
+    _numbers(trials, NUMERIC_TRIAL_COLUMNS, trials_csv)
+    _numbers(samples, tuple(c for c in SAMPLE_COLUMNS if c not in ("source", "server")),
+             samples_csv)
     return RunData(run_dir, meta, trials, samples)
 
 
@@ -165,6 +229,62 @@ def crashed_if_harness_gone(meta: dict[str, Any]) -> dict[str, Any]:
         return meta
     return {**meta, "status": "crashed",
             "crash_reason": f"bench process {recorded.get('pid')} is gone; the run never finished"}
+
+
+#: trials.csv columns every reader (report, compare, export, history) relies on.
+REQUIRED_TRIAL_COLUMNS = ("trial_id", "scenario", "server", "users", "repeat", "status")
+#: samples.csv columns the report reads.
+REQUIRED_SAMPLE_COLUMNS = ("t_s", "source", "server")
+#: trials.csv columns that hold text; every other TRIAL_COLUMNS column holds numbers.
+TEXT_TRIAL_COLUMNS = trial.TEXT_COLUMNS
+NUMERIC_TRIAL_COLUMNS = tuple(c for c in TRIAL_COLUMNS if c not in TEXT_TRIAL_COLUMNS)
+
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
+               bool: "boolean", type(None): "null"}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def _read_table(path: Path, dtype: dict[str, str]) -> pd.DataFrame:
+    """One CSV of a run; UserError (naming the file) when it is not UTF-8 CSV."""
+    try:
+        with warnings.catch_warnings():
+            # index_col=False: a row longer than the header is damage, not an index column.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, dtype=dtype, encoding="utf-8",  # type: ignore[arg-type]
+                               index_col=False)
+    except pd.errors.ParserWarning as exc:
+        raise UserError(f"{path}: damaged: not a CSV table ({_one_line(exc)})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: damaged: not UTF-8 (byte {exc.start})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise UserError(f"{path}: damaged: not a CSV table ({_one_line(exc)})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: unreadable: {exc.strerror}") from None
+
+
+def _numbers(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
+    """Make ``columns`` numeric in place (blank cells become NaN).
+
+    Raises:
+        UserError: a column holds text that is not a number.
+    """
+    for col in columns:
+        column = frame[col]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            continue
+        text = column.astype(object).where(column.isna(), column.astype(str).str.strip())
+        text = text.where(text != "", math.nan)
+        numbers = pd.to_numeric(text, errors="coerce")
+        wrong = (text.notna() & numbers.isna()).tolist()
+        if any(wrong):
+            row = wrong.index(True)
+            raise UserError(f"{path}: damaged: column {col} holds text where numbers belong "
+                            f"(row {row + 1}: {str(text.iloc[row])[:40]!r})")
+        frame[col] = numbers
 
 
 def _v1_to_v2(trials: pd.DataFrame, samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

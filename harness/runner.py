@@ -166,6 +166,19 @@ class RunState:
         atomic_write_json(self.run_dir / "run.json", self.meta)
 
 
+def trial_id(server: str, level: int, users: int, offered_rps: float, repeat: int) -> str:
+    """``{server}-l{level}-u{users}-r{repeat}`` (open loop: ``-a{rate}`` for ``-u``).
+
+    ``level`` is the 1-based position in the plan's levels, so two levels with the same
+    users or rate still get their own id and ``requests/<id>/`` folder (the CLI refuses
+    repeated levels; a :class:`RunPlan` built in code may hold them). Runs written before
+    the level index was added (``{server}-u{users}-r{repeat}``, same schema) read back
+    unchanged: every reader treats the id as an opaque name.
+    """
+    load = f"a{offered_rps:g}" if not math.isnan(offered_rps) else f"u{users}"
+    return f"{server}-l{level}-{load}-r{repeat}"
+
+
 def new_run_id(scenario: str, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{scenario}-{uuid.uuid4().hex[:6]}"
@@ -370,13 +383,13 @@ class Runner:
         atomic_write_csv(self.run_dir / "summary.csv", summary)
         atomic_write_csv(self.run_dir / "capacity.csv", capacity)
 
-    def _base_trial(self, config: ServerConfig, users: int, offered_rps: float,
+    def _base_trial(self, config: ServerConfig, index: int, users: int, offered_rps: float,
                     repeat: int) -> dict[str, Any]:
         open_loop = not math.isnan(offered_rps)
-        level = f"a{offered_rps:g}" if open_loop else f"u{users}"
         row: dict[str, Any] = {c: math.nan for c in TRIAL_COLUMNS}
         row.update({
-            "trial_id": f"{config.name}-{level}-r{repeat}", "scenario": self.plan.scenario.name,
+            "trial_id": trial_id(config.name, index, users, offered_rps, repeat),
+            "scenario": self.plan.scenario.name,
             "server": config.name, "interface": config.interface, "backend": self.plan.backend,
             "workers": self.plan.workers, "threads": config.threads or 1, "users": users,
             "offered_rps": offered_rps, "repeat": repeat, "status": "", "reason": "",
@@ -405,8 +418,8 @@ class Runner:
         server: Deployment | None = None
         blocked: tuple[str, str] | None = None  # (status, reason) for the remaining levels
         try:
-            for users, offered_rps in self.plan.levels:
-                trial = self._base_trial(config, users, offered_rps, repeat)
+            for index, (users, offered_rps) in enumerate(self.plan.levels, start=1):
+                trial = self._base_trial(config, index, users, offered_rps, repeat)
                 if server is not None and server.exit_code() is not None:
                     self._close_session()
                     self._keep_samples(server, config, repeat)

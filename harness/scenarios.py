@@ -9,6 +9,7 @@ with the file and what is wrong, and nothing is ever evaluated as code.
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,29 @@ ParamType = Literal["int", "float"]
 
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
 
+#: Most load levels one run may sweep (a scenario's ``[load].users``, ``--users``,
+#: ``--arrival-rate``). A hard bound: each level is one trial per config and repeat,
+#: with its own records folder; nobody reads a sweep of more.
+MAX_LEVELS = 1000
+
+
+def check_levels(values: tuple[float, ...], where: str) -> None:
+    """Refuse a level sweep with repeated values or more than :data:`MAX_LEVELS` levels.
+
+    Two equal levels would be two trials of the same configuration, users and repeat:
+    refused rather than measured twice (see docs/errors.md).
+
+    Raises:
+        UserError: a value given twice, or too many levels.
+    """
+    if len(values) > MAX_LEVELS:
+        raise UserError(f"{where}: {len(values)} levels; at most {MAX_LEVELS} per run")
+    seen: set[float] = set()
+    for v in values:
+        if v in seen:
+            raise UserError(f"{where}: level {_fmt(v)} is given twice; every level must differ")
+        seen.add(v)
+
 
 @dataclass(frozen=True, slots=True)
 class Param:
@@ -61,6 +85,8 @@ class Param:
             raise UserError(
                 f"--param {self.name}={raw}: expected {'an integer' if self.type == 'int' else 'a number'}"
             ) from None
+        if not math.isfinite(value):
+            raise UserError(f"--param {self.name}={raw}: expected a finite number")
         if not self.min <= value <= self.max:
             raise UserError(
                 f"--param {self.name}={raw}: out of range [{_fmt(self.min)}, {_fmt(self.max)}]"
@@ -161,12 +187,18 @@ def parse(path: Path) -> Scenario:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    except RecursionError:
+        raise UserError(f"{path}: invalid TOML: nested too deeply") from None
     try:
         return _build(data, path)
-    except (KeyError, TypeError, ValueError) as exc:
+    except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: {exc.args[0] if exc.args else exc}") from None
 
 
 _TOP = {"name", "description", "protocol", "request", "params", "load", "slo", "validity",
@@ -190,6 +222,8 @@ def _number(table: Mapping[str, Any], key: str, where: str, *, positive: bool = 
     value = table[key]
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         raise TypeError(f"[{where}].{key} must be {'an integer' if integer else 'a number'}")
+    if not math.isfinite(value):
+        raise ValueError(f"[{where}].{key} must be a finite number, got {value}")
     if positive and value <= 0:
         raise ValueError(f"[{where}].{key} must be > 0, got {value}")
     return value
@@ -246,6 +280,7 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
     if (not isinstance(users, list) or not users
             or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in users)):
         raise ValueError("[load].users must be a non-empty list of positive integers")
+    check_levels(tuple(users), "[load].users")
     ceiling = _table(data, "ceiling", {"wait_param"})
     wait_param = ceiling.get("wait_param", "")
     if wait_param and wait_param not in params:

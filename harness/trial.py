@@ -149,6 +149,8 @@ class Trial:
 
 
 TRIAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Trial))
+#: The columns that hold text (every other column holds numbers; NaN = not measured).
+TEXT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Trial) if f.type == "str")
 _NAMES = frozenset(TRIAL_COLUMNS)
 #: The stream columns in trials.csv: the metrics, then two the runner fills.
 STREAM_COLUMNS = (*STREAM_METRIC_COLUMNS, "concurrent_connections_peak",

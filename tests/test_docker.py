@@ -75,9 +75,9 @@ def image(client: Any) -> dockerimage.ImageInfo:
     return dockerimage.build(client)
 
 
-def assert_hardened(container: Any) -> None:
+def assert_hardened(container: Any, *, inside: bool = True) -> None:
     """compose.yaml's hardening, as the engine applied it to a running ``container``, and
-    as the processes inside it see it."""
+    (``inside``) as the processes inside it see it."""
     container.reload()
     host, config = container.attrs["HostConfig"], container.attrs["Config"]
     assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd")
@@ -87,6 +87,8 @@ def assert_hardened(container: Any) -> None:
     assert host["Privileged"] is False
     assert config["User"] == "10001:10001"
     assert set(host["Tmpfs"]) == {"/tmp"} and "noexec" in host["Tmpfs"]["/tmp"]
+    if not inside:
+        return
     probe = ("import os, pathlib, tempfile\n"
              "status = pathlib.Path('/proc/1/status').read_text()\n"
              "print(os.getuid(), os.getgid())\n"
@@ -136,11 +138,11 @@ def test_no_engine_is_one_clear_line(tmp_path: Path) -> None:
 
 
 @needs_engine
-def test_a_base_the_engine_refuses_is_one_line() -> None:
-    r = bench("docker", "build", "--base", "x;id:tag", timeout=60)
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert r.stderr.strip().splitlines() == [
-        "bench: error: image 'x;id:tag': no such image: x;id:tag: invalid reference format"]
+def test_a_base_the_engine_refuses_is_one_line(client: Any) -> None:
+    # The engine's own 400 (an APIError before), as the one-line error the CLI prints.
+    with pytest.raises(UserError) as info:
+        dockerimage.build(client, base="x;id:tag")
+    assert str(info.value) == "image 'x;id:tag': no such image: x;id:tag: invalid reference format"
 
 
 def test_bad_memory_limit_is_a_user_error() -> None:
@@ -171,10 +173,8 @@ def test_compose_file_validates_and_matches_the_registry() -> None:
     env = {**os.environ, "BENCH_WORKERS": "3", "BENCH_CPUSET": "0", "BENCH_MEM_LIMIT": "512m",
            "BENCH_IMAGE": "bench-apps:test", "BENCH_RUN_ID": "run-x"}
     base = [*compose, "-p", "bench-config-check", "-f", str(COMPOSE_FILE), "config"]
-    r = subprocess.run([*base, "-q"], capture_output=True, text=True, env=env, timeout=60,
-                       check=False)
-    assert r.returncode == 0, r.stderr
-    r = subprocess.run(base, capture_output=True, text=True, env=env, timeout=60, check=True)
+    r = subprocess.run(base, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr  # the file validates, in whichever compose is here
     services = yaml.safe_load(r.stdout)["services"]
     assert set(services) == set(SERVERS), "one compose service per server config"
     for name, svc in services.items():
@@ -359,7 +359,7 @@ def test_container_dying_mid_trial_fails_that_trial_and_the_run_goes_on(
     proc = subprocess.Popen(
         [*BENCH, "run", "--backend", "docker", "--scenario", "io-heavy",
          "--servers", "uvicorn,gunicorn-sync", "--users", "5", "--workers", "1",
-         "--param", "latency_ms=10", "--duration", "6", "--warmup", "1",
+         "--param", "latency_ms=10", "--duration", "3", "--warmup", "1",
          "--results-dir", str(results), "--report", str(tmp_path / "r.html")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "COLUMNS": "200"})
@@ -485,7 +485,8 @@ def test_every_config_serves_every_protocol_hardened_and_run_sweep_removes_by_la
     other = client.containers.create(image.tag, command=["true"], network_mode="none",
                                      labels={RUN_LABEL: run_id + "-other"})
     project = f"bench-{SESSION[:6]}-all"
-    env = {**os.environ, "BENCH_IMAGE": image.tag, "BENCH_CPUSET": "0", "BENCH_WORKERS": "1",
+    cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))  # nine servers start at once
+    env = {**os.environ, "BENCH_IMAGE": image.tag, "BENCH_CPUSET": cpus, "BENCH_WORKERS": "1",
            "BENCH_RUN_ID": run_id}
     paths = [load("io-heavy").with_params({"latency_ms": "5"}).request_path,
              load("sse-stream").with_params({"events": "3", "interval_ms": "10"}).request_path]
@@ -498,7 +499,7 @@ def test_every_config_serves_every_protocol_hardened_and_run_sweep_removes_by_la
         assert set(containers) == set(SERVERS)
         ports = {}
         for name, container in containers.items():
-            assert_hardened(container)
+            assert_hardened(container, inside=False)  # seen from inside: the deploy test
             (binding,) = container.attrs["NetworkSettings"]["Ports"]["8000/tcp"]
             assert binding["HostIp"] == "127.0.0.1"
             ports[name] = int(binding["HostPort"])
@@ -529,8 +530,10 @@ def test_every_config_serves_every_protocol_hardened_and_run_sweep_removes_by_la
         other.reload()  # another run's container: untouched
         assert remove_run_containers(run_id) == []
     finally:
-        run([*compose, "-p", project, "-f", str(COMPOSE_FILE), "down", "-v", "-t", "1"],
-            timeout_s=120, env=env, log_path=tmp_path / "compose.log")
+        label = {"label": f"{RUN_LABEL}={run_id}"}
+        if client.containers.list(all=True, filters=label) or client.networks.list(filters=label):
+            run([*compose, "-p", project, "-f", str(COMPOSE_FILE), "down", "-v", "-t", "1"],
+                timeout_s=120, env=env, log_path=tmp_path / "compose.log")
         swept_other = remove_run_containers(run_id + "-other")
     assert swept_other == [other.name]
     with pytest.raises(ValueError):

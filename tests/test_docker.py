@@ -328,6 +328,9 @@ def test_docker_run_records_image_limits_and_engine_samples(
         assert d["image_id"] == image.image_id and d["image"] == image.tag
         assert d["limits"]["cpuset"] == ",".join(map(str, meta["cpus"]["server"]))
         assert d["limits"]["memory_bytes"] == 2**30 and d["limits"]["init"] is True
+        assert d["limits"]["pids_limit"] == PIDS_LIMIT and d["limits"]["read_only"] is True
+        assert d["limits"]["cap_drop"] == ["ALL"] and d["limits"]["user"] == "10001:10001"
+        assert d["limits"]["security_opt"] == ["no-new-privileges:true"]
         assert d["compose"]["version"] and d["engine_version"]
         assert d["packages"]["gunicorn"] and d["packages"]["uvicorn"]
         assert d["argv"] == container_argv(SERVERS[name], workers=2)

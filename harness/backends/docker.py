@@ -18,6 +18,11 @@ and the worker count in the environment, finds the container by its compose labe
 SIGTERM) saves the container's output to the server log and runs ``down -v
 --remove-orphans``, then checks by label that no container or network of the project
 is left (and removes any that is: they carry this deployment's unique project name).
+Every container and network also carries the run id (label ``io.bench.run``), so
+:func:`remove_run_containers` can remove what a run that died without its teardown left.
+The services are hardened in compose.yaml (no capabilities, no privilege gain, read-only
+root, a task limit, a fixed non-root user, no NAT); :meth:`DockerServer.info` records
+what the engine applied.
 """
 
 from __future__ import annotations
@@ -521,6 +526,7 @@ class DockerServer:
 
     def info(self) -> dict[str, Any]:
         host = (self.container.attrs.get("HostConfig") or {}) if self.container else {}
+        config = (self.container.attrs.get("Config") or {}) if self.container else {}
         image = self.backend.image
         return {
             "backend": "docker", "port": self.port, "publish_ip": "127.0.0.1",
@@ -532,7 +538,11 @@ class DockerServer:
             "base_image_id": image.base_image_id,
             "limits": {"cpuset": host.get("CpusetCpus"), "mem_limit": self.backend.mem_limit,
                        "memory_bytes": host.get("Memory"),
-                       "memory_swap_bytes": host.get("MemorySwap"), "init": host.get("Init")},
+                       "memory_swap_bytes": host.get("MemorySwap"), "init": host.get("Init"),
+                       "pids_limit": host.get("PidsLimit"),
+                       "read_only": host.get("ReadonlyRootfs"),
+                       "cap_drop": host.get("CapDrop"), "security_opt": host.get("SecurityOpt"),
+                       "user": config.get("User")},
             "compose": {"cli": " ".join(self.backend.compose),
                         "version": self.backend.compose_version},
             "engine_version": self.backend.engine_version,

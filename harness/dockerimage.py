@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -55,8 +54,10 @@ BASE_REPO = "bench-base"
 #: Bump when the build procedure changes in a way the hashed inputs do not show.
 RECIPE_VERSION = 1
 #: The server packages the image carries (the apps themselves need only the stdlib).
-SERVER_PACKAGES = ("gunicorn", "gevent", "uvicorn[standard]", "uvicorn-worker", "hypercorn",
-                   "granian")
+#: gunicorn's gevent worker imports ``packaging``, which gunicorn declares only under
+#: its ``gevent`` extra: without the extra, gunicorn-gevent cannot start in the image.
+SERVER_PACKAGES = ("gunicorn[gevent]", "gevent", "uvicorn[standard]", "uvicorn-worker",
+                   "hypercorn", "granian")
 #: Where the image keeps the output of ``pip freeze --all`` taken inside it.
 FREEZE_PATH = "/opt/bench/pip-freeze.txt"
 
@@ -110,20 +111,42 @@ def engine(environ: Mapping[str, str] | None = None) -> docker.DockerClient:
 
 # ---------------------------------------------------------------------------- requirements
 
-def _dist_name(requirement: str) -> str:
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-    return match.group(1) if match else ""
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+#: The environment markers of the image's interpreter (the wheel target below), where
+#: they differ from this host's: a requirement is followed when its marker holds there.
+TARGET_MARKERS = {"python_version": "3.11", "python_full_version": "3.11.2",
+                  "implementation_name": "cpython", "platform_python_implementation": "CPython",
+                  "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+                  "platform_machine": "x86_64"}
 
 
 def _requested(requirement: str) -> tuple[str, frozenset[str]]:
-    """(canonical name, extras asked for) of a requirement string like ``a[b,c]>=1; m``."""
-    match = re.match(r"\s*[A-Za-z0-9][A-Za-z0-9._-]*\s*\[([^]]*)\]", requirement)
-    extras = frozenset(e.strip() for e in match.group(1).split(",")) if match else frozenset()
-    return _canonical(_dist_name(requirement)), extras
+    """(canonical name, extras asked for) of a requirement string like ``a[b,c]>=1; m``.
+
+    Raises:
+        packaging.requirements.InvalidRequirement: not a PEP 508 requirement.
+    """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    req = Requirement(requirement)
+    return canonicalize_name(req.name), frozenset(canonicalize_name(e) for e in req.extras)
+
+
+def _needed(requirement: str, extras: frozenset[str]) -> bool:
+    """Whether ``requirement`` (a distribution's declared dependency) applies in the image
+    when the distribution was asked for with ``extras``: its marker holds for
+    :data:`TARGET_MARKERS` and one of those extras (or no extra). Unparsable ones do not."""
+    from packaging.markers import default_environment
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        marker = Requirement(requirement).marker
+    except InvalidRequirement:
+        return False
+    if marker is None:
+        return True
+    env: dict[str, str] = {**default_environment(), **TARGET_MARKERS}
+    return any(marker.evaluate({**env, "extra": extra}) for extra in (*sorted(extras), ""))
 
 
 def pinned_requirements() -> tuple[str, str]:
@@ -131,19 +154,22 @@ def pinned_requirements() -> tuple[str, str]:
 
     requirements: each of :data:`SERVER_PACKAGES` pinned to the installed version.
     constraints: ``name==version`` of every installed package reachable from them
-    through their declared requirements, following an extra's requirements only where
-    that extra was asked for. Other markers are taken as true: a constraint on a
-    package that is not needed constrains nothing.
+    through their declared requirements (parsed by ``packaging``), following a
+    requirement only where its marker holds for the image's interpreter
+    (:data:`TARGET_MARKERS`) with the extras that were asked for; a constraint on a
+    package that is not needed would constrain nothing anyway.
 
     Raises:
         UserError: a server package is not installed here.
     """
-    installed = {_canonical(d.metadata["Name"]): d for d in metadata.distributions()
+    from packaging.utils import canonicalize_name
+
+    installed = {canonicalize_name(d.metadata["Name"]): d for d in metadata.distributions()
                  if d.metadata["Name"]}
     reqs = []
     for spec in SERVER_PACKAGES:
-        name = _dist_name(spec)
-        dist = installed.get(_canonical(name))
+        name, _ = _requested(spec)
+        dist = installed.get(name)
         if dist is None:
             raise UserError(f"server package {name} is not installed; pip install -e . first")
         reqs.append(f"{spec}=={dist.version}")
@@ -155,10 +181,7 @@ def pinned_requirements() -> tuple[str, str]:
         if item in seen or name not in installed:
             continue
         seen.add(item)
-        for requirement in installed[name].requires or []:
-            wanted = set(re.findall(r"extra\s*==\s*['\"]([^'\"]+)['\"]", requirement))
-            if not wanted or wanted & extras:
-                todo.append(_requested(requirement))
+        todo += [_requested(r) for r in installed[name].requires or [] if _needed(r, extras)]
     constraints = sorted({f"{installed[n].metadata['Name']}=={installed[n].version}"
                           for n, _ in seen})
     return "\n".join(reqs) + "\n", "\n".join(constraints) + "\n"
@@ -183,17 +206,32 @@ def _digest(parts: Iterable[tuple[str, bytes]]) -> str:
     return h.hexdigest()
 
 
-def _run(argv: list[str], *, log: Log, what: str, timeout_s: float,
-         env: Mapping[str, str] | None = None) -> None:
-    """Run ``argv`` (never a shell); its output goes to ``log``. Raises UserError on failure."""
+#: What pip, debootstrap and tar get from the environment besides harness.procs.ENV_ALLOW:
+#: the proxy, certificate and pip settings a host may need to reach PyPI or a mirror
+#: (and every other ``PIP_*`` variable).
+TOOL_ENV = ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+            "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+            "XDG_CONFIG_HOME", "XDG_CACHE_HOME")
+
+
+def _tool_env() -> dict[str, str]:
+    from harness.procs import allowed_env
+
+    return allowed_env((*TOOL_ENV, *(k for k in os.environ if k.startswith("PIP_"))))
+
+
+def _run(argv: list[str], *, log: Log, what: str, timeout_s: float) -> None:
+    """Run ``argv`` (never a shell) through :func:`harness.procs.run`; its output goes to
+    ``log``. Raises UserError (one line, with its last output) on any failure."""
+    from harness.procs import CommandError, run
+
     log(f"$ {' '.join(argv)}")
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout_s, check=False, env=dict(env) if env else None)
-    except FileNotFoundError:
-        raise UserError(f"{what}: {argv[0]} not found") from None
-    except subprocess.TimeoutExpired:
-        raise UserError(f"{what}: no result after {timeout_s:.0f} s") from None
+        proc = run(argv, timeout_s=timeout_s, env=_tool_env())
+    except CommandError as exc:
+        if exc.timed_out:
+            raise UserError(f"{what}: no result after {timeout_s:.0f} s") from None
+        raise UserError(f"{what}: {argv[0]} not found or not runnable ({exc})") from None
     for line in (proc.stdout + proc.stderr).splitlines():
         log(f"  {line}")
     if proc.returncode != 0:
@@ -267,13 +305,26 @@ def apt_mirror(suite: str = SUITE, *, root: Path = Path("/")) -> str | None:
     return None
 
 
+def engine_message(exc: BaseException) -> str:
+    """One line saying what the engine answered (an APIError's explanation, else its text)."""
+    explanation = getattr(exc, "explanation", None)
+    return _first_line(explanation if isinstance(explanation, str) and explanation else exc)
+
+
 def _image_id(client: docker.DockerClient, ref: str) -> str | None:
+    """The id of image ``ref`` in the engine, or None if the engine has no such image.
+
+    Raises:
+        UserError: the engine refused the reference (e.g. ``invalid reference format``).
+    """
     import docker.errors
 
     try:
         return str(client.images.get(ref).id)
     except docker.errors.ImageNotFound:
         return None
+    except docker.errors.APIError as exc:
+        raise UserError(f"image {ref!r}: {engine_message(exc)}") from None
 
 
 def debootstrap_key(mirror: str) -> str:
@@ -477,8 +528,22 @@ def build(client: docker.DockerClient, *, base: str = "auto", mirror: str | None
     mirror the first time the base is made); the image build itself has none.
 
     Raises:
-        UserError: any step failed; the message says which, with its last output.
+        UserError: any step failed, the engine's own errors included (a refused image
+            reference, an engine that went away); one line, saying which step, with its
+            last output.
     """
+    import docker.errors
+    import requests
+
+    try:
+        return _build(client, base=base, mirror=mirror, cache=cache, log=log,
+                      no_cache=no_cache)
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise UserError(f"docker: {engine_message(exc)}") from None
+
+
+def _build(client: docker.DockerClient, *, base: str, mirror: str | None, cache: Path | None,
+           log: Log, no_cache: bool) -> ImageInfo:
     import docker.errors
 
     cache = cache or cache_root()
@@ -516,7 +581,7 @@ def build(client: docker.DockerClient, *, base: str = "auto", mirror: str | None
         if error:
             raise UserError(f"docker build failed: {error}")
     except docker.errors.APIError as exc:
-        raise UserError(f"docker build failed: {_first_line(exc)}") from None
+        raise UserError(f"docker build failed: {engine_message(exc)}") from None
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     image_id = _image_id(client, tag)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import platform
 import socket
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from harness import PROJECT_ROOT
+from harness import PROJECT_ROOT, procs
 from harness.errors import UserError
 
 PACKAGES = ("bench", "locust", "gunicorn", "gevent", "uvicorn", "uvicorn-worker", "uvloop",
@@ -68,9 +67,8 @@ def git_info(root: Path = PROJECT_ROOT) -> dict[str, Any]:
     """The checkout's commit and whether it has uncommitted changes; nulls outside git."""
     def git(*args: str) -> str | None:
         try:
-            r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                               timeout=5, check=False)
-        except (OSError, subprocess.TimeoutExpired):
+            r = procs.run(["git", *args], cwd=root, timeout_s=5)
+        except procs.CommandError:
             return None
         return r.stdout.strip() if r.returncode == 0 else None
     commit = git("rev-parse", "HEAD")

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
+import functools
 import http.client
 import json
 import os
@@ -44,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -424,8 +426,7 @@ def tail(path: Path, lines: int = 8) -> str:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
-    return " | ".join(kept)
+    return tail_text(text, lines)
 
 
 def http_get(port: int, path: str, timeout_s: float = 5.0) -> tuple[int, str, bytes]:
@@ -439,18 +440,26 @@ def http_get(port: int, path: str, timeout_s: float = 5.0) -> tuple[int, str, by
         conn.close()
 
 
-def wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path, *,
-               deadline_s: float = 30.0, path: str = "/health") -> float:
-    """Poll ``GET path`` until it answers 200; return seconds it took.
+def wait_ready(proc: subprocess.Popen[bytes] | Callable[[], int | None], port: int,
+               log_path: Path | Callable[[], str], *, deadline_s: float = 30.0,
+               path: str = "/health") -> float:
+    """Poll ``GET path`` on ``127.0.0.1:port`` until it answers 200; return seconds it took.
+
+    ``proc`` is the child (a Popen) or a callable giving its exit code (None while it
+    runs), e.g. a container's; ``log_path`` its log file, or a callable giving the tail
+    of its output. A refused or dropped connection counts as not ready yet.
 
     Raises:
         ProcessError: the process exited, or the deadline passed; with the log tail.
     """
+    exit_code = proc.poll if isinstance(proc, subprocess.Popen) else proc
+    log_tail: Callable[[], str] = (log_path if callable(log_path)
+                                   else functools.partial(tail, log_path))
     start = time.monotonic()
     while True:
-        code = proc.poll()
+        code = exit_code()
         if code is not None:
-            raise ProcessError(f"exited with code {code} before it was ready", tail(log_path))
+            raise ProcessError(f"exited with code {code} before it was ready", log_tail())
         try:
             status, _, _ = http_get(port, path, timeout_s=1.0)
             if status == 200:
@@ -458,5 +467,113 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path, *,
         except OSError:
             pass
         if time.monotonic() - start > deadline_s:
-            raise ProcessError(f"not ready after {deadline_s:.0f} s", tail(log_path))
+            raise ProcessError(f"not ready after {deadline_s:.0f} s", log_tail())
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------- run to completion
+
+def tail_text(text: str, lines: int = 8) -> str:
+    """The last ``lines`` non-empty lines of ``text``, stripped, joined by `` | ``."""
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    return " | ".join(kept)
+
+
+@dataclasses.dataclass(frozen=True)
+class Completed:
+    """A command that ran to completion: its exit code, its output and how long it took.
+
+    ``stdout``/``stderr`` are empty when the output went to a log file.
+    """
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+
+class CommandError(ProcessError):
+    """A command of :func:`run` did not complete: not found, timed out, or (``check``)
+    exited non-zero. ``stderr`` keeps its error output (or the log's tail), ``returncode``
+    is None when it never finished, ``timed_out`` says whether the deadline ended it."""
+
+    def __init__(self, message: str, *, argv: Sequence[str], returncode: int | None = None,
+                 stderr: str = "", timed_out: bool = False) -> None:
+        super().__init__(message, tail_text(stderr, 3))
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        self.timed_out = timed_out
+
+
+def allowed_env(names: Sequence[str] = (), environ: Mapping[str, str] | None = None
+                ) -> dict[str, str]:
+    """The allow-listed part of ``environ`` (default ``os.environ``): :data:`ENV_ALLOW`
+    plus ``names``, with a ``PATH`` even where the caller has none."""
+    source = os.environ if environ is None else environ
+    env = {k: source[k] for k in (*ENV_ALLOW, *names) if k in source}
+    env.setdefault("PATH", os.defpath)
+    return env
+
+
+def run(argv: Sequence[str], *, timeout_s: float, env: Mapping[str, str] | None = None,
+        cwd: Path | None = None, log_path: Path | None = None, check: bool = False) -> Completed:
+    """Run ``argv`` (never a shell) to completion and return its exit code and output.
+
+    The command gets no stdin, the environment ``env`` (default :func:`allowed_env`:
+    nothing outside the allow-list leaks to it) and a session of its own, so a Ctrl-C
+    at the terminal reaches bench, which ends the command, not the command halfway.
+    Output is captured as text, or appended to ``log_path`` (after a ``$ argv`` line)
+    when given. On a timeout or any exception while waiting (Ctrl-C included) its
+    whole process group is killed and reaped before the error propagates.
+
+    Raises:
+        CommandError: ``argv[0]`` could not be started, ``timeout_s`` passed, or, with
+            ``check``, it exited non-zero; with its stderr (or the log's tail).
+    """
+    argv = [str(a) for a in argv]
+    child_env_ = dict(env) if env is not None else allowed_env()
+    start = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = stack.enter_context(open(log_path, "a", encoding="utf-8"))
+            log.write(f"$ {' '.join(argv)}\n")
+            log.flush()
+            out: Any = log
+            err: Any = subprocess.STDOUT
+        else:
+            out = err = subprocess.PIPE
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    env=child_env_, cwd=cwd, text=True, close_fds=True,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise CommandError(f"{argv[0]} could not start: {exc.strerror or exc}",
+                               argv=argv) from None
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_and_reap(proc)
+            tail_of = tail(log_path, 3) if log_path is not None else ""
+            raise CommandError(f"{argv[0]}: no result after {timeout_s:.0f} s", argv=argv,
+                               stderr=tail_of, timed_out=True) from None
+        except BaseException:
+            _kill_and_reap(proc)
+            raise
+    done = Completed(tuple(argv), proc.returncode, stdout or "", stderr or "",
+                     time.monotonic() - start)
+    if check and done.returncode != 0:
+        said = done.stderr or done.stdout or (tail(log_path, 3) if log_path is not None else "")
+        raise CommandError(f"{argv[0]} exited with code {done.returncode}", argv=argv,
+                           returncode=done.returncode, stderr=said)
+    return done
+
+
+def _kill_and_reap(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the group :func:`run` started (its id is the leader's pid) and reap the leader."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.communicate(timeout=5)

@@ -489,7 +489,7 @@ class Runner:
         try:
             server = self.backend.deploy(config, workers=self.plan.workers,
                                          cpus=self.plan.server_cpus, log_path=log_path,
-                                         clock=self.clock)
+                                         clock=self.clock, run_id=self.run_id, repeat=repeat)
         except ProcessError as exc:
             return None, ("failed", f"server failed to start: {exc}: {exc.log_tail}")
         try:

@@ -24,16 +24,19 @@ from harness import dockerimage
 from harness.backends.docker import (
     COMPOSE_FILE,
     CONTAINER_PORT,
+    PIDS_LIMIT,
+    RUN_LABEL,
     DockerBackend,
     container_argv,
     find_compose,
     netns_connections,
+    remove_run_containers,
 )
 from harness.errors import UserError
 from harness.procs import http_get
 from harness.results import SAMPLE_COLUMNS
 from harness.servers import SERVERS
-from tests.conftest import stop_bench
+from tests.conftest import SESSION, stop_bench
 
 BENCH = [sys.executable, "-m", "harness.cli"]
 SERVER_LABEL = "io.bench.role=server"
@@ -72,6 +75,34 @@ def image(client: Any) -> dockerimage.ImageInfo:
     return dockerimage.build(client)
 
 
+def assert_hardened(container: Any, *, inside: bool = True) -> None:
+    """compose.yaml's hardening, as the engine applied it to a running ``container``, and
+    (``inside``) as the processes inside it see it."""
+    container.reload()
+    host, config = container.attrs["HostConfig"], container.attrs["Config"]
+    assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd")
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["PidsLimit"] == PIDS_LIMIT
+    assert host["Privileged"] is False
+    assert config["User"] == "10001:10001"
+    assert set(host["Tmpfs"]) == {"/tmp"} and "noexec" in host["Tmpfs"]["/tmp"]
+    if not inside:
+        return
+    probe = ("import os, pathlib, tempfile\n"
+             "status = pathlib.Path('/proc/1/status').read_text()\n"
+             "print(os.getuid(), os.getgid())\n"
+             "print([l.split()[1] for l in status.splitlines() if l.startswith(('CapEff', 'NoNewPrivs'))])\n"
+             "tempfile.NamedTemporaryFile(dir='/tmp').close(); print('tmp writable')\n"
+             "try:\n    open('/srv/apps/x', 'w')\nexcept OSError as e:\n    print(e.strerror)\n")
+    code, out = container.exec_run(["python", "-c", probe])
+    assert code == 0, out
+    uid, caps, tmp, root = out.decode().splitlines()
+    assert uid == "10001 10001"
+    assert caps == "['0000000000000000', '1']"  # no effective capability; no_new_privs set
+    assert tmp == "tmp writable" and root == "Read-only file system"
+
+
 def project_containers(client: Any, prefix: str) -> list[Any]:
     return [c for c in client.containers.list(all=True, ignore_removed=True,
                                               filters={"label": SERVER_LABEL})
@@ -106,6 +137,14 @@ def test_no_engine_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+@needs_engine
+def test_a_base_the_engine_refuses_is_one_line(client: Any) -> None:
+    # The engine's own 400 (an APIError before), as the one-line error the CLI prints.
+    with pytest.raises(UserError) as info:
+        dockerimage.build(client, base="x;id:tag")
+    assert str(info.value) == "image 'x;id:tag': no such image: x;id:tag: invalid reference format"
+
+
 def test_bad_memory_limit_is_a_user_error() -> None:
     with pytest.raises(UserError, match="BENCH_MEM_LIMIT 'lots'"):
         DockerBackend(environ={"BENCH_MEM_LIMIT": "lots", "PATH": os.environ["PATH"]}).check()
@@ -132,12 +171,10 @@ def test_compose_file_validates_and_matches_the_registry() -> None:
             pytest.skip(f"no compose CLI and no engine here: {exc}")
         raise
     env = {**os.environ, "BENCH_WORKERS": "3", "BENCH_CPUSET": "0", "BENCH_MEM_LIMIT": "512m",
-           "BENCH_IMAGE": "bench-apps:test"}
+           "BENCH_IMAGE": "bench-apps:test", "BENCH_RUN_ID": "run-x"}
     base = [*compose, "-p", "bench-config-check", "-f", str(COMPOSE_FILE), "config"]
-    r = subprocess.run([*base, "-q"], capture_output=True, text=True, env=env, timeout=60,
-                       check=False)
-    assert r.returncode == 0, r.stderr
-    r = subprocess.run(base, capture_output=True, text=True, env=env, timeout=60, check=True)
+    r = subprocess.run(base, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr  # the file validates, in whichever compose is here
     services = yaml.safe_load(r.stdout)["services"]
     assert set(services) == set(SERVERS), "one compose service per server config"
     for name, svc in services.items():
@@ -147,6 +184,10 @@ def test_compose_file_validates_and_matches_the_registry() -> None:
         assert str(svc.get("restart", "no")) == "no"
         assert str(svc["mem_limit"]) in ("512m", str(512 * 2**20))
         assert "/health" in " ".join(svc["healthcheck"]["test"])
+        assert svc["cap_drop"] == ["ALL"] and svc["read_only"] is True
+        assert svc["security_opt"] == ["no-new-privileges:true"]
+        assert int(svc["pids_limit"]) == PIDS_LIMIT and svc["user"] == "10001:10001"
+        assert svc["labels"] == {"io.bench.role": "server", RUN_LABEL: "run-x"}
         (port,) = svc["ports"]
         if isinstance(port, dict):  # Compose v2 normalises to the long form
             assert port["host_ip"] == "127.0.0.1" and int(port["target"]) == CONTAINER_PORT
@@ -180,15 +221,24 @@ def test_deploy_publishes_on_loopback_samples_and_cleans_up(
     import socket
 
     backend = DockerBackend()
-    log = tmp_path / "run-abc123" / "logs" / "server-uvicorn-r1.log"
+    log = tmp_path / "logs" / "server-uvicorn-r1.log"
+    run_id = f"20260101T000000Z-io-heavy-{SESSION[:6]}"
     server = backend.deploy(SERVERS["uvicorn"], workers=1, cpus=[0], log_path=log,
-                            clock=time.monotonic)
+                            clock=time.monotonic, run_id=run_id, repeat=1)
     project = server.project
     try:
-        assert project.startswith("bench-abc123-uvicorn-")
+        assert project.startswith(f"bench-{SESSION[:6]}-uvicorn-")
         (container,) = client.containers.list(ignore_removed=True, filters={"label": [
             f"com.docker.compose.project={project}", "com.docker.compose.service=uvicorn"]})
         attrs = container.attrs
+        assert_hardened(container)
+        assert container.labels[RUN_LABEL] == run_id
+        (network,) = client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"})
+        assert network.attrs["Labels"]["com.docker.compose.project"] == project
+        assert network.attrs["Internal"] is False  # an internal network publishes no port
+        options = network.attrs["Options"]
+        assert options["com.docker.network.bridge.enable_ip_masquerade"] == "false"
+        assert options["com.docker.network.bridge.enable_icc"] == "false"
         for binding in attrs["HostConfig"]["PortBindings"]["8000/tcp"]:
             assert binding["HostIp"] == "127.0.0.1"
         for binding in attrs["NetworkSettings"]["Ports"]["8000/tcp"]:
@@ -278,6 +328,9 @@ def test_docker_run_records_image_limits_and_engine_samples(
         assert d["image_id"] == image.image_id and d["image"] == image.tag
         assert d["limits"]["cpuset"] == ",".join(map(str, meta["cpus"]["server"]))
         assert d["limits"]["memory_bytes"] == 2**30 and d["limits"]["init"] is True
+        assert d["limits"]["pids_limit"] == PIDS_LIMIT and d["limits"]["read_only"] is True
+        assert d["limits"]["cap_drop"] == ["ALL"] and d["limits"]["user"] == "10001:10001"
+        assert d["limits"]["security_opt"] == ["no-new-privileges:true"]
         assert d["compose"]["version"] and d["engine_version"]
         assert d["packages"]["gunicorn"] and d["packages"]["uvicorn"]
         assert d["argv"] == container_argv(SERVERS[name], workers=2)
@@ -309,7 +362,7 @@ def test_container_dying_mid_trial_fails_that_trial_and_the_run_goes_on(
     proc = subprocess.Popen(
         [*BENCH, "run", "--backend", "docker", "--scenario", "io-heavy",
          "--servers", "uvicorn,gunicorn-sync", "--users", "5", "--workers", "1",
-         "--param", "latency_ms=10", "--duration", "6", "--warmup", "1",
+         "--param", "latency_ms=10", "--duration", "3", "--warmup", "1",
          "--results-dir", str(results), "--report", str(tmp_path / "r.html")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "COLUMNS": "200"})
@@ -394,10 +447,99 @@ def test_a_failed_start_is_a_process_error_and_leaves_nothing(
     drifted = dataclasses.replace(SERVERS["uvicorn"],
                                   template=(*SERVERS["uvicorn"].template, "--limit-concurrency",
                                             "10"))
-    log = tmp_path / "run-fa11ed" / "logs" / "server-uvicorn-r1.log"
+    log = tmp_path / "logs" / "server-uvicorn-r1.log"
     with pytest.raises(ProcessError, match="differs from the server registry"):
-        DockerBackend().deploy(drifted, workers=1, cpus=[0], log_path=log, clock=time.monotonic)
+        DockerBackend().deploy(drifted, workers=1, cpus=[0], log_path=log, clock=time.monotonic,
+                               run_id="20260101T000000Z-io-heavy-fa11ed", repeat=1)
     assert project_containers(client, "bench-fa11ed-") == []
     networks = client.networks.list(filters={"label": "com.docker.compose.project"})
     assert not [n for n in networks
                 if n.attrs["Labels"]["com.docker.compose.project"].startswith("bench-fa11ed-")]
+
+
+def _websocket_echo(port: int) -> str:
+    """One text message through ``/ws``; the echo (``<20-digit ns> <message>``)."""
+    import websocket
+
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/ws", timeout=10)
+    try:
+        ws.send("hardened")
+        return str(ws.recv())
+    finally:
+        ws.close()
+
+
+@needs_engine
+def test_every_config_serves_every_protocol_hardened_and_run_sweep_removes_by_label(
+        image: dockerimage.ImageInfo, client: Any, tmp_path: Path) -> None:
+    """All nine services at once (one compose project, as a run labels them): each is
+    hardened as compose.yaml says, serves io-heavy and sse-stream byte for byte and
+    echoes WebSocket messages where its interface can (refuses the handshake where not),
+    and :func:`remove_run_containers` then removes exactly that run's containers and
+    network, by label, leaving another run's container alone."""
+    import websocket
+
+    from harness.procs import run
+    from harness.runner import verify
+    from harness.scenarios import load
+
+    compose, _ = find_compose()
+    run_id = f"20260101T000000Z-hardening-{SESSION[:6]}"
+    other = client.containers.create(image.tag, command=["true"], network_mode="none",
+                                     labels={RUN_LABEL: run_id + "-other"})
+    project = f"bench-{SESSION[:6]}-all"
+    cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))  # nine servers start at once
+    env = {**os.environ, "BENCH_IMAGE": image.tag, "BENCH_CPUSET": cpus, "BENCH_WORKERS": "1",
+           "BENCH_RUN_ID": run_id}
+    paths = [load("io-heavy").with_params({"latency_ms": "5"}).request_path,
+             load("sse-stream").with_params({"events": "3", "interval_ms": "10"}).request_path]
+    try:
+        up = run([*compose, "-p", project, "-f", str(COMPOSE_FILE), "up", "-d", "--no-build"],
+                 timeout_s=180, env=env, log_path=tmp_path / "compose.log")
+        assert up.returncode == 0, (tmp_path / "compose.log").read_text()
+        containers = {c.labels["com.docker.compose.service"]: c
+                      for c in client.containers.list(filters={"label": f"{RUN_LABEL}={run_id}"})}
+        assert set(containers) == set(SERVERS)
+        ports = {}
+        for name, container in containers.items():
+            assert_hardened(container, inside=False)  # seen from inside: the deploy test
+            (binding,) = container.attrs["NetworkSettings"]["Ports"]["8000/tcp"]
+            assert binding["HostIp"] == "127.0.0.1"
+            ports[name] = int(binding["HostPort"])
+        for name, port in ports.items():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if http_get(port, "/health", timeout_s=1)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            for path in paths:
+                assert verify(port, path) == "", (name, path, containers[name].logs()[-500:])
+            if "websocket" in SERVERS[name].protocols:
+                assert _websocket_echo(port).endswith(" hardened"), name
+            else:
+                with pytest.raises((websocket.WebSocketException, OSError)):
+                    _websocket_echo(port)
+        for container in containers.values():
+            container.reload()
+            assert container.status == "running", (container.name, container.logs()[-500:])
+        removed = remove_run_containers(run_id)
+        assert sorted(removed) == sorted([c.name for c in containers.values()]
+                                         + [f"{project}_default"])
+        assert client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}) == []
+        assert client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"}) == []
+        other.reload()  # another run's container: untouched
+        assert remove_run_containers(run_id) == []
+    finally:
+        label = {"label": f"{RUN_LABEL}={run_id}"}
+        if client.containers.list(all=True, filters=label) or client.networks.list(filters=label):
+            run([*compose, "-p", project, "-f", str(COMPOSE_FILE), "down", "-v", "-t", "1"],
+                timeout_s=120, env=env, log_path=tmp_path / "compose.log")
+        swept_other = remove_run_containers(run_id + "-other")
+    assert swept_other == [other.name]
+    with pytest.raises(ValueError):
+        remove_run_containers(" ")
+    assert remove_run_containers(run_id, environ={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"}) \
+        == []

@@ -50,8 +50,12 @@ class Backend(Protocol):
         """Raise UserError (one line) if this backend cannot run here (e.g. no engine)."""
 
     def deploy(self, config: ServerConfig, *, workers: int, cpus: list[int], log_path: Path,
-               clock: Callable[[], float]) -> Deployment:
+               clock: Callable[[], float], run_id: str, repeat: int) -> Deployment:
         """Start ``config`` and wait until ready.
+
+        ``run_id`` and ``repeat`` say which run and repeat the deployment belongs to
+        (e.g. the docker backend labels its containers with the run id and tags its
+        engine samples with the repeat).
 
         Raises:
             harness.procs.ProcessError: it did not become ready; carries the log tail.

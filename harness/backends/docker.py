@@ -18,6 +18,11 @@ and the worker count in the environment, finds the container by its compose labe
 SIGTERM) saves the container's output to the server log and runs ``down -v
 --remove-orphans``, then checks by label that no container or network of the project
 is left (and removes any that is: they carry this deployment's unique project name).
+Every container and network also carries the run id (label ``io.bench.run``), so
+:func:`remove_run_containers` can remove what a run that died without its teardown left.
+The services are hardened in compose.yaml (no capabilities, no privilege gain, read-only
+root, a task limit, a fixed non-root user, no NAT); :meth:`DockerServer.info` records
+what the engine applied.
 """
 
 from __future__ import annotations
@@ -27,10 +32,8 @@ import dataclasses
 import math
 import os
 import re
-import subprocess
 import tarfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -41,9 +44,9 @@ import docker
 import docker.errors
 import psutil
 
-from harness import PROJECT_ROOT, dockerimage
+from harness import PROJECT_ROOT, dockerimage, procs
 from harness.errors import UserError
-from harness.procs import ENV_ALLOW, ProcessError, client_connections, http_get, poll_until
+from harness.procs import ProcessError, client_connections, poll_until
 from harness.results import SAMPLE_COLUMNS
 from harness.sampler import MIB, Sample, TreeSampler
 from harness.servers import ServerConfig
@@ -68,6 +71,12 @@ STOP_GRACE_S = 10
 DOCKER_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH",
               "DOCKER_TLS_VERIFY", "XDG_RUNTIME_DIR")
 PROJECT_LABEL = "com.docker.compose.project"
+#: compose.yaml's ``pids_limit`` (a literal there: docker-compose 1.29 does not convert
+#: an interpolated one to a number): the task limit of every server container.
+PIDS_LIMIT = 4096
+#: Every container and network a run starts carries its run id under this label
+#: (compose.yaml, from BENCH_RUN_ID); :func:`remove_run_containers` selects by it.
+RUN_LABEL = "io.bench.run"
 SERVICE_LABEL = "com.docker.compose.service"
 _TCP_ESTABLISHED = "01"
 
@@ -101,9 +110,8 @@ def find_compose(environ: Mapping[str, str] | None = None) -> tuple[list[str], s
     env = _compose_env({}, environ)
     for prefix in (["docker", "compose"], ["docker-compose"]):
         try:
-            r = subprocess.run([*prefix, "version", "--short"], capture_output=True, text=True,
-                               timeout=30, check=False, env=env, stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired):
+            r = procs.run([*prefix, "version", "--short"], timeout_s=30, env=env)
+        except procs.CommandError:
             continue
         version = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
         if r.returncode == 0 and re.match(r"v?\d+\.\d+", version):
@@ -113,30 +121,78 @@ def find_compose(environ: Mapping[str, str] | None = None) -> tuple[list[str], s
 
 
 def _compose_env(extra: Mapping[str, str], environ: Mapping[str, str] | None) -> dict[str, str]:
-    source = os.environ if environ is None else environ
-    env = {k: source[k] for k in (*ENV_ALLOW, *DOCKER_ENV) if k in source}
-    env.setdefault("PATH", os.defpath)
+    env = procs.allowed_env(DOCKER_ENV, environ)
     env.update(extra)
     return env
 
 
-def project_name(log_path: Path, config: ServerConfig) -> str:
+def project_name(run_id: str, config: ServerConfig) -> str:
     """``bench-<run suffix>-<config>-<random>``: unique per deployment, valid for compose.
 
-    The run suffix is the random tail of the run folder's name, so a person can tell
-    which run a container belongs to; the random part keeps a redeployment (the next
-    repeat, or after a crash) and parallel runs apart.
+    The run suffix is the random tail of the run id (``...-<6 hex>``, as
+    :func:`harness.runner.new_run_id` makes it; ``x`` for any other id), so a person can
+    tell which run a container belongs to; the random part keeps a redeployment (the
+    next repeat, or after a crash) and parallel runs apart. The whole run id is on the
+    container as the label :data:`RUN_LABEL`.
     """
-    run_dir = log_path.parent.parent.name
-    match = re.search(r"-([0-9a-f]{6})$", run_dir)
+    match = re.search(r"-([0-9a-f]{6})$", run_id)
     run = match.group(1) if match else "x"
     return f"bench-{run}-{config.name}-{uuid.uuid4().hex[:6]}"
 
 
-def _repeat_of(log_path: Path) -> float:
-    """The repeat number from the runner's log name (``server-<config>-r<N>.log``), or NaN."""
-    match = re.search(r"-r(\d+)\.log$", log_path.name)
-    return float(match.group(1)) if match else math.nan
+def tasks_needed(workers: int) -> int:
+    """Tasks (processes and threads) a config with ``workers`` workers may hold at most.
+
+    The busiest configs hold about 35 a worker (gunicorn-gthread's 32 threads,
+    granian's 32 blocking threads, plus the worker's own); 40 a worker and 64 for
+    init, the master and the healthcheck. Compared with :data:`PIDS_LIMIT`.
+    """
+    return 64 + 40 * max(1, workers)
+
+
+def remove_run_containers(run_id: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Remove every container and network labelled ``io.bench.run=<run_id>``; their names.
+
+    By the label only (whatever its compose project, state or name), containers first
+    (forced: a leftover of a dead run is killed, its anonymous volumes removed), then
+    networks. For a watchdog or ``bench clean`` after a run died without its teardown.
+    Returns the names removed (containers, then networks); one the engine refused to
+    remove is left out; an empty list where no engine answers.
+
+    Raises:
+        ValueError: ``run_id`` is empty (an empty label value would select containers
+            started by hand, outside any run).
+    """
+    if not run_id.strip():
+        raise ValueError("remove_run_containers needs a run id")
+    try:
+        client = dockerimage.engine(environ)
+    except UserError:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+
+    def remove(container: Container) -> str | None:
+        try:
+            container.remove(force=True, v=True)
+        except ENGINE_ERRORS:
+            return None  # gone meanwhile (its own teardown, another sweep), or refused
+        return str(container.name)
+
+    label = {"label": f"{RUN_LABEL}={run_id}"}
+    removed: list[str] = []
+    try:
+        found = client.containers.list(all=True, ignore_removed=True, filters=label)
+        # The engine kills and removes one container per request: in parallel, so a
+        # sweep of many containers takes about as long as one.
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(found)))) as pool:
+            removed += [name for name in pool.map(remove, found) if name]
+        for network in client.networks.list(filters=label):
+            with contextlib.suppress(docker.errors.NotFound):
+                network.remove()
+                removed.append(network.name)
+    except ENGINE_ERRORS:
+        pass  # the engine went away: what was removed so far is the answer
+    return removed
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -201,15 +257,23 @@ class ContainerTreeSampler(TreeSampler):
 def _engine_time(stamp: str) -> float:
     """Seconds since the epoch from the engine's RFC 3339 ``read`` time (ns precision).
 
+    ``datetime.fromisoformat`` reads it once the fraction is cut to microseconds
+    (Python 3.11 takes ``Z`` but at most 6 fractional digits); the nanoseconds cut are
+    below a float timestamp's resolution (about 0.2 us today) anyway.
+
     Raises:
-        ValueError: not such a time.
+        ValueError: not such a time (or one without a time zone).
     """
-    match = re.fullmatch(r"(.+T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", stamp)
-    if match is None:
+    head, dot, rest = stamp.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        if not digits:
+            raise ValueError(f"not an RFC 3339 time: {stamp!r}")
+        stamp = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
+    when = datetime.fromisoformat(stamp)
+    if when.tzinfo is None or "T" not in stamp:
         raise ValueError(f"not an RFC 3339 time: {stamp!r}")
-    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
-    return (datetime.fromisoformat(match.group(1) + zone).timestamp()
-            + float(match.group(2) or 0.0))
+    return when.timestamp()
 
 
 def engine_row(stats: dict[str, Any], last: tuple[float, float] | None, *, t_s: float,
@@ -300,7 +364,8 @@ class DockerServer:
     sampler: TreeSampler
 
     def __init__(self, backend: DockerBackend, config: ServerConfig, *, workers: int,
-                 cpus: list[int], log_path: Path, clock: Callable[[], float]) -> None:
+                 cpus: list[int], log_path: Path, clock: Callable[[], float], run_id: str,
+                 repeat: int) -> None:
         self.backend = backend
         self.client = backend.client
         self.config = config
@@ -308,7 +373,9 @@ class DockerServer:
         self.cpus = cpus
         self.log_path = log_path
         self.compose_log = log_path.with_name(log_path.stem + ".compose.log")
-        self.project = project_name(log_path, config)
+        self.run_id = run_id
+        self.repeat = repeat
+        self.project = project_name(run_id, config)
         self.container: Container | None = None
         self.pid = 0
         self.port = 0
@@ -325,14 +392,16 @@ class DockerServer:
             "BENCH_MEM_LIMIT": backend.mem_limit,
             "BENCH_WORKERS": str(workers),
             "BENCH_HOST_PORT": "",
+            "BENCH_RUN_ID": run_id,
         }, backend.environ)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             try:
                 self._start(clock)
-            except subprocess.TimeoutExpired as exc:
-                raise ProcessError(f"compose did not finish within {exc.timeout:.0f} s",
-                                   self._compose_tail()) from None
+            except procs.CommandError as exc:
+                what = (f"did not finish within {COMPOSE_UP_TIMEOUT_S:.0f} s" if exc.timed_out
+                        else f"could not run: {exc}")
+                raise ProcessError(f"compose {what}", self._compose_tail()) from None
             except ENGINE_ERRORS as exc:  # the engine refused or went away while starting
                 raise ProcessError(f"docker: {dockerimage._first_line(exc)}",
                                    self._compose_tail()) from None
@@ -342,19 +411,23 @@ class DockerServer:
 
     # -- start
 
-    def _compose(self, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    def _compose(self, *args: str, timeout_s: float) -> procs.Completed:
+        """One compose command on this project, its output appended to the compose log.
+
+        Raises:
+            harness.procs.CommandError: compose could not start or ran out of time.
+        """
+        # procs.run gives it its own session: a Ctrl-C at the terminal reaches bench,
+        # which tears down in order, not compose halfway through a command.
         argv = [*self.backend.compose, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
-        with open(self.compose_log, "a") as log:
-            log.write(f"$ {' '.join(argv)}\n")
-            log.flush()
-            # Its own session: a Ctrl-C at the terminal reaches bench, which tears down
-            # in order, not compose halfway through a command.
-            return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                  stderr=subprocess.STDOUT, text=True, timeout=timeout_s,
-                                  env=self.env, cwd=PROJECT_ROOT, check=False,
-                                  start_new_session=True)
+        return procs.run(argv, timeout_s=timeout_s, env=self.env, cwd=PROJECT_ROOT,
+                         log_path=self.compose_log)
 
     def _start(self, clock: Callable[[], float]) -> None:
+        if tasks_needed(self.workers) > PIDS_LIMIT:
+            raise ProcessError(f"{self.workers} workers may need {tasks_needed(self.workers)} "
+                               f"tasks, over the containers' pids_limit {PIDS_LIMIT} "
+                               "(compose.yaml)")
         r = self._compose("up", "-d", "--no-build", "--no-color", self.config.name,
                           timeout_s=COMPOSE_UP_TIMEOUT_S)
         found = self._containers()
@@ -372,7 +445,9 @@ class DockerServer:
         if self.pid:
             with contextlib.suppress(psutil.Error):
                 self._proc = psutil.Process(self.pid)
-        self.startup_s = self._wait_ready()
+        # An exit before ready is a start failure, with the container's last output.
+        self.startup_s = procs.wait_ready(self.exit_code, self.port, self.log_tail,
+                                          deadline_s=READY_DEADLINE_S)
         try:
             self.packages = dockerimage.parse_freeze(
                 dockerimage.read_file_from(self.container, dockerimage.FREEZE_PATH))
@@ -381,13 +456,10 @@ class DockerServer:
         self.sampler = ContainerTreeSampler(self.pid, port=CONTAINER_PORT, clock=clock,
                                             cpus=self.cpus).__enter__()
         self.stats = EngineStats(self.client, str(self.container.id), server=self.config.name,
-                                 repeat=_repeat_of(self.log_path), clock=clock).start()
+                                 repeat=float(self.repeat), clock=clock).start()
 
     def _compose_tail(self, lines: int = 5) -> str:
-        try:
-            return _tail_text(self.compose_log.read_text(errors="replace"), lines)
-        except OSError:
-            return ""
+        return procs.tail(self.compose_log, lines)
 
     def _containers(self) -> list[Container]:
         return list(self.client.containers.list(all=True, ignore_removed=True, filters={"label": [
@@ -405,28 +477,6 @@ class DockerServer:
             raise ProcessError(f"port {CONTAINER_PORT} is published beyond 127.0.0.1: {exposed}; "
                                "compose.yaml must publish on 127.0.0.1 only")
         return int(bindings[0]["HostPort"])
-
-    def _wait_ready(self) -> float:
-        """Poll ``/health`` on the published port until 200; seconds it took.
-
-        Raises:
-            ProcessError: the container exited, or the deadline passed; with its log tail.
-        """
-        start = time.monotonic()
-        while True:
-            code = self.exit_code()
-            if code is not None:
-                raise ProcessError(f"container exited with code {code} before it was ready",
-                                   self.log_tail())
-            try:
-                status, _, _ = http_get(self.port, "/health", timeout_s=1.0)
-                if status == 200:
-                    return time.monotonic() - start
-            except OSError:
-                pass  # not listening yet (the engine's proxy accepts, then drops)
-            if time.monotonic() - start > READY_DEADLINE_S:
-                raise ProcessError(f"not ready after {READY_DEADLINE_S:.0f} s", self.log_tail())
-            time.sleep(0.05)
 
     # -- Deployment protocol
 
@@ -468,17 +518,15 @@ class DockerServer:
         if self.container is not None:
             with contextlib.suppress(*ENGINE_ERRORS):
                 raw = self.container.logs(tail=max(lines * 4, 20))
-                return _tail_text(raw.decode("utf-8", errors="replace"), lines)
-        try:
-            return _tail_text(self.log_path.read_text(errors="replace"), lines)
-        except OSError:
-            return ""
+                return procs.tail_text(raw.decode("utf-8", errors="replace"), lines)
+        return procs.tail(self.log_path, lines)
 
     def extra_samples(self) -> list[dict[str, Any]]:
         return self.stats.drain() if self.stats else []
 
     def info(self) -> dict[str, Any]:
         host = (self.container.attrs.get("HostConfig") or {}) if self.container else {}
+        config = (self.container.attrs.get("Config") or {}) if self.container else {}
         image = self.backend.image
         return {
             "backend": "docker", "port": self.port, "publish_ip": "127.0.0.1",
@@ -490,7 +538,11 @@ class DockerServer:
             "base_image_id": image.base_image_id,
             "limits": {"cpuset": host.get("CpusetCpus"), "mem_limit": self.backend.mem_limit,
                        "memory_bytes": host.get("Memory"),
-                       "memory_swap_bytes": host.get("MemorySwap"), "init": host.get("Init")},
+                       "memory_swap_bytes": host.get("MemorySwap"), "init": host.get("Init"),
+                       "pids_limit": host.get("PidsLimit"),
+                       "read_only": host.get("ReadonlyRootfs"),
+                       "cap_drop": host.get("CapDrop"), "security_opt": host.get("SecurityOpt"),
+                       "user": config.get("User")},
             "compose": {"cli": " ".join(self.backend.compose),
                         "version": self.backend.compose_version},
             "engine_version": self.backend.engine_version,
@@ -529,7 +581,7 @@ class DockerServer:
                 r = self._compose("down", "-v", "--remove-orphans", "-t", str(STOP_GRACE_S),
                                   timeout_s=COMPOSE_DOWN_TIMEOUT_S)
                 note = f"compose down exited with code {r.returncode}" if r.returncode else ""
-            except (subprocess.TimeoutExpired, OSError) as exc:
+            except procs.CommandError as exc:
                 note = f"compose down failed: {exc}"
             if note:  # the sweep below removes what it left
                 with open(self.compose_log, "a") as log:
@@ -557,11 +609,6 @@ class DockerServer:
             for network in self.client.networks.list(filters=label):
                 with contextlib.suppress(docker.errors.NotFound):
                     network.remove()
-
-
-def _tail_text(text: str, lines: int) -> str:
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
-    return " | ".join(kept)
 
 
 class DockerBackend:
@@ -624,7 +671,7 @@ class DockerBackend:
         self._client, self._image = client, image
 
     def deploy(self, config: ServerConfig, *, workers: int, cpus: list[int], log_path: Path,
-               clock: Callable[[], float]) -> DockerServer:
+               clock: Callable[[], float], run_id: str, repeat: int) -> DockerServer:
         self.check()
         return DockerServer(self, config, workers=workers, cpus=cpus, log_path=log_path,
-                            clock=clock)
+                            clock=clock, run_id=run_id, repeat=repeat)

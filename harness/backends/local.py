@@ -101,5 +101,7 @@ class LocalBackend:
         """Local processes need nothing beyond the installed package."""
 
     def deploy(self, config: ServerConfig, *, workers: int, cpus: list[int], log_path: Path,
-               clock: Callable[[], float]) -> LocalServer:
+               clock: Callable[[], float], run_id: str, repeat: int) -> LocalServer:
+        # run_id and repeat: the processes carry BENCH_RUN_ID in their environment
+        # already (procs.ENV_ALLOW); nothing else here needs them.
         return LocalServer(config, workers=workers, cpus=cpus, log_path=log_path, clock=clock)

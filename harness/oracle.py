@@ -49,12 +49,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import procs
 from harness.errors import UserError
 from harness.procs import child_env, http_get, spawn, stop_group, tail
 
@@ -213,9 +213,8 @@ def require_wrk() -> str:
 def wrk_version(wrk: str) -> str:
     """wrk's version line, e.g. ``wrk debian/4.1.0-3+b2 [epoll]`` (``wrk -v`` exits 1)."""
     try:
-        r = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10,
-                           check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        r = procs.run([wrk, "-v"], timeout_s=10)
+    except procs.CommandError as exc:
         raise OracleError(f"{wrk} -v: {exc}") from None
     first = (r.stdout or r.stderr).strip().splitlines()
     line = first[0] if first else ""
@@ -303,9 +302,8 @@ def run_wrk(port: int, path: str, *, users: int, cpus: list[int], duration_s: fl
     cpu_before, children_before = _cpu_times(cpus), _children_cpu_s()
     proc = spawn(argv, cpus=cpus, log_path=log, env=child_env({OUT_ENV: str(out)}))
     try:
-        try:
-            code = proc.wait(timeout=seconds + KILL_MARGIN_S)
-        except subprocess.TimeoutExpired:
+        code = procs.wait_exit(proc, seconds + KILL_MARGIN_S)
+        if code is None:
             raise OracleError(f"wrk still running {KILL_MARGIN_S:.0f} s after its "
                               f"{seconds} s duration; killed") from None
     finally:
@@ -707,7 +705,8 @@ def cross_check_run(run_dir: Path, servers: list[str] | None = None, *, pin_self
         try:
             try:
                 server = backend.deploy(configs[name], workers=int(recorded[name]["workers"]),
-                                        cpus=server_cpus,
+                                        cpus=server_cpus, run_id=str(meta.get("run_id") or ""),
+                                        repeat=0,
                                         log_path=data.path / "logs" / f"oracle-server-{name}.log",
                                         clock=lambda: time.monotonic() - t0)
                 problem = verify(server.port, path)

@@ -577,3 +577,12 @@ def _kill_and_reap(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.communicate(timeout=5)
+
+
+def wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> int | None:
+    """Wait up to ``timeout_s`` for ``proc`` to exit; its exit code, or None if it still
+    runs (the caller stops its group)."""
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None

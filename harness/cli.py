@@ -208,19 +208,21 @@ def _render(run_dirs: list[Path], path: Path, *, target_rps: float | None = None
 
     Without a browser for the PNGs, says so in one line and still writes the HTML.
     """
-    from harness.report import BrowserNotFound, render, write_pngs
+    from harness.report import BrowserNotFound, analyse, render, write_pngs
     from harness.results import load_run
 
     for name, value in (("--target-rps", target_rps), ("--slo-p99-ms", slo_p99_ms)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise UserError(f"{name} {value}: must be a number > 0")
     _writable_dir(path.parent, "--output")
-    runs = [load_run(d) for d in run_dirs]
-    written = render(runs, path, target_rps=target_rps, slo_p99_ms=slo_p99_ms)
+    # One analysis per run, shared by the HTML and the PNGs.
+    runs = [analyse(load_run(d), target_rps=target_rps, slo_p99_ms=slo_p99_ms)
+            for d in run_dirs]
+    written = render(runs, path)
     if png_dir is not None:
         _writable_dir(png_dir, "--png")
         try:
-            pngs = write_pngs(runs, png_dir, slo_p99_ms=slo_p99_ms)
+            pngs = write_pngs(runs, png_dir)
         except BrowserNotFound as exc:
             err.print(f"bench: {exc}", highlight=False, soft_wrap=True)
         else:

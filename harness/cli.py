@@ -12,17 +12,20 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness import PROJECT_ROOT, procs, scenarios, servers
+# Heavy or slow imports (pandas, scipy, plotly, psutil, the runner) live in the commands
+# that need them: `bench --help` and a bad-input exit import none of them.
+from harness import PROJECT_ROOT, scenarios, servers
 from harness.errors import UserError
-from harness.machine import default_cpu_sets, format_cpus, parse_cpus, require_disjoint
 from harness.scenarios import rate_unit
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark Python WSGI and ASGI servers on equivalent workloads.")
@@ -136,7 +139,7 @@ def run(
 ) -> None:
     """Benchmark a scenario on server configs and write results/ and an HTML report."""
     from harness.backends import get_backend
-    from harness.runner import Interrupted, Runner, RunPlan
+    from harness.machine import default_cpu_sets, format_cpus, parse_cpus, require_disjoint
 
     get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
     sc = scenarios.load(scenario).with_params(_params(param or []))
@@ -158,6 +161,10 @@ def run(
     if set(s_cpus) & set(l_cpus):
         err.print("[bold yellow]warning:[/] one CPU only: server and load generator share it; "
                   "figures are a lower bound and not comparable with multi-core runs")
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from harness.runner import Interrupted, Runner, RunPlan  # pandas, scipy: after validation
+
     plan = RunPlan(
         scenario=sc, servers=chosen, users=levels,
         warmup_s=warmup if warmup is not None else sc.warmup_s,
@@ -314,8 +321,11 @@ def main() -> None:
         _main()
     finally:
         # Every path above stops what it started in its own finally; this only catches a
-        # signal that landed between a spawn and its caller's try.
-        procs.stop_started()
+        # signal that landed between a spawn and its caller's try. harness.procs not
+        # imported: nothing was started.
+        procs = sys.modules.get("harness.procs")
+        if procs is not None:
+            procs.stop_started()
 
 
 def _main() -> None:

@@ -70,6 +70,24 @@ SAMPLE_COLUMNS = (
 #: record several kinds, e.g. "connect", "ttfe", "event", "rtt").
 REQUEST_COLUMNS = ("start_unix_s", "latency_ms", "ok", "status", "bytes", "name")
 
+_DTYPES = {"start_unix_s": "float64", "latency_ms": "float64", "ok": "int8",
+           "status": "int16", "bytes": "int64", "name": "str"}
+
+
+def read_records(records_dir: Path) -> pd.DataFrame:
+    """Per-request records of one trial (REQUEST_COLUMNS): every ``*.csv`` that a
+    locust process wrote into ``records_dir``, concatenated, sorted by start time."""
+    frames = []
+    for f in sorted(Path(records_dir).glob("*.csv")):
+        try:
+            frames.append(pd.read_csv(f, names=list(REQUEST_COLUMNS), header=None,
+                                      dtype=_DTYPES))
+        except pd.errors.EmptyDataError:
+            continue
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _DTYPES.items()})
+    return pd.concat(frames, ignore_index=True).sort_values("start_unix_s", ignore_index=True)
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
@@ -107,8 +125,6 @@ class RunData:
 
     def requests(self, trial_id: str) -> pd.DataFrame:
         """The per-request records of one trial (REQUEST_COLUMNS); empty if none were kept."""
-        from harness.analysis import read_records
-
         flat = self.path / "requests" / f"{trial_id}.csv"
         if self.meta.get("migrated_from", SCHEMA_VERSION) < 2 and flat.is_file():
             # schema 1: one file per trial, no `name` column (every row was a request)

@@ -1,8 +1,8 @@
 """The plotly charts of one run (:func:`figures`), keyed by :data:`CHART_KEYS`.
 
 Stream runs add :data:`~harness.report.charts_streams.STREAM_CHART_KEYS` after
-``latency`` (:mod:`harness.report.charts_streams`). :func:`chart_html` turns the figures
-into the page's ``<div>`` elements, with plotly.js inline once per page.
+``latency`` (:mod:`harness.report.charts_streams`); the page embeds them with
+:func:`harness.report.templating.plot_div`, plotly.js inline once per page.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from harness.report.charts_streams import _stream_figures
 from harness.report.fmt import _float, _int, _rounded, _significant
 from harness.report.model import (
     Analysis,
-    RunData,
     _representatives,
     _sustainable_level,
     as_analysis,
@@ -35,6 +34,7 @@ from harness.report.traces import (
     _ok_levels,
     _reference_line,
 )
+from harness.results import RunData
 
 #: Samples drawn per time-series trace at most; longer traces keep every k-th sample.
 MAX_POINTS_PER_TRACE = 5000

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.results import REQUEST_COLUMNS
+# Reading records is the results store's job; re-exported for callers of the old name.
+from harness.results import read_records  # noqa: F401
 
 PERCENTILES = {"latency_p50_ms": 50.0, "latency_p90_ms": 90.0, "latency_p95_ms": 95.0,
                "latency_p99_ms": 99.0, "latency_p999_ms": 99.9}
@@ -30,25 +30,6 @@ class Window:
     @property
     def seconds(self) -> float:
         return self.end - self.start
-
-
-_DTYPES = {"start_unix_s": "float64", "latency_ms": "float64", "ok": "int8",
-           "status": "int16", "bytes": "int64", "name": "str"}
-
-
-def read_records(records_dir: Path) -> pd.DataFrame:
-    """Per-request records of one trial (REQUEST_COLUMNS): every ``*.csv`` that a
-    locust process wrote into ``records_dir``, concatenated, sorted by start time."""
-    frames = []
-    for f in sorted(Path(records_dir).glob("*.csv")):
-        try:
-            frames.append(pd.read_csv(f, names=list(REQUEST_COLUMNS), header=None,
-                                      dtype=_DTYPES))
-        except pd.errors.EmptyDataError:
-            continue
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _DTYPES.items()})
-    return pd.concat(frames, ignore_index=True).sort_values("start_unix_s", ignore_index=True)
 
 
 def request_metrics(records: pd.DataFrame, window: Window,

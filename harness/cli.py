@@ -12,18 +12,19 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness import PROJECT_ROOT, cpulock, procs, scenarios, servers
+from harness import PROJECT_ROOT, cpulock, scenarios, servers
 from harness.errors import UserError
-from harness.machine import default_cpu_sets, format_cpus, parse_cpus, require_disjoint
 from harness.scenarios import check_levels, rate_unit
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark Python WSGI and ASGI servers on equivalent workloads.")
@@ -185,7 +186,7 @@ def run(
     """
     from harness import limits
     from harness.backends import get_backend
-    from harness.runner import Interrupted, Runner, RunPlan
+    from harness.machine import default_cpu_sets, format_cpus, parse_cpus, require_disjoint
 
     if cross_check:
         from harness.oracle import require_wrk
@@ -217,6 +218,10 @@ def run(
     s_cpus = parse_cpus(server_cpus, "--server-cpus") if server_cpus else default_server
     l_cpus = parse_cpus(load_cpus, "--load-cpus") if load_cpus else default_load
     require_disjoint(s_cpus, l_cpus)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from harness.runner import Interrupted, Runner, RunPlan  # pandas, scipy: after validation
+
     plan = RunPlan(
         scenario=sc, servers=chosen, users=levels,
         warmup_s=warmup if warmup is not None else sc.warmup_s,
@@ -326,19 +331,21 @@ def _render(run_dirs: list[Path], path: Path, *, target_rps: float | None = None
 
     Without a browser for the PNGs, says so in one line and still writes the HTML.
     """
-    from harness.report import BrowserNotFound, render, write_pngs
+    from harness.report import BrowserNotFound, analyse, render, write_pngs
     from harness.results import load_run
 
     for name, value in (("--target-rps", target_rps), ("--slo-p99-ms", slo_p99_ms)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise UserError(f"{name} {value}: must be a number > 0")
     _writable_dir(path.parent, "--output")
-    runs = [load_run(d) for d in run_dirs]
-    written = render(runs, path, target_rps=target_rps, slo_p99_ms=slo_p99_ms)
+    # One analysis per run, shared by the HTML and the PNGs.
+    runs = [analyse(load_run(d), target_rps=target_rps, slo_p99_ms=slo_p99_ms)
+            for d in run_dirs]
+    written = render(runs, path)
     if png_dir is not None:
         _writable_dir(png_dir, "--png")
         try:
-            pngs = write_pngs(runs, png_dir, slo_p99_ms=slo_p99_ms)
+            pngs = write_pngs(runs, png_dir)
         except BrowserNotFound as exc:
             err.print(f"bench: {exc}", markup=False, highlight=False, soft_wrap=True)
         else:
@@ -440,8 +447,11 @@ def main() -> None:
         _main()
     finally:
         # Every path above stops what it started in its own finally; this only catches a
-        # signal that landed between a spawn and its caller's try.
-        procs.stop_started()
+        # signal that landed between a spawn and its caller's try. harness.procs not
+        # imported: nothing was started.
+        procs = sys.modules.get("harness.procs")
+        if procs is not None:
+            procs.stop_started()
 
 
 def _main() -> None:

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import PROJECT_ROOT
-from harness.compare import DEFAULT_ALPHA, DEFAULT_METRICS
+from harness.compare_defaults import DEFAULT_ALPHA, DEFAULT_METRICS
 from harness.errors import UserError
 
 out = Console(emoji=False)  # a `:name:` in a run id or path stays as written

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness.compare_defaults import DEFAULT_ALPHA, DEFAULT_METRICS
 from harness.errors import UserError
 from harness.results import RunData, load_run
 
@@ -52,8 +53,6 @@ from harness.results import RunData, load_run
 KEY = ("scenario", "server", "workers", "users", "offered_rps", "backend")
 
 Decision = Literal["regression", "improvement", "no change", "insufficient repeats", "no data"]
-
-DEFAULT_ALPHA = 0.01
 
 #: Largest number of distinct splits enumerated exactly when there are ties.
 EXACT_PERMUTATIONS = 20_000
@@ -95,9 +94,6 @@ METRICS: dict[str, MetricSpec] = {m.column: m for m in (
     _memory("uss_mib_peak", "peak USS"),
     MetricSpec("cpu_percent_mean", "mean CPU", "% of a core", False, "higher", "lower"),
 )}
-
-#: Gated by default: throughput (higher is better), p99 latency and peak PSS (lower is better).
-DEFAULT_METRICS = ("throughput_rps", "latency_p99_ms", "pss_mib_peak")
 
 #: Minimum relative change of the medians that counts (fraction). Run-to-run noise of
 #: p99 latency is larger than that of throughput, hence its larger default.

@@ -27,7 +27,6 @@ run-to-run drift from being reported as a change.
 
 from __future__ import annotations
 
-import html
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -38,7 +37,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
 from scipy import stats
 
 from harness.compare import (
@@ -294,16 +292,6 @@ def _series(key: Mapping[str, Any], config: dict[str, Any], metric: MetricSpec,
 
 # --- rendering ----------------------------------------------------------------------------
 
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222}
-h2{border-bottom:2px solid #444;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.6em 0 1.2em}th,td{border:1px solid #ccc;padding:.25em .5em}
-th{background:#f0f0f0;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.incomplete{background:#fff1cc}.note{color:#555}.change{color:#a50f15;font-weight:600}
-"""
-_PLOT_CONFIG = {"displaylogo": False, "responsive": True}
-
-
 def figure(series: Series, runs: Sequence[RunInfo]) -> go.Figure:
     """The trend chart of one series: min-max band of the repeats, median per run
     (runs not complete marked with an open ``x``), a dashed line and label per change point;
@@ -343,51 +331,33 @@ def figure(series: Series, runs: Sequence[RunInfo]) -> go.Figure:
     return fig
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value))
-
-
 def render(history: History, out: Path) -> Path:
     """Write the dashboard for ``history`` to ``out`` (atomically); return ``out``.
-    plotly.js is inlined with the first chart only; the page needs no network."""
-    charts: list[str] = []
-    for number, s in enumerate(history.series):
-        charts.append(f"<h3>{_e(s.title)}</h3>" + pio.to_html(
-            figure(s, history.runs), include_plotlyjs=number == 0, full_html=False,
-            config=_PLOT_CONFIG, div_id=f"series{number}", default_height="380px"))
-    run_rows = "".join(
-        f'<tr class="{"" if r.status == "complete" else "incomplete"}"><td class="num">'
-        f"{r.position}</td><td>{_e(r.label)}</td><td>{_e(r.run_id)}</td>"
-        f"<td>{_e(r.started_at)}</td><td>{_e(r.status)}</td>"
-        f'<td class="num">{r.ok_trials} / {r.trials}</td><td>{_e(r.machine)}</td></tr>'
-        for r in history.runs)
+    plotly.js is inlined with the first chart only; the page needs no network. Rendered
+    from ``history.html.j2`` on the report's base template (:mod:`harness.report.templating`)."""
+    from harness.report.tables import make_table
+    from harness.report.templating import plot_div, render_template
+
+    charts = [(s.title, plot_div(figure(s, history.runs), div_id=f"series{number}",
+                                 include_js=number == 0, height="380px"))
+              for number, s in enumerate(history.series)]
+    runs = make_table(
+        [("#", True), ("commit", False), ("run", False), ("started", False),
+         ("status", False), ("ok / trials", True), ("machine", False)],
+        [("" if r.status == "complete" else "incomplete",
+          [str(r.position), r.label, r.run_id, r.started_at, r.status,
+           f"{r.ok_trials} / {r.trials}", r.machine]) for r in history.runs])
     cps = [(s, cp) for s in history.series for cp in s.change_points]
-    cp_rows = "".join(
-        f'<tr><td>{_e(s.title)}</td><td>{_e(cp.label)} ({_e(cp.run_id)})</td>'
-        f'<td class="num">{cp.before:.4g} → {cp.after:.4g} {_e(s.metric.unit)}</td>'
-        f'<td class="num change">{cp.change:+.1%}</td><td class="num">{cp.p_value:.2g}</td></tr>'
-        for s, cp in cps)
-    cp_table = (f"<table><tr><th>series</th><th>at run</th><th>median before → after</th>"
-                f"<th>change</th><th>p (Bonferroni)</th></tr>{cp_rows}</table>" if cps
-                else '<p class="note">No change point detected.</p>')
-    skipped = ("<p class=\"note\">Skipped (unreadable): "
-               + "; ".join(_e(s) for s in history.skipped) + "</p>") if history.skipped else ""
+    changes = make_table(
+        [("series", False), ("at run", False), ("median before → after", True),
+         ("change", True), ("p (Bonferroni)", True)],
+        [("", [s.title, f"{cp.label} ({cp.run_id})",
+               f"{cp.before:.4g} → {cp.after:.4g} {s.metric.unit}",
+               (f"{cp.change:+.1%}", None, "change"), f"{cp.p_value:.2g}"])
+         for s, cp in cps]) if cps else None
     effects = ", ".join(f"{METRICS[m].label} {e:.0%}" for m, e in history.min_effects.items())
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>bench history: {len(history.runs)} runs</title><style>{_CSS}</style></head>"
-        f"<body><h1>bench history</h1><p class=\"note\">{len(history.runs)} runs, "
-        f"{len(history.series)} series, {len(cps)} change points.</p>{skipped}"
-        f"<h2>Change points</h2>{cp_table}"
-        f"<h2>Trends</h2>{''.join(charts) or '<p class=note>No ok trial to plot.</p>'}"
-        "<h2>Runs</h2><table><tr><th>#</th><th>commit</th><th>run</th><th>started</th>"
-        f"<th>status</th><th>ok / trials</th><th>machine</th></tr>{run_rows}</table>"
-        "<h2>Method</h2><p>Each point is the median of a run's <code>ok</code> repeats; the "
-        "band spans their min and max. Runs that are not complete contribute their ok "
-        "trials and are marked. Change points: binary segmentation (Scott &amp; Knott 1974; "
-        "Vostrikova 1981) with Welch's t-test between the repeats before and after each "
-        "candidate split, Bonferroni over the splits tried, alpha "
-        f"{history.alpha:g}, and a minimum relative change of the medians ({_e(effects)}).</p>"
-        "</body></html>\n")
+    page = render_template("history.html.j2", history=history, charts=charts,
+                           changes=changes, change_count=len(cps), runs=runs,
+                           effects=effects)
     atomic_write_bytes(out, page.encode("utf-8"))
     return out

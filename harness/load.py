@@ -231,7 +231,7 @@ class LoadSession:
         self.close()
 
     def _start(self) -> None:
-        from harness.results import atomic_write_json
+        from harness.atomic import atomic_write_json
 
         self._starts += 1
         self._seq += 1
@@ -269,7 +269,7 @@ class LoadSession:
         return code
 
     def _order(self, action: str, level: dict[str, Any] | None = None) -> None:
-        from harness.results import atomic_write_json
+        from harness.atomic import atomic_write_json
 
         self._seq += 1
         atomic_write_json(self.control_path, {"seq": self._seq, "action": action,

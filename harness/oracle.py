@@ -20,7 +20,7 @@ empty queue like every ``bench`` level does.
 What wrk does not do, and what that means for the comparison:
 
 * it does not check bodies: a 200 with wrong bytes counts as success. ``bench``
-  verifies the response byte for byte before load (:func:`harness.runner.verify`);
+  verifies the response byte for byte before load (:func:`harness.verify.verify`);
   the oracle relies on that check.
 * it is a closed loop, so its latency suffers coordinated omission like any closed
   loop (a slow response delays the next send on that connection). wrk 4 adds a partial
@@ -52,7 +52,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness import procs
 from harness.errors import UserError
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.backends import Deployment
-    from harness.runner import RunPlan
+    from harness.scenarios import Scenario
 
 #: How far (as a fraction) bench's throughput may differ from wrk's on the same server
 #: and level before the trial is flagged ``oracle-disagrees``: |bench / wrk - 1| > 5%,
@@ -473,7 +473,20 @@ def _oracle_meta(meta: dict[str, Any], wrk: str) -> dict[str, Any]:
     })
 
 
-def cross_check_trial(trial: dict[str, Any], server: Deployment, plan: RunPlan, *,
+class PlanView(Protocol):
+    """What :func:`cross_check_trial` reads of a run plan (``harness.runner.RunPlan``)."""
+
+    @property
+    def scenario(self) -> Scenario: ...
+    @property
+    def load_cpus(self) -> list[int]: ...
+    @property
+    def warmup_s(self) -> float: ...
+    @property
+    def duration_s(self) -> float: ...
+
+
+def cross_check_trial(trial: dict[str, Any], server: Deployment, plan: PlanView, *,
                       run_dir: Path, meta: dict[str, Any]) -> None:
     """``bench run --cross-check``: run the oracle on the server that just served
     (and recorded) ``trial``, at its concurrency, on the plan's load CPUs, with the plan's warm-up and
@@ -651,7 +664,7 @@ def cross_check_run(run_dir: Path, servers: list[str] | None = None, *, pin_self
     from harness.machine import format_cpus, parse_cpus
     from harness.procs import ProcessError
     from harness.results import atomic_write_csv, load_run
-    from harness.runner import verify
+    from harness.verify import verify
 
     wrk = require_wrk()
     data = load_run(run_dir)

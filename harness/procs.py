@@ -221,7 +221,7 @@ def record_groups(path: Path | None) -> None:
 def _write_groups() -> None:
     if _groups_file is None:
         return
-    from harness.results import atomic_write_json  # results imports pandas: only when used
+    from harness.atomic import atomic_write_json
 
     with _groups_lock:
         if _groups_file is None:

@@ -18,12 +18,9 @@ Every file is replaced atomically (write to a temp file in the same folder, fsyn
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import socket
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +39,11 @@ from harness.errors import UserError
 #: 1: requests/<trial_id>.csv without ``name``; fewer trial and sample columns.
 SCHEMA_VERSION = 3
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+from harness.atomic import (  # noqa: F401 - the store's writers, re-exported
+    atomic_write_bytes,
+    atomic_write_json,
+    finite_json,
+)
 
 #: trials.csv, in order: the fields of harness.trial.Trial (the one place a column is
 #: defined, with its unit in its name).
@@ -63,49 +63,23 @@ SAMPLE_COLUMNS = (
 #: record several kinds, e.g. "connect", "ttfe", "event", "rtt").
 REQUEST_COLUMNS = ("start_unix_s", "latency_ms", "ok", "status", "bytes", "name")
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for sharing
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+_DTYPES = {"start_unix_s": "float64", "latency_ms": "float64", "ok": "int8",
+           "status": "int16", "bytes": "int64", "name": "str"}
 
 
-def finite_json(obj: Any) -> Any:
-    """``obj`` with every NaN/inf float (also numpy's) replaced by ``None``, recursively
-    through dicts, lists and tuples: JSON has no NaN, so strict readers (browsers, jq,
-    ``json.loads(..., parse_constant=...)``) read ``null`` where there was no figure."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [finite_json(v) for v in obj]
-    return obj
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as strict JSON (non-finite floats become ``null``), atomically.
-
-    numpy scalars are written as numbers, other objects JSON does not know (paths) as ``str``.
-    """
-    def default(value: Any) -> Any:
-        if hasattr(value, "item") and callable(value.item):  # numpy scalar
-            return finite_json(value.item())
-        return str(value)
-    text = json.dumps(finite_json(obj), indent=2, sort_keys=False, default=default,
-                      allow_nan=False)
-    atomic_write_bytes(path, (text + "\n").encode())
+def read_records(records_dir: Path) -> pd.DataFrame:
+    """Per-request records of one trial (REQUEST_COLUMNS): every ``*.csv`` that a
+    locust process wrote into ``records_dir``, concatenated, sorted by start time."""
+    frames = []
+    for f in sorted(Path(records_dir).glob("*.csv")):
+        try:
+            frames.append(pd.read_csv(f, names=list(REQUEST_COLUMNS), header=None,
+                                      dtype=_DTYPES))
+        except pd.errors.EmptyDataError:
+            continue
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _DTYPES.items()})
+    return pd.concat(frames, ignore_index=True).sort_values("start_unix_s", ignore_index=True)
 
 
 def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -123,8 +97,6 @@ class RunData:
 
     def requests(self, trial_id: str) -> pd.DataFrame:
         """The per-request records of one trial (REQUEST_COLUMNS); empty if none were kept."""
-        from harness.analysis import read_records
-
         flat = self.path / "requests" / f"{trial_id}.csv"
         if self.meta.get("migrated_from", SCHEMA_VERSION) < 2 and flat.is_file():
             # schema 1: one file per trial, no `name` column (every row was a request)

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from apps.work import expected, mask_timestamps
+from apps.work import expected
 from harness import analysis, oracle, procs, stats, steady, streams
 from harness.backends import Deployment, get_backend
 from harness.load import (
@@ -41,7 +41,7 @@ from harness.load import (
     start_spread_s,
 )
 from harness.machine import git_info, machine_info, package_versions
-from harness.procs import ProcessError, http_get
+from harness.procs import ProcessError
 from harness.results import (
     SAMPLE_COLUMNS,
     SCHEMA_VERSION,
@@ -53,6 +53,7 @@ from harness.sampler import Sample
 from harness.scenarios import Scenario
 from harness.servers import GUNICORN_CONFIG, ServerConfig
 from harness.trial import Trial
+from harness.verify import verify
 
 IDLE_DEADLINE_S = 10.0
 #: In the run folder: the process groups the run has running (harness.procs.record_groups).
@@ -269,24 +270,6 @@ def _signals_as_interrupt() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def verify(port: int, request_path: str) -> str:
-    """Compare the server's answer to ``request_path`` with the reference; "" if identical.
-
-    SSE events carry the server's send time: those digits are zeroed before comparing
-    (apps.work.mask_timestamps), everything else must match byte for byte.
-    """
-    want_status, want_type, want_body = expected(request_path)
-    try:
-        status, ctype, body = http_get(port, request_path, timeout_s=30)
-    except OSError as exc:
-        return f"verification request failed: {exc}"
-    body = mask_timestamps(body)
-    if (status, ctype.encode(), body) != (want_status, want_type, want_body):
-        return (f"verification failed for {request_path}: got {status} {ctype!r} {body[:80]!r}, "
-                f"expected {want_status} {want_type.decode()!r} {want_body[:80]!r}")
-    return ""
 
 
 class Runner:

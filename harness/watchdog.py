@@ -135,7 +135,7 @@ def clean_run(run_dir: Path, *, dry_run: bool = False, grace_s: float = GRACE_S,
 
 def mark_crashed(run_dir: Path, report: Cleanup, detected_by: str) -> bool:
     """``run.json`` status ``running`` -> ``crashed`` (atomic); False if it says otherwise."""
-    from harness.results import atomic_write_json
+    from harness.atomic import atomic_write_json
 
     meta = _read_meta(run_dir)
     if meta.get("status") != "running":

@@ -480,8 +480,8 @@ def test_every_config_serves_every_protocol_hardened_and_run_sweep_removes_by_la
     import websocket
 
     from harness.procs import run
-    from harness.runner import verify
     from harness.scenarios import load
+    from harness.verify import verify
 
     compose, _ = find_compose()
     run_id = f"20260101T000000Z-hardening-{SESSION[:6]}"

@@ -96,7 +96,7 @@ spec = LoadSpec(users=4, warmup_s=0, duration_s=60, method="GET", path="/health"
     "expected_body": "ok", "records_dir": str(tmp / "records"), "start_spread_s": 0,
     "options": {"processes": 2}}))
 locust = procs.spawn(locust_argv(spec, port=port, spec_path=tmp / "spec.json",
-                                 json_path=tmp / "locust.json"),
+                                 ),
                      cpus=[1], log_path=tmp / "locust.log")
 print(json.dumps({"server": server.pid, "locust": locust.pid, "port": port,
                   "child_dir": str(procs.child_dir())}), flush=True)

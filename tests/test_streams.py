@@ -25,8 +25,8 @@ from apps.work import (
     sse_event,
     ws_echo,
 )
-from harness.analysis import read_records
 from harness.load import LoadResult, LoadSpec, run_level
+from harness.results import read_records
 from harness.servers import SERVERS
 from harness.streams import (
     METRIC_COLUMNS,

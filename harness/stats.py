@@ -67,6 +67,8 @@ of :data:`CAPACITY_COLUMNS`:
 ``sustainable_pss_kib_per_connection``  median ``pss_kib_per_connection`` there (stream
                                       scenarios; NaN when the column is absent)
 ``sustainable_noisy``                 throughput CV > 5 % across repeats there
+``sustainable_cpu_ms_per_request``    median server CPU time per successful request
+                                      there (ms; NaN for runs before schema 3)
 ``peak_rps, peak_users,``             highest median throughput of any ok level, SLO or
 ``peak_offered_rps``                  not, and its level
 ``usl_lambda, usl_sigma, usl_kappa,``  Universal Scalability Law fit over every ok
@@ -76,7 +78,8 @@ of :data:`CAPACITY_COLUMNS`:
 ====================================  ================================================
 
 ``plan_instances(capacity, target_rps)`` adds ``instances_needed`` (Int64, <NA> without a
-sustainable level) and ``instances_pss_mib`` (MiB); ``instances_needed(target, rps)``
+sustainable level), ``instances_pss_mib`` (MiB) and ``cores_needed`` (target x CPU ms per
+request / 1000: the server CPU the target load costs at that level's latency); ``instances_needed(target, rps)``
 is the arithmetic (ceil(target / (rps x 0.7))); ``ratio_ci(a, b)`` is the ratio of
 medians of two samples with a percentile-bootstrap interval (WSGI vs ASGI).
 """
@@ -119,12 +122,13 @@ CAPACITY_COLUMNS = (
     "sustainable_p99_ms", "sustainable_error_rate", "sustainable_cpu_percent",
     "sustainable_pss_mib", "pss_mib_per_worker", "rps_per_core",
     "sustainable_pss_kib_per_connection", "sustainable_noisy",
+    "sustainable_cpu_ms_per_request",
     "peak_rps", "peak_users", "peak_offered_rps",
     "usl_lambda", "usl_sigma", "usl_kappa", "usl_r2", "usl_peak_users",
     "note",
 )
 
-_CAPACITY_METRICS = (*SUMMARY_METRICS, "pss_kib_per_connection")
+_CAPACITY_METRICS = (*SUMMARY_METRICS, "pss_kib_per_connection", "cpu_ms_per_request")
 
 
 def summary_columns(metrics: Sequence[str] = SUMMARY_METRICS) -> list[str]:
@@ -373,6 +377,9 @@ def plan_instances(capacity: pd.DataFrame, target_rps: float,
     out["instances_needed"] = pd.array(needed, dtype="Int64")
     out["instances_pss_mib"] = [math.nan if n is pd.NA else n * _float(pss)
                                 for n, pss in zip(needed, out["sustainable_pss_mib"], strict=True)]
+    cpu_ms = out.get("sustainable_cpu_ms_per_request",
+                     pd.Series(math.nan, index=out.index, dtype=float))
+    out["cores_needed"] = [target_rps * _float(ms) / 1000.0 for ms in cpu_ms]
     return out
 
 
@@ -439,6 +446,7 @@ def _config_row(keys: tuple[Any, ...], trials: pd.DataFrame, slo_p99_ms: float,
             sustainable_pss_mib=best["pss_mib_peak_median"],
             sustainable_pss_kib_per_connection=best["pss_kib_per_connection_median"],
             sustainable_noisy=bool(best["throughput_rps_noisy"]),
+            sustainable_cpu_ms_per_request=best.get("cpu_ms_per_request_median", math.nan),
         )
         workers = _float(keys[CONFIG_KEYS.index("workers")])
         if workers > 0:

@@ -28,6 +28,7 @@ from harness.report.tables import (
     _servers_table,
     _trials_table,
     _validity_table,
+    agreement_table,
 )
 from harness.report.templating import plot_div, render_template
 from harness.report.verdict import _verdict
@@ -143,6 +144,7 @@ def _section(a: Analysis, index: int, charts: Sequence[Any]) -> dict[str, Any]:
         "engine": engine,
         "charts": charts,
         "trials": _trials_table(a, index),
+        "agreement": agreement_table(a),
         "method": _method(meta, a),
         "shared_cpus": _shared_cpus(meta),
     }
@@ -163,7 +165,12 @@ def _capacity(a: Analysis, index: int) -> dict[str, Any]:
               "CPU % × 100 (a linear extrapolation). PSS per worker = PSS of the whole tree ÷ "
               "workers (approximate: the tree includes the master process). USL: Universal "
               "Scalability Law fitted to every ok trial when ≥ 4 levels (Gunther 1993).")]
+    notes.append("CPU ms per request = the server tree's CPU time over the window ÷ the "
+                 "successful requests in it, at the sustainable level.")
     if a.target_rps is not None:
+        notes.append(f"Server cores for the target = {a.target_rps:g} {a.rate_unit} × CPU ms "
+                     "per request ÷ 1000: the CPU that load costs at the sustainable level's "
+                     "latency (no headroom added).")
         notes.append(f"Instances needed for {a.target_rps:g} {a.rate_unit} = "
                      "ceil(target ÷ "
                      f"(max sustainable × {a.headroom:g})): headroom factor {a.headroom:g}, "
@@ -247,10 +254,25 @@ def _method(meta: Mapping[str, Any], a: Analysis) -> list[str]:
     else:
         loop = (f"Load mode: {mode}. Under closed-loop load, latency percentiles understate "
                 "what open traffic would see (coordinated omission).")
+    if scenario.get("steady"):
+        warm = (f"Each level's measurement window opens when the stack is in steady state "
+                f"(at most {_num(scenario.get('max_warmup_s'))} s after the users started): "
+                "at least one full cycle of the queue since every user started (users ÷ "
+                "throughput), a latency drift over the last second of at most 10 % of the "
+                "mean (1 ms floor) and Little's law within 10 %; the finished window is held "
+                "to the same drift and Little's-law bounds, and a level that misses them is "
+                "invalid (not-steady). The warm-up each trial used is in the trials table. "
+                "The warm-up is excluded from every number and chart; then a measurement "
+                f"window of {_num(scenario.get('duration_s'))} s; ")
+    else:
+        held = (" (its window is still held to the steady-state drift and Little's-law "
+                "bounds)" if isinstance(meta.get("warmup"), Mapping) else "")
+        warm = (f"Each level has a fixed warm-up of {_num(scenario.get('warmup_s'))} s, "
+                f"excluded from every number and chart{held}, then a measurement window of "
+                f"{_num(scenario.get('duration_s'))} s; ")
     return [
         loop,
-        (f"Each level has a warm-up of {_num(scenario.get('warmup_s'))} s, excluded from every "
-         f"number and chart, then a measurement window of {_num(scenario.get('duration_s'))} s; "
+        (warm +
          f"{scenario.get('repeats') or 1} repeat(s), configs interleaved. Lines and tables show "
          "the median across ok repeats, never the best; the 95 % confidence interval is a "
          "Student-t interval of the mean; repeats whose coefficient of variation exceeds 5 % "
@@ -274,5 +296,9 @@ def _method(meta: Mapping[str, Any], a: Analysis) -> list[str]:
         (f"The load generator (locust) ran on the same machine as the server, over loopback, "
          f"pinned to CPUs {_cpus(load_cpus)}; servers ran on CPUs {_cpus(server_cpus)}. A trial "
          "whose generator used ≥ its CPU limit is marked invalid (generator-saturated): its "
-         "figures describe the generator, not the server."),
+         "figures describe the generator, not the server. The generator also measures "
+         "itself: the time each user waited between a response and its next request "
+         "(pure generator overhead with no think time); a trial whose users waited on it "
+         "more than 5 % of their time is invalid (generator-limited), as is an open-loop "
+         "trial that sent more than 1 % of its requests late (generator-behind)."),
     ]

@@ -83,6 +83,41 @@ def _n(value: Any, digits: int = 1) -> tuple[str, float]:
     return _num(value, digits), _float(value)
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) and value else _DASH
+
+
+def agreement_table(a: Analysis) -> Table | None:
+    """bench vs wrk per cross-checked trial (``bench run --cross-check`` /
+    ``bench cross-check``: harness.oracle.agreement_table); None when nothing was checked."""
+    from harness import oracle
+
+    rows_in = a.run.trials
+    stored = a.run.path / "oracle.csv"  # `bench cross-check RUN` wrote it: it wins
+    if stored.is_file() and stored.stat().st_size > 0:
+        try:
+            rows_in = pd.read_csv(stored)
+        except (OSError, ValueError, pd.errors.ParserError):
+            rows_in = a.run.trials
+    frame = oracle.agreement_table(rows_in, oracle.reasons_from_meta(a.run.meta))
+    if frame.empty or frame["wrk_throughput_rps"].isna().all():
+        return None
+    columns = [("server config", False), ("users", True), ("repeat", True),
+               (f"bench {a.rate_unit}", True), ("wrk req/s", True), ("bench / wrk", True),
+               ("bench p50 ms", True), ("wrk p50 ms", True), ("bench p99 ms", True),
+               ("wrk p99 ms", True), ("agreement", False), ("reason", False)]
+    rows: list[tuple[str, Sequence[Cell]]] = []
+    for r in frame.to_dict("records"):
+        state = "ok" if r["status"] == "agrees" else "not-valid invalid"
+        rows.append((f"{a.configs.get(r['server'], '')} {state}", [
+            str(r["server"]), _n(r["users"], 0), _n(r["repeat"], 0),
+            _n(r["bench_throughput_rps"]), _n(r["wrk_throughput_rps"]), _n(r["agreement"], 3),
+            _n(r["bench_latency_p50_ms"], 2), _n(r["wrk_latency_p50_ms"], 2),
+            _n(r["bench_latency_p99_ms"], 2), _n(r["wrk_latency_p99_ms"], 2),
+            str(r["status"]), _text(r.get("reason", ""))]))
+    return make_table(columns, rows, sortable=True)
+
+
 def _servers_table(meta: Mapping[str, Any]) -> Table | None:
     servers = [s for s in meta.get("servers") or [] if isinstance(s, Mapping)]
     if not servers:
@@ -117,11 +152,12 @@ def _capacity_table(a: Analysis, index: int) -> Table:
         (f"max sustainable {a.rate_unit}", True), ("95 % CI", False), (f"at {at}", True),
         ("repeats", True), (f"peak {a.rate_unit}", True), (f"peak at {at}", True),
         ("p50 ms", True), ("p95 ms", True), ("p99 ms", True), ("CPU % (of one core)", True),
-        ("PSS MiB", True), ("PSS MiB per worker (approx.)", True),
+        ("CPU ms per request", True), ("PSS MiB", True), ("PSS MiB per worker (approx.)", True),
         (f"{a.rate_unit} per core", True),
         ("USL σ", True), ("USL κ", True), ("USL peak users N*", True), ("USL R²", True)]
     if planned:
-        columns += [("instances needed", True), ("memory of instances MiB", True)]
+        columns += [("instances needed", True), ("memory of instances MiB", True),
+                    ("server cores for the target", True)]
     columns.append(("note", False))
     order = {name: i for i, name in enumerate(a.configs)}
     cap = a.capacity.assign(_o=[order.get(s, len(order)) for s in a.capacity["server"]])
@@ -144,13 +180,14 @@ def _capacity_table(a: Analysis, index: int) -> Table:
             _n(r["sustainable_n"], 0), _n(r["peak_rps"]), _n(_cap_level(a, r, "peak"), 0),
             _n(r["sustainable_p50_ms"], 2), _n(r["sustainable_p95_ms"], 2),
             _n(r["sustainable_p99_ms"], 2), _n(r["sustainable_cpu_percent"]),
+            _n(r.get("sustainable_cpu_ms_per_request", math.nan), 3),
             _n(r["sustainable_pss_mib"]), _n(r["pss_mib_per_worker"]), _n(r["rps_per_core"], 0),
             _n(r["usl_sigma"], 4), _n(r["usl_kappa"], 6), _n(r["usl_peak_users"], 0),
             _n(r["usl_r2"], 3)]
         if planned:
             needed = r["instances_needed"]
             cells += [(_DASH, math.nan) if pd.isna(needed) else (str(int(needed)), float(needed)),
-                      _n(r["instances_pss_mib"])]
+                      _n(r["instances_pss_mib"]), _n(r.get("cores_needed", math.nan), 2)]
         cells.append(str(r["note"]))
         state = "" if not math.isnan(_float(r["sustainable_rps"])) else " no-capacity"
         rows.append((f"{r['interface']}{state}", cells))
@@ -262,8 +299,10 @@ def _trials_table(a: Analysis, index: int) -> Table | None:
                ("users", True), ("offered req/s", True), ("repeat", True), ("status", False),
                ("reason", False), ("flags", False), ("window s", True), ("requests", True), ("failures", True),
                (f"throughput {a.rate_unit}", True), ("errors %", True), ("p50 ms", True),
-               ("p99 ms", True), ("CPU %", True), ("PSS peak MiB", True),
-               ("RSS peak MiB", True), ("generator CPU %", True)]
+               ("p99 ms", True), ("CPU %", True), ("CPU ms per request", True),
+               ("PSS peak MiB", True), ("RSS peak MiB", True), ("generator CPU %", True),
+               ("generator lag % of users' time", True), ("warm-up s", True),
+               ("warm-up", False)]
     extra = _TRIAL_STREAM_COLUMNS.get(a.protocol, ())
     columns += [(label, True) for label, _, _ in extra]
     rows: list[tuple[str, Sequence[Cell]]] = []
@@ -275,7 +314,11 @@ def _trials_table(a: Analysis, index: int) -> Table | None:
             _n(t.requests, 0),
             _n(t.failures, 0), _n(t.throughput_rps), _n(100 * _float(t.error_rate), 2),
             _n(t.latency_p50_ms, 2), _n(t.latency_p99_ms, 2), _n(t.cpu_percent_mean),
+            _n(getattr(t, "cpu_ms_per_request", math.nan), 3),
             _n(t.pss_mib_peak), _n(t.rss_mib_peak), _n(t.generator_cpu_percent),
+            _n(100 * _float(getattr(t, "generator_lag_share", math.nan)), 2),
+            _n(getattr(t, "warmup_s", math.nan), 2),
+            _text(getattr(t, "warmup_mode", "")),
             *(_n(getattr(t, column, math.nan), digits) for _, column, digits in extra),
         ]))
     return make_table(columns, rows, table_id=f"trials-run{index}", sortable=True,

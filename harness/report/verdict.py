@@ -87,6 +87,17 @@ def _verdict(a: Analysis) -> list[str]:
                    f"{_num(top['rps_per_core'], 0)} {a.rate_unit} per fully used core "
                    f"({_num(top['sustainable_rps'], 1)} {a.rate_unit} at {_num(cpu, 1)} % of one "
                    f"core){caveat}.")
+    if "sustainable_cpu_ms_per_request" in able:
+        costed = able.dropna(subset=["sustainable_cpu_ms_per_request"])
+        if len(costed):
+            cheap = costed.loc[costed["sustainable_cpu_ms_per_request"].idxmin()]
+            ms = _float(cheap["sustainable_cpu_ms_per_request"])
+            target = (f"; {_num(a.target_rps, 0)} {a.rate_unit} would take "
+                      f"{_num(a.target_rps * ms / 1000.0, 2)} server cores at that cost"
+                      if a.target_rps is not None else "")
+            out.append(f"Least CPU per request within the SLO: {cheap['server']}, "
+                       f"{_num(ms, 3)} ms of server CPU per successful request at "
+                       f"{a.level_text(_cap_level(a, cheap))}{target}.")
     per_conn = able.dropna(subset=["sustainable_pss_kib_per_connection"])
     memory = able.dropna(subset=["sustainable_pss_mib"])
     if len(per_conn):

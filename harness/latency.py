@@ -109,6 +109,22 @@ def _set_counts(hist: HdrHistogram, add: np.ndarray) -> None:
         hist.set_internal_tacking_values(int(nz[0]), int(nz[-1]), int(counts.sum()))
 
 
+def _release(hist: HdrHistogram) -> None:
+    """Break hdrh's histogram <-> encoder reference cycle, so a histogram used once is
+    freed at once (~270 KB each), not at the cyclic collector's next pass."""
+    hist.encoder.histogram = None
+
+
+def _load_sparse(hist: HdrHistogram, idx: np.ndarray, counts: np.ndarray) -> None:
+    """Make ``hist`` hold exactly these sparse counts (its previous counts dropped)."""
+    dense = _counts(hist)
+    dense[:] = 0
+    hist.total_count = 0
+    if len(idx):
+        dense[idx] = counts
+        hist.set_internal_tacking_values(int(idx[0]), int(idx[-1]), int(counts.sum()))
+
+
 def record_ms(hist: HdrHistogram, latency_ms: Sequence[float] | np.ndarray) -> None:
     """Record latencies (ms) into ``hist`` in one vectorised pass (same buckets as
     ``hist.record_value`` per value)."""
@@ -118,10 +134,18 @@ def record_ms(hist: HdrHistogram, latency_ms: Sequence[float] | np.ndarray) -> N
 
 
 def _bucket_values(hist: HdrHistogram, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(lowest, highest) equivalent value, in units, of each counts index."""
-    lo = np.array([hist.get_value_from_index(int(i)) for i in idx], dtype=float)
-    hi = np.array([hist.get_highest_equivalent_value(int(v)) for v in lo], dtype=float)
-    return lo, hi
+    """(lowest, highest) equivalent value, in units, of each counts index: hdrh's
+    ``get_value_from_index`` and ``get_highest_equivalent_value`` vectorised."""
+    i = np.asarray(idx, dtype=np.int64)
+    half = hist.sub_bucket_half_count
+    bucket = (i >> hist.sub_bucket_half_count_magnitude) - 1
+    sub = (i & (half - 1)) + half
+    first = bucket < 0
+    sub = np.where(first, sub - half, sub)
+    bucket = np.where(first, 0, bucket)
+    lo = sub << (bucket + hist.unit_magnitude)
+    hi = lo + (np.int64(1) << (bucket + hist.unit_magnitude)) - 1
+    return lo.astype(float), hi.astype(float)
 
 
 def percentiles_ms(hist: HdrHistogram, percentiles: Iterable[float], *,
@@ -132,14 +156,21 @@ def percentiles_ms(hist: HdrHistogram, percentiles: Iterable[float], *,
     when the exact extremes are known. NaN for every percentile of an empty histogram.
     Error: at most half a bucket (<= 1/2048 of the value from 1.024 us up).
     """
-    ps = [float(p) for p in percentiles]
     counts = _counts(hist)
     nz = np.flatnonzero(counts)
-    n = int(counts[nz].sum()) if len(nz) else 0
+    return _percentiles(hist, nz, counts[nz], percentiles, min_ms=min_ms, max_ms=max_ms)
+
+
+def _percentiles(layout: HdrHistogram, idx: np.ndarray, counts: np.ndarray,
+                 percentiles: Iterable[float], *, min_ms: float = -math.inf,
+                 max_ms: float = math.inf) -> list[float]:
+    """:func:`percentiles_ms` of sparse counts (ascending indices into ``layout``'s)."""
+    ps = [float(p) for p in percentiles]
+    n = int(counts.sum()) if len(idx) else 0
     if not n:
         return [math.nan] * len(ps)
-    cum = np.cumsum(counts[nz])
-    lo, hi = _bucket_values(hist, nz)
+    cum = np.cumsum(counts.astype(np.int64))
+    lo, hi = _bucket_values(layout, idx)
     mid_ms = np.clip((lo + hi) / 2.0 / UNITS_PER_MS, min_ms, max_ms)
 
     def order_stat(rank: int) -> float:  # 0-based rank
@@ -430,9 +461,7 @@ class WindowStats:
         hist = new_histogram()
         s = self.slices.get(int(sec))
         if s is not None:
-            add = np.zeros(hist.counts_len, dtype=np.int64)
-            add[s.idx] = s.counts
-            _set_counts(hist, add)
+            _load_sparse(hist, s.idx, s.counts)
         return hist
 
     def slice_series(self) -> list[dict[str, float | int]]:
@@ -441,7 +470,7 @@ class WindowStats:
         out: list[dict[str, float | int]] = []
         for sec in sorted(self.slices):
             s = self.slices[sec]
-            p50, p99 = percentiles_ms(self.slice_histogram(sec), (50.0, 99.0))
+            p50, p99 = _percentiles(self.histogram, s.idx, s.counts, (50.0, 99.0))
             out.append({"second": sec, "requests": int(s.counts.sum()),
                         "failures": s.failures, "latency_p50_ms": p50,
                         "latency_p99_ms": p99})
@@ -465,10 +494,17 @@ class WindowStats:
             "mean_x": self.mean_x, "mean_y": self.mean_y, "m2_x": self.m2_x,
             "c_xy": self.c_xy, "min_x": _finite(self.min_x), "max_x": _finite(self.max_x),
             "histogram": encode(self.histogram),
-            "slices": {str(sec): {"histogram": encode(self.slice_histogram(sec)),
-                                  "failures": s.failures}
-                       for sec, s in sorted(self.slices.items())},
+            "slices": self._encoded_slices(),
         }
+
+    def _encoded_slices(self) -> dict[str, dict[str, Any]]:
+        scratch = new_histogram()  # one histogram reused: 270 KB, not 270 KB a second
+        out = {}
+        for sec, s in sorted(self.slices.items()):
+            _load_sparse(scratch, s.idx, s.counts)
+            out[str(sec)] = {"histogram": encode(scratch), "failures": s.failures}
+        _release(scratch)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WindowStats:
@@ -482,7 +518,9 @@ class WindowStats:
                              f"{data.get('significant_figures')} digits, expected ns at "
                              f"{SIGNIFICANT_FIGURES}")
         hist = new_histogram()
-        hist.add(decode(data["histogram"]))
+        window_hist = decode(data["histogram"])
+        hist.add(window_hist)
+        _release(window_hist)
         out = cls(Window(*data["window"]), name=data["name"], requests=data["requests"],
                   failures=data["failures"], incomplete=data["incomplete"],
                   latency_sum_ms=data["latency_sum_ms"],
@@ -493,10 +531,12 @@ class WindowStats:
                   max_x=_float(data["max_x"], -math.inf), histogram=hist)
         for sec, s in data["slices"].items():
             h = decode(s["histogram"])
-            counts = np.array([h.get_count_at_index(i) for i in range(h.counts_len)]) \
-                if h.counts_len != hist.counts_len else _counts(h)
+            if h.counts_len != hist.counts_len:
+                raise ValueError(f"slice {sec}: a histogram of another layout")
+            counts = _counts(h)
             nz = np.flatnonzero(counts)
             out.slices[int(sec)] = _Slice(nz, counts[nz], int(s["failures"]))
+            _release(h)
         return out
 
 

@@ -146,6 +146,10 @@ def test_vectorised_recording_matches_hdrh_record_value() -> None:
         assert theirs.record_value(v)
     assert mine.get_total_count() == theirs.get_total_count() == len(ms)
     assert mine.encode() == theirs.encode()
+    every = np.arange(mine.counts_len)
+    lo, hi = latency._bucket_values(mine, every)
+    assert lo.tolist() == [mine.get_value_from_index(i) for i in every.tolist()]
+    assert hi.tolist() == [mine.get_highest_equivalent_value(int(v)) for v in lo.tolist()]
     # The stated precision: every value's bucket midpoint within 1/2048 of it (>= 1.024 us).
     big = ms[ms >= 0.001024]
     got = np.array(latency.percentiles_ms(mine, [0.0, 100.0]))

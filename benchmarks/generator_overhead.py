@@ -1,0 +1,150 @@
+"""What bench's own load process costs its generator: plain locust against bench's user,
+side by side, on the same server and the same load core.
+
+Starts ``granian-asgi`` (1 worker, CPU 0) once, then drives ``/io?latency_ms=0`` with 64
+closed-loop users on ONE load core (CPU 1) with:
+
+* ``plain``: locust's ``FastHttpUser``, one task ``GET``, ``wait_time = constant(0)``, no
+  listeners (a locustfile written to a temp folder);
+* ``bench``: ``scenarios/locustfile.py`` ``BenchUser`` with the harness's own command
+  line (``harness.load.locust_argv``) and spec: byte-exact check through
+  ``catch_response``, one CSV line per request, scheduling lag;
+* any ``--extra NAME=LOCUSTFILE:USERCLASS`` (an experimental copy, given the same spec).
+
+Each runs ``--warmup`` s then ``--duration`` s; throughput is the completed requests
+between the two (locust's own per-second ``--csv`` history, the same counter for every
+variant). The variants alternate, ``--repeats`` times each, and the median and range
+are printed: other processes on a shared machine move single figures by several %.
+The overhead is ``1 - bench / plain`` (medians).
+
+    .venv/bin/python benchmarks/generator_overhead.py [--duration 10] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+from apps.work import expected
+from harness.load import LoadSpec, locust_argv
+from harness.procs import child_env, free_port, running, wait_ready
+from harness.servers import SERVERS
+
+PATH = "/io?latency_ms=0"
+USERS = 64
+SERVER_CPU, LOAD_CPU = 0, 1
+
+PLAIN = textwrap.dedent(f"""\
+    from locust import FastHttpUser, constant, task
+
+
+    class PlainUser(FastHttpUser):
+        wait_time = constant(0)
+
+        @task
+        def get(self):
+            self.client.get({PATH!r})
+    """)
+
+
+def throughput(history: Path, warmup_s: float) -> float:
+    """Completed req/s after the warm-up, from locust's ``*_stats_history.csv``
+    (cumulative ``Total Request Count`` of the ``Aggregated`` row, once a second)."""
+    rows = [(float(r["Timestamp"]), int(r["Total Request Count"]))
+            for r in csv.DictReader(history.open()) if r["Name"] == "Aggregated"]
+    rows = [r for r in rows if r[1] > 0]
+    if len(rows) < 3:
+        raise RuntimeError(f"too few stats rows in {history}: {rows}")
+    t_first = rows[0][0]
+    after = [r for r in rows if r[0] >= t_first + warmup_s]
+    (t0, n0), (t1, n1) = after[0], after[-1]
+    return (n1 - n0) / (t1 - t0)
+
+
+def command(name: str, locustfile: Path, user_class: str, *, port: int, folder: Path,
+            warmup_s: float, duration_s: float, run: int) -> tuple[list[str], Path, int]:
+    """The locust command line of one run (and its ``--csv`` prefix and run time, s):
+    the harness's own (``harness.load.locust_argv``) with this locustfile and user."""
+    status, _, body = expected(PATH)
+    spec = LoadSpec(users=USERS, warmup_s=warmup_s, duration_s=duration_s, method="GET",
+                    path=PATH, expected_status=status, expected_body=body, name="io-heavy",
+                    user_class=user_class)
+    spec_path = folder / f"{name}-{run}.spec.json"
+    spec_path.write_text(json.dumps({
+        "name": spec.name, "method": spec.method, "path": spec.path,
+        "expected_status": status, "expected_body": body.decode("latin-1"),
+        "records_dir": str(folder / f"requests-{name}-{run}"), "start_spread_s": 0.0,
+        "options": {"processes": 1}}))
+    run_time = int(warmup_s + duration_s + 2)
+    argv = locust_argv(spec, port=port, spec_path=spec_path, run_time_s=run_time)
+    argv[argv.index("-f") + 1] = str(locustfile)
+    prefix = folder / f"{name}-{run}"
+    argv[-1:-1] = ["--csv", str(prefix), "--csv-full-history"]
+    if name == "plain":
+        i = argv.index("--bench-spec")
+        del argv[i:i + 2]  # the plain locustfile defines no such option
+    return argv, prefix, run_time
+
+
+def drive(name: str, locustfile: Path, user_class: str, *, port: int, folder: Path,
+          warmup_s: float, duration_s: float, run: int) -> float:
+    """One locust run of ``user_class`` pinned to the load CPU; its req/s."""
+    argv, prefix, run_time = command(name, locustfile, user_class, port=port, folder=folder,
+                                     warmup_s=warmup_s, duration_s=duration_s, run=run)
+    log = folder / f"{name}-{run}.log"
+    with running(argv, cpus=[LOAD_CPU], log_path=log, env=child_env()) as proc:
+        code = proc.wait(timeout=run_time + 30)
+    if code != 0:
+        raise RuntimeError(f"{name}: locust exited {code}: {log.read_text()[-800:]}")
+    return throughput(Path(f"{prefix}_stats_history.csv"), warmup_s)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=10.0, help="measured s (default 10)")
+    ap.add_argument("--warmup", type=float, default=2.0, help="s before measuring (default 2)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--extra", action="append", default=[],
+                    help="NAME=LOCUSTFILE:USERCLASS, another variant to compare")
+    args = ap.parse_args()
+    from harness.load import LOCUSTFILE
+
+    with tempfile.TemporaryDirectory(prefix="bench-generator-overhead-") as tmp:
+        folder = Path(tmp)
+        plain = folder / "plain_locustfile.py"
+        plain.write_text(PLAIN)
+        variants = {"plain": (plain, "PlainUser"), "bench": (LOCUSTFILE, "BenchUser")}
+        for extra in args.extra:
+            name, _, target = extra.partition("=")
+            path, _, cls = target.rpartition(":")
+            variants[name] = (Path(path), cls)
+        port = free_port()
+        server_log = folder / "server.log"
+        argv = SERVERS["granian-asgi"].argv(port=port, workers=1)
+        results: dict[str, list[float]] = {name: [] for name in variants}
+        with running(argv, cpus=[SERVER_CPU], log_path=server_log, env=child_env()) as server:
+            wait_ready(server, port, server_log)
+            for run in range(args.repeats):
+                for name, (path, cls) in variants.items():
+                    rps = drive(name, path, cls, port=port, folder=folder,
+                                warmup_s=args.warmup, duration_s=args.duration, run=run)
+                    results[name].append(rps)
+                    print(f"run {run + 1}: {name:>10} {rps:>9,.0f} req/s", file=sys.stderr)
+    print(f"granian-asgi 1 worker (CPU {SERVER_CPU}), {USERS} users on CPU {LOAD_CPU}, "
+          f"GET {PATH}, {args.duration:g} s after {args.warmup:g} s, "
+          f"{args.repeats} alternating runs each")
+    base = statistics.median(results["plain"])
+    for name, values in results.items():
+        med = statistics.median(values)
+        print(f"{name:>10}: {med:>9,.0f} req/s median ({min(values):,.0f}-{max(values):,.0f})"
+              f"  overhead vs plain {1 - med / base:+.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,14 +8,17 @@ closed-loop users on ONE load core (CPU 1) with:
   listeners (a locustfile written to a temp folder);
 * ``bench``: ``scenarios/locustfile.py`` ``BenchUser`` with the harness's own command
   line (``harness.load.locust_argv``) and spec: byte-exact check through
-  ``catch_response``, one CSV line per request, scheduling lag;
+  ``catch_response``, one CSV line per request flushed every 0.2 s (``live``, as with
+  the default steady-state warm-up), scheduling lag;
 * any ``--extra NAME=LOCUSTFILE:USERCLASS`` (an experimental copy, given the same spec).
 
 Each runs ``--warmup`` s then ``--duration`` s; throughput is the completed requests
 between the two (locust's own per-second ``--csv`` history, the same counter for every
 variant). The variants alternate, ``--repeats`` times each, and the median and range
 are printed: other processes on a shared machine move single figures by several %.
-The overhead is ``1 - bench / plain`` (medians).
+The overhead is ``1 - bench / plain`` (median req/s), and from CPU time per request
+``1 - plain_cpu / bench_cpu``: the share of the load core bench spends beyond plain
+locust, which other processes on the load CPU do not move.
 
     .venv/bin/python benchmarks/generator_overhead.py [--duration 10] [--repeats 3]
 """
@@ -29,11 +32,14 @@ import statistics
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
+
+import psutil
 
 from apps.work import expected
 from harness.load import LoadSpec, locust_argv
-from harness.procs import child_env, free_port, running, wait_ready
+from harness.procs import child_env, free_port, poll_until, running, wait_ready
 from harness.servers import SERVERS
 
 PATH = "/io?latency_ms=0"
@@ -80,7 +86,8 @@ def command(name: str, locustfile: Path, user_class: str, *, port: int, folder: 
         "name": spec.name, "method": spec.method, "path": spec.path,
         "expected_status": status, "expected_body": body.decode("latin-1"),
         "records_dir": str(folder / f"requests-{name}-{run}"), "start_spread_s": 0.0,
-        "options": {"processes": 1}}))
+        # live: records flushed every 0.2 s, as with the default steady-state warm-up
+        "options": {"processes": 1}, "live": True}))
     run_time = int(warmup_s + duration_s + 2)
     argv = locust_argv(spec, port=port, spec_path=spec_path, run_time_s=run_time)
     argv[argv.index("-f") + 1] = str(locustfile)
@@ -92,17 +99,38 @@ def command(name: str, locustfile: Path, user_class: str, *, port: int, folder: 
     return argv, prefix, run_time
 
 
+def _cpu_s(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
 def drive(name: str, locustfile: Path, user_class: str, *, port: int, folder: Path,
-          warmup_s: float, duration_s: float, run: int) -> float:
-    """One locust run of ``user_class`` pinned to the load CPU; its req/s."""
+          warmup_s: float, duration_s: float, run: int) -> tuple[float, float]:
+    """One locust run of ``user_class`` pinned to the load CPU: its req/s, and the
+    locust process's CPU time per request (us) over the measured part, which other
+    processes sharing the load CPU do not move (they lower req/s, not CPU per request)."""
     argv, prefix, run_time = command(name, locustfile, user_class, port=port, folder=folder,
                                      warmup_s=warmup_s, duration_s=duration_s, run=run)
     log = folder / f"{name}-{run}.log"
+    history = Path(f"{prefix}_stats_history.csv")
     with running(argv, cpus=[LOAD_CPU], log_path=log, env=child_env()) as proc:
+        me = psutil.Process(proc.pid)
+        # The first stats row with requests: the same origin throughput() takes.
+        poll_until(lambda: history.is_file() and _has_requests(history), run_time)
+        time.sleep(max(0.0, warmup_s - 0.5))
+        c0, t0 = _cpu_s(me), time.monotonic()
+        time.sleep(duration_s - 1.0)
+        c1, t1 = _cpu_s(me), time.monotonic()
         code = proc.wait(timeout=run_time + 30)
     if code != 0:
         raise RuntimeError(f"{name}: locust exited {code}: {log.read_text()[-800:]}")
-    return throughput(Path(f"{prefix}_stats_history.csv"), warmup_s)
+    rps = throughput(history, warmup_s)
+    return rps, (c1 - c0) / (t1 - t0) / rps * 1e6
+
+
+def _has_requests(history: Path) -> bool:
+    return any(r["Name"] == "Aggregated" and int(r["Total Request Count"] or 0) > 0
+               for r in csv.DictReader(history.open()))
 
 
 def main() -> None:
@@ -127,23 +155,30 @@ def main() -> None:
         port = free_port()
         server_log = folder / "server.log"
         argv = SERVERS["granian-asgi"].argv(port=port, workers=1)
-        results: dict[str, list[float]] = {name: [] for name in variants}
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
         with running(argv, cpus=[SERVER_CPU], log_path=server_log, env=child_env()) as server:
             wait_ready(server, port, server_log)
             for run in range(args.repeats):
                 for name, (path, cls) in variants.items():
-                    rps = drive(name, path, cls, port=port, folder=folder,
-                                warmup_s=args.warmup, duration_s=args.duration, run=run)
-                    results[name].append(rps)
-                    print(f"run {run + 1}: {name:>10} {rps:>9,.0f} req/s", file=sys.stderr)
+                    rps, cpu_us = drive(name, path, cls, port=port, folder=folder,
+                                        warmup_s=args.warmup, duration_s=args.duration,
+                                        run=run)
+                    results[name].append((rps, cpu_us))
+                    print(f"run {run + 1}: {name:>10} {rps:>9,.0f} req/s "
+                          f"{cpu_us:>6.1f} us CPU/request", file=sys.stderr, flush=True)
     print(f"granian-asgi 1 worker (CPU {SERVER_CPU}), {USERS} users on CPU {LOAD_CPU}, "
           f"GET {PATH}, {args.duration:g} s after {args.warmup:g} s, "
           f"{args.repeats} alternating runs each")
-    base = statistics.median(results["plain"])
+    base = statistics.median(r for r, _ in results["plain"])
+    base_cpu = statistics.median(c for _, c in results["plain"])
     for name, values in results.items():
-        med = statistics.median(values)
-        print(f"{name:>10}: {med:>9,.0f} req/s median ({min(values):,.0f}-{max(values):,.0f})"
-              f"  overhead vs plain {1 - med / base:+.1%}")
+        rps = [r for r, _ in values]
+        cpu = [c for _, c in values]
+        med, med_cpu = statistics.median(rps), statistics.median(cpu)
+        print(f"{name:>10}: {med:>9,.0f} req/s median ({min(rps):,.0f}-{max(rps):,.0f}), "
+              f"overhead 1 - {name}/plain {1 - med / base:+.1%}; "
+              f"{med_cpu:.1f} us CPU/request ({min(cpu):.1f}-{max(cpu):.1f}), "
+              f"1 - plain/{name} {1 - base_cpu / med_cpu:+.1%}")
 
 
 if __name__ == "__main__":

@@ -43,13 +43,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.analysis import PERCENTILES, Window
-from harness.results import REQUEST_COLUMNS
-
 if TYPE_CHECKING:
     import pandas as pd
     from hdrh.histogram import HdrHistogram
 
+    from harness.analysis import Window
     from harness.steady import Steadiness
 
 #: The histogram's integer unit: 1 ns (a latency in ms times this).
@@ -407,6 +405,8 @@ class WindowStats:
         failures, throughput_rps (successful requests / window s), error_rate,
         incomplete, latency_trend_ms_per_s, latency_mean_ms, latency_p50/p90/p95/p99/
         p999_ms (from the histogram: see the module docstring), latency_max_ms."""
+        from harness.analysis import PERCENTILES
+
         n, failures = self.requests, self.failures
         out: dict[str, float | int] = {
             "requests": n,
@@ -517,6 +517,8 @@ class WindowStats:
             raise ValueError(f"latency histograms in {data.get('unit')!r} at "
                              f"{data.get('significant_figures')} digits, expected ns at "
                              f"{SIGNIFICANT_FIGURES}")
+        from harness.analysis import Window
+
         hist = new_histogram()
         window_hist = decode(data["histogram"])
         hist.add(window_hist)
@@ -564,6 +566,8 @@ def scan_records(records_dir: Path, window: Window, name: str = "request",
     Empty files are skipped; a missing folder gives empty stats.
     """
     import pandas as pd
+
+    from harness.results import REQUEST_COLUMNS
 
     stats = WindowStats(window, name=name)
     for f in sorted(Path(records_dir).glob("*.csv")):

@@ -18,7 +18,8 @@ variant). The variants alternate, ``--repeats`` times each, and the median and r
 are printed: other processes on a shared machine move single figures by several %.
 The overhead is ``1 - bench / plain`` (median req/s), and from CPU time per request
 ``1 - plain_cpu / bench_cpu``: the share of the load core bench spends beyond plain
-locust, which other processes on the load CPU do not move.
+locust, which other processes on the load CPU move less (they lower req/s; they still
+inflate CPU per request through caches and switches); also paired by round.
 
     .venv/bin/python benchmarks/generator_overhead.py [--duration 10] [--repeats 3]
 """
@@ -179,6 +180,14 @@ def main() -> None:
               f"overhead 1 - {name}/plain {1 - med / base:+.1%}; "
               f"{med_cpu:.1f} us CPU/request ({min(cpu):.1f}-{max(cpu):.1f}), "
               f"1 - plain/{name} {1 - base_cpu / med_cpu:+.1%}")
+    # Runs of one round are seconds apart: their ratio cancels slow drifts in what else
+    # runs on the machine better than the ratio of medians does.
+    for name, values in results.items():
+        if name == "plain":
+            continue
+        paired = [1 - p[1] / v[1] for p, v in zip(results["plain"], values, strict=True)]
+        print(f"{name:>10}: extra CPU per request vs plain, paired by round: median "
+              f"{statistics.median(paired):+.1%} ({min(paired):+.1%} .. {max(paired):+.1%})")
 
 
 if __name__ == "__main__":

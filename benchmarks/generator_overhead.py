@@ -12,7 +12,9 @@ closed-loop users on ONE load core (CPU 1) with:
   the default steady-state warm-up), scheduling lag;
 * any ``--extra NAME=LOCUSTFILE:USERCLASS`` (an experimental copy, given the same spec).
 
-Each runs ``--warmup`` s then ``--duration`` s; throughput is the completed requests
+With ``--together`` the variants run at the same time, sharing the load core equally
+(each then gets a share of it, so compare them with each other, not with a figure from
+a run alone). Each runs ``--warmup`` s then ``--duration`` s; throughput is the completed requests
 between the two (locust's own per-second ``--csv`` history, the same counter for every
 variant). The variants alternate, ``--repeats`` times each, and the median and range
 are printed: other processes on a shared machine move single figures by several %.
@@ -27,6 +29,7 @@ inflate CPU per request through caches and switches); also paired by round.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import statistics
@@ -129,6 +132,41 @@ def drive(name: str, locustfile: Path, user_class: str, *, port: int, folder: Pa
     return rps, (c1 - c0) / (t1 - t0) / rps * 1e6
 
 
+def drive_together(variants: dict[str, tuple[Path, str]], *, port: int, folder: Path,
+                   warmup_s: float, duration_s: float,
+                   run: int) -> dict[str, tuple[float, float]]:
+    """Every variant at once, all on the load CPU: the scheduler gives each an equal
+    share of it, and whatever else runs on the machine hits them all alike, so their
+    CPU per request (and, while they set the pace, their req/s) compare fairly."""
+    runs = {name: command(name, path, cls, port=port, folder=folder, warmup_s=warmup_s,
+                          duration_s=duration_s, run=run)
+            for name, (path, cls) in variants.items()}
+    with contextlib.ExitStack() as stack:
+        procs = {name: stack.enter_context(running(argv, cpus=[LOAD_CPU],
+                                                   log_path=folder / f"{name}-{run}.log",
+                                                   env=child_env()))
+                 for name, (argv, _, _) in runs.items()}
+        histories = {name: Path(f"{prefix}_stats_history.csv")
+                     for name, (_, prefix, _) in runs.items()}
+        run_time = max(r for _, _, r in runs.values())
+        poll_until(lambda: all(h.is_file() and _has_requests(h) for h in histories.values()),
+                   run_time)
+        ps = {name: psutil.Process(p.pid) for name, p in procs.items()}
+        time.sleep(max(0.0, warmup_s - 0.5))
+        c0, t0 = {n: _cpu_s(p) for n, p in ps.items()}, time.monotonic()
+        time.sleep(duration_s - 1.0)
+        c1, t1 = {n: _cpu_s(p) for n, p in ps.items()}, time.monotonic()
+        codes = {n: p.wait(timeout=run_time + 30) for n, p in procs.items()}
+    out = {}
+    for name, code in codes.items():
+        if code != 0:
+            log = folder / f"{name}-{run}.log"
+            raise RuntimeError(f"{name}: locust exited {code}: {log.read_text()[-800:]}")
+        rps = throughput(histories[name], warmup_s)
+        out[name] = (rps, (c1[name] - c0[name]) / (t1 - t0) / rps * 1e6)
+    return out
+
+
 def _has_requests(history: Path) -> bool:
     return any(r["Name"] == "Aggregated" and int(r["Total Request Count"] or 0) > 0
                for r in csv.DictReader(history.open()))
@@ -139,6 +177,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0, help="measured s (default 10)")
     ap.add_argument("--warmup", type=float, default=2.0, help="s before measuring (default 2)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--together", action="store_true",
+                    help="run the variants at once on the load CPU (fairest on a busy machine)")
     ap.add_argument("--extra", action="append", default=[],
                     help="NAME=LOCUSTFILE:USERCLASS, another variant to compare")
     args = ap.parse_args()
@@ -160,16 +200,22 @@ def main() -> None:
         with running(argv, cpus=[SERVER_CPU], log_path=server_log, env=child_env()) as server:
             wait_ready(server, port, server_log)
             for run in range(args.repeats):
-                for name, (path, cls) in variants.items():
-                    rps, cpu_us = drive(name, path, cls, port=port, folder=folder,
-                                        warmup_s=args.warmup, duration_s=args.duration,
-                                        run=run)
+                if args.together:
+                    got = drive_together(variants, port=port, folder=folder,
+                                         warmup_s=args.warmup, duration_s=args.duration,
+                                         run=run)
+                else:
+                    got = {name: drive(name, path, cls, port=port, folder=folder,
+                                       warmup_s=args.warmup, duration_s=args.duration,
+                                       run=run)
+                           for name, (path, cls) in variants.items()}
+                for name, (rps, cpu_us) in got.items():
                     results[name].append((rps, cpu_us))
                     print(f"run {run + 1}: {name:>10} {rps:>9,.0f} req/s "
                           f"{cpu_us:>6.1f} us CPU/request", file=sys.stderr, flush=True)
     print(f"granian-asgi 1 worker (CPU {SERVER_CPU}), {USERS} users on CPU {LOAD_CPU}, "
           f"GET {PATH}, {args.duration:g} s after {args.warmup:g} s, "
-          f"{args.repeats} alternating runs each")
+          f"{args.repeats} {'simultaneous' if args.together else 'alternating'} runs each")
     base = statistics.median(r for r, _ in results["plain"])
     base_cpu = statistics.median(c for _, c in results["plain"])
     for name, values in results.items():

@@ -177,6 +177,7 @@ def run(
     cross_check: Annotated[bool, typer.Option("--cross-check", help="After each closed-loop HTTP trial, drive the same server at the same concurrency with wrk and record the agreement (needs wrk).")] = False,
     wait_cpus: Annotated[float, typer.Option(envvar="BENCH_WAIT_CPUS", help="If another run holds one of our CPUs, wait up to this many seconds for it (default: refuse at once).")] = 0.0,
     exceed_limits: Annotated[bool, typer.Option("--exceed-limits", help="Run past a soft bound of this machine (workers or locust processes per CPU, ulimit -n, available memory, a day of wall time); hard bounds still apply.")] = False,
+    keep_requests: Annotated[bool, typer.Option("--keep-requests", help="Keep every HTTP request's record (requests/<trial>/*.csv); by default only the latency histograms are kept (latency/<trial>.json).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything, print the plan and exit 0: nothing is started or written.")] = False,
 ) -> None:
     """Benchmark a scenario on server configs and write results/ and an HTML report.
@@ -231,7 +232,7 @@ def run(
         server_cpus=s_cpus, load_cpus=l_cpus,
         results_dir=results_dir, command=["bench", *sys.argv[1:]],
         backend=backend, load_processes=load_processes, arrival_rates=rates,
-        cross_check=cross_check,
+        cross_check=cross_check, keep_requests=keep_requests,
     )
     users_from = "--users" if users is not None else f"scenario {sc.name} [load].users"
     passed = limits.check(plan, users_from=users_from, exceed=exceed_limits)

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from apps.work import expected
-from harness import analysis, oracle, procs, stats, steady, streams
+from harness import analysis, latency, oracle, procs, stats, steady, streams
 from harness.backends import Deployment, get_backend
 from harness.load import (
     KILL_AFTER_S,
@@ -124,6 +124,9 @@ class RunPlan:
     #: fixed ``warmup_s``.
     steady: bool = False
     max_warmup_s: float = 0.0
+    #: Keep every request's record (requests/<trial_id>/*.csv) after an HTTP trial; by
+    #: default only its latency histograms (latency/<trial_id>.json) are kept.
+    keep_requests: bool = False
 
     @property
     def longest_warmup_s(self) -> float:
@@ -208,6 +211,7 @@ def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
         "backend": plan.backend,
         "load_mode": "open-loop" if plan.arrival_rates else "closed-loop",
         "load_processes": plan.load_processes,
+        "requests_kept": plan.keep_requests,
         "keep_alive": True,
         "start_spread_s": start_spread_s(plan.longest_warmup_s),
         "warmup": ({"mode": "steady", "min_s": plan.warmup_s, "max_s": plan.max_warmup_s,
@@ -572,17 +576,33 @@ class Runner:
                      warmup_s=result.warmup_used_s, warmup_mode=result.warmup_mode)
         if window.seconds <= 0:
             return
-        records = analysis.read_records(result.records_dir)
         protocol = plan.scenario.protocol
         primary = PRIMARY_RECORDS[protocol]
-        m: dict[str, Any] = analysis.request_metrics(
-            records[records["name"].isin([primary, "incomplete"])], window, name=primary)
+        closed = trial["load_mode"] == "closed-loop"
+        window_state: steady.Steadiness | None = None
+        if protocol == "http":
+            # Streamed into HDR histograms: bounded memory however long the trial
+            # (harness.latency); the raw records are kept only with --keep-requests.
+            hist = latency.scan_records(result.records_dir, window, name=primary)
+            m: dict[str, Any] = hist.metrics()
+            window_state = hist.steadiness(trial["users"],
+                                           None if closed else trial["offered_rps"])
+            atomic_write_json(self.run_dir / "latency" / f"{trial['trial_id']}.json",
+                              hist.to_json())
+            if not plan.keep_requests:
+                for f in result.records_dir.glob("*.csv"):
+                    f.unlink(missing_ok=True)
+            records = None
+        else:
+            records = analysis.read_records(result.records_dir)
+            m = analysis.request_metrics(
+                records[records["name"].isin([primary, "incomplete"])], window, name=primary)
         trial.update(m)
         server_rows = self._sample_rows(list(server.sampler.samples), "server",
                                         server.config.name, trial["repeat"], [])
         server_frame = _frame(server_rows)
         trial.update(analysis.resource_metrics(server_frame, t0, t1))
-        if protocol != "http":
+        if records is not None:
             trial.update(streams.stream_metrics(records, window.start, window.end,
                                                 protocol=protocol))
             held = server_frame[(server_frame["t_s"] >= t0) & (server_frame["t_s"] <= t1)]
@@ -595,7 +615,6 @@ class Runner:
                 return
         gen = analysis.generator_load(_frame(gen_rows), t0, t1)
         trial.update(gen)
-        closed = trial["load_mode"] == "closed-loop"
         if closed:
             trial["littles_law_ratio"] = analysis.littles_law(
                 m["requests"] / window.seconds, m["latency_mean_ms"], trial["users"])
@@ -617,15 +636,9 @@ class Runner:
                 trial["efficiency"] = m["throughput_rps"] / ceiling
         trial["flags"] = analysis.flags(trial)
         not_steady = ""
-        if protocol == "http":
-            primary_rows = records[records["name"] == primary]
-            ends = (primary_rows["start_unix_s"] + primary_rows["latency_ms"] / 1000.0)
-            state = steady.evaluate(ends.to_numpy(), primary_rows["latency_ms"].to_numpy(),
-                                    span_start=window.start, span_end=window.end,
-                                    started_at=-math.inf, users=trial["users"],
-                                    arrival_rate=None if closed else trial["offered_rps"])
-            trial["queue_cycle_s"] = state.cycle_s
-            not_steady = steady.window_problem(state, closed_loop=closed)
+        if window_state is not None:
+            trial["queue_cycle_s"] = window_state.cycle_s
+            not_steady = steady.window_problem(window_state, closed_loop=closed)
             if not_steady and result.warmup_mode == "max":
                 detector = result.steadiness.reason() if result.steadiness else "no data"
                 not_steady += (f"; not steady within the longest warm-up "

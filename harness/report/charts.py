@@ -22,7 +22,7 @@ from harness.report.model import (
     _representatives,
     _sustainable_level,
     as_analysis,
-    measured_latencies,
+    latency_cdf,
 )
 from harness.report.traces import (
     _SLO_COLOUR,
@@ -172,8 +172,13 @@ def _cdf_points(latencies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Empirical CDF (x ms ascending, y = fraction <= x), at most CDF_MAX_POINTS points:
     evenly spaced ranks over the body plus every one of the slowest CDF_TAIL_POINTS."""
     x = np.sort(latencies)
+    return _thin_cdf(x, np.arange(1, len(x) + 1) / len(x))
+
+
+def _thin_cdf(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most CDF_MAX_POINTS of the CDF points (x ascending): evenly spaced ranks over
+    the body plus every one of the slowest CDF_TAIL_POINTS."""
     n = len(x)
-    y = np.arange(1, n + 1) / n
     if n > CDF_MAX_POINTS:
         body = np.linspace(0, n - CDF_TAIL_POINTS - 1, CDF_MAX_POINTS - CDF_TAIL_POINTS)
         idx = np.unique(np.concatenate([body.round().astype(int),
@@ -186,12 +191,12 @@ def _cdf_figure(a: Analysis) -> go.Figure:
     fig = go.Figure()
     kinds: set[str] = set()
     for server, trial in _representatives(a).items():
-        latencies, kind = measured_latencies(a.run, trial)
-        if not len(latencies):
+        x, y, count, kind = latency_cdf(a.run, trial)
+        if not count:
             continue
         kinds.add(kind)
         style = a.styles[server]
-        x, y = _cdf_points(latencies)
+        x, y = _thin_cdf(x, y)
         level = _float(trial[a.level])
         basis = ("max sustainable level" if _sustainable_level(a, server) == level
                  else "highest ok level")
@@ -200,7 +205,7 @@ def _cdf_figure(a: Analysis) -> go.Figure:
             legendgroup=server, mode="lines",
             line={"color": style.colour, "dash": style.dash, "width": 1.5},
             hovertemplate=(f"{server}, {a.level_text(level)} ({basis}), trial "
-                           f"{trial['trial_id']}<br>%{{y:.2%}} of {len(latencies)} {kind} "
+                           f"{trial['trial_id']}<br>%{{y:.2%}} of {count} {kind} "
                            "records ≤ %{x:.2f} ms<extra></extra>"),
         ))
     if fig.data and a.slo.p99_ms > 0:

@@ -192,6 +192,32 @@ def measured_latencies(run: RunData, trial: Mapping[str, Any]) -> tuple[np.ndarr
     return latency[inside], kind
 
 
+def latency_cdf(run: RunData, trial: Mapping[str, Any]
+                ) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """The latency CDF of ``trial``'s window: (x ms ascending, y fraction <= x, records,
+    what they time). From the raw records when the run kept them
+    (:func:`measured_latencies`), else from the trial's latency histogram
+    (``latency/<trial_id>.json``, harness.latency: one point per histogram bucket,
+    values within 0.05 % of the recorded ones). Empty arrays when neither exists."""
+    latencies, kind = measured_latencies(run, trial)
+    if len(latencies):
+        x = np.sort(latencies)
+        return x, np.arange(1, len(x) + 1) / len(x), len(x), kind
+    path = run.path / "latency" / f"{trial.get('trial_id')}.json"
+    if not path.is_file():
+        return np.empty(0), np.empty(0), 0, ""
+    import json
+
+    from harness import latency
+
+    try:
+        stats = latency.WindowStats.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return np.empty(0), np.empty(0), 0, ""
+    x, y = latency.cdf_points(stats.histogram)
+    return x, y, int(stats.requests), stats.name
+
+
 def _check_options(target_rps: float | None, slo_p99_ms: float | None,
                    headroom: float) -> None:
     if target_rps is not None and not (math.isfinite(target_rps) and target_rps > 0):

@@ -40,11 +40,13 @@ import json
 import random
 import socket
 import time
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import gevent.event
+import h11
 import websocket  # websocket-client: blocking, so it runs on gevent's patched sockets
 from locust import User, constant, events, task
 
@@ -147,26 +149,107 @@ def _option(name: str, bounds: dict[str, tuple[float, float, float]]) -> float:
     return value
 
 
+def get_request(host: str, port: int, path: str) -> tuple[h11.Connection, bytes]:
+    """A client-side ``h11`` connection that has sent ``GET path`` (``Host``, ``Accept:
+    text/event-stream``, no body), and the request's bytes to write to the socket.
+
+    Raises:
+        ValueError: ``h11`` refuses to send the request (e.g. a space in ``path``).
+    """
+    http = h11.Connection(h11.CLIENT)
+    try:
+        head = http.send(h11.Request(method="GET", target=path, headers=[
+            ("Host", f"{host}:{port}"), ("Accept", "text/event-stream")]))
+        end = http.send(h11.EndOfMessage())  # b"": no body
+    except h11.LocalProtocolError as exc:
+        raise ValueError(f"cannot send GET {path!r}: {exc}") from None
+    return http, (head or b"") + (end or b"")
+
+
+def _next_event(http: h11.Connection, recv: Callable[[], bytes]) -> Any:
+    """The next response event ``h11`` frames, feeding it ``recv()`` while it needs data.
+
+    ``recv`` returns the bytes that arrived (b"" at EOF) and may raise (a timeout, the
+    test's stop): that goes through unchanged.
+
+    Raises:
+        ConnectionError: the server closed the connection before the response's end.
+        ValueError: the response is malformed (status line, headers, chunk framing).
+    """
+    closed = False
+    while True:
+        try:
+            event = http.next_event()
+        except h11.RemoteProtocolError as exc:
+            if closed:
+                raise ConnectionError("server closed the connection mid-response") from None
+            raise ValueError(f"malformed HTTP response: {exc}") from None
+        if event is not h11.NEED_DATA:
+            return event
+        data = recv()
+        closed = not data
+        http.receive_data(data)
+
+
+def read_head(http: h11.Connection, recv: Callable[[], bytes]) -> tuple[int, dict[str, str]]:
+    """Read the final response's head (1xx interim responses are skipped).
+
+    Returns (status, headers with lower-cased names; the last of a repeated name).
+
+    Raises:
+        ConnectionError, ValueError: as :func:`_next_event`.
+    """
+    while True:
+        event = _next_event(http, recv)
+        if isinstance(event, h11.Response):
+            return event.status_code, {k.decode("latin-1"): v.decode("latin-1")
+                                       for k, v in event.headers}
+        if not isinstance(event, h11.InformationalResponse):
+            # Not reached with h11's client state machine; a ValueError, not a TypeError,
+            # so that it is recorded like any other malformed response.
+            raise ValueError(  # noqa: TRY004
+                f"malformed HTTP response: {type(event).__name__} before the head")
+
+
+def read_body(http: h11.Connection, recv: Callable[[], bytes]) -> Iterator[bytes]:
+    """Yield the body's bytes (chunked, Content-Length or close-delimited, as ``h11``
+    frames them) as they arrive: each piece before ``recv`` is called again, so a piece
+    arrived when the last ``recv`` returned.
+
+    Raises:
+        ConnectionError, ValueError: as :func:`_next_event`.
+    """
+    while True:
+        event = _next_event(http, recv)
+        if isinstance(event, h11.Data):
+            if event.data:
+                yield bytes(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            return  # trailers, if any, are ignored: the connection is closed next
+        else:
+            raise ValueError(  # noqa: TRY004 (as in read_head)
+                f"malformed HTTP response: {type(event).__name__} in the body")
+
+
 class _HTTPStream:
     """One GET on a fresh connection whose body is handed over as it arrives.
 
     Reads with ``recv`` (which returns whatever has arrived, never waiting to fill a
     buffer), and remembers when each ``recv`` returned, so an event's arrival time
-    is the time its last byte was read. Handles chunked, Content-Length and
-    close-delimited bodies.
+    is the time its last byte was read. ``h11`` does the HTTP/1.1 framing (status
+    line, headers; chunked, Content-Length and close-delimited bodies).
     """
 
     def __init__(self, host: str, port: int, path: str, connect_timeout_s: float) -> None:
+        self.http, request = get_request(host, port, path)
         self.sock = socket.create_connection((host, port), timeout=connect_timeout_s)
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                              "Accept: text/event-stream\r\n\r\n".encode("latin-1"))
+            self.sock.sendall(request)
             self.sock.settimeout(POLL_S)
         except BaseException:
             self.sock.close()
             raise
-        self.buf = b""
         self.recv_ns = 0  # time.time_ns() when the last recv returned
         self.recv_perf = 0.0  # time.perf_counter() then
 
@@ -188,60 +271,14 @@ class _HTTPStream:
             self.recv_ns = time.time_ns()
             return data
 
-    def _more(self, deadline: float) -> None:
-        data = self._recv(deadline)
-        if not data:
-            raise ConnectionError("server closed the connection mid-response")
-        self.buf += data
-
     def head(self, timeout_s: float) -> tuple[int, dict[str, str]]:
         """Read the status line and headers; returns (status, lower-cased headers)."""
         deadline = time.monotonic() + timeout_s
-        while b"\r\n\r\n" not in self.buf:
-            self._more(deadline)
-        raw, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        lines = raw.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers = {}
-        for line in lines[1:]:
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-        return status, headers
+        return read_head(self.http, lambda: self._recv(deadline))
 
-    def body(self, headers: dict[str, str], gap_s: float) -> Any:
+    def body(self, gap_s: float) -> Iterator[bytes]:
         """Yield the body's bytes as they arrive; at most ``gap_s`` between arrivals."""
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            yield from self._chunked(gap_s)
-        elif "content-length" in headers:
-            yield from self._exactly(int(headers["content-length"]), gap_s)
-        else:  # close-delimited
-            if self.buf:
-                yield self.buf
-                self.buf = b""
-            while data := self._recv(time.monotonic() + gap_s):
-                yield data
-
-    def _exactly(self, left: int, gap_s: float) -> Any:
-        """Yield the next ``left`` body bytes, each piece as soon as it has arrived."""
-        while left > 0:
-            if not self.buf:
-                self._more(time.monotonic() + gap_s)
-            piece, self.buf = self.buf[:left], self.buf[left:]
-            left -= len(piece)
-            yield piece
-
-    def _chunked(self, gap_s: float) -> Any:
-        while True:
-            while b"\r\n" not in self.buf:
-                self._more(time.monotonic() + gap_s)
-            line, _, self.buf = self.buf.partition(b"\r\n")
-            left = int(line.split(b";", 1)[0], 16)
-            if left == 0:
-                return  # trailers, if any, are not read: the connection is closed next
-            yield from self._exactly(left, gap_s)
-            while len(self.buf) < 2:
-                self._more(time.monotonic() + gap_s)
-            self.buf = self.buf[2:]
+        return read_body(self.http, lambda: self._recv(time.monotonic() + gap_s))
 
 
 class SSEUser(User):
@@ -312,7 +349,7 @@ class SSEUser(User):
         problem = ""
         pending = b""
         try:
-            for piece in conn.body(headers, self._interval_s + READ_SLACK_S):
+            for piece in conn.body(self._interval_s + READ_SLACK_S):
                 total_bytes += len(piece)
                 pending += piece
                 while b"\n\n" in pending:

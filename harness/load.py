@@ -1,4 +1,4 @@
-"""The load driver: one headless locust subprocess per level, pinned to the load CPUs.
+"""The load driver: one headless locust session per deployment, pinned to the load CPUs.
 
 The measurement window of a level opens either a fixed warm-up after spawning
 completed (``--warmup``), or, by default, when the steady-state detector

@@ -340,13 +340,14 @@ def test_equal_levels_of_a_plan_are_two_trials_with_their_own_records(tmp_path: 
     plan = RunPlan(scenario=load("io-heavy").with_params({"latency_ms": "20"}),
                    servers=[SERVERS["uvicorn"]], users=(2, 2), warmup_s=0.5, duration_s=1.0,
                    repeats=1, workers=1, server_cpus=cpus[:1], load_cpus=cpus[-1:],
-                   results_dir=tmp_path)
+                   results_dir=tmp_path, keep_requests=True)
     state = Runner(plan).execute()
     first, second = state.trials
     assert first["trial_id"] == "uvicorn-l1-u2-r1" and second["trial_id"] == "uvicorn-l2-u2-r1"
     for t in (first, second):
         folder = state.run_dir / "requests" / t["trial_id"]
         assert any(folder.glob("*.csv")), folder
+        assert (state.run_dir / "latency" / f"{t['trial_id']}.json").is_file()
         assert t["requests"] > 0
     # Sharing a folder, the second trial took its window from the first one's meta files.
     assert second["t_start_s"] > first["t_end_s"]

@@ -21,7 +21,7 @@ from harness.runner import Runner, RunPlan, SilentReporter
 from harness.scenarios import load
 from harness.servers import SERVERS, ServerConfig
 from tests.conftest import project_processes, serve, stop_bench
-from tests.test_end_to_end import BENCH, only_run
+from tests.support import BENCH, only_run
 
 BROKEN = ServerConfig("broken", "wsgi", frozenset({"http"}),
                       ("{python}", "-c", "import sys; print('cannot import apps: boom'); sys.exit(3)"))

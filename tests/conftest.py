@@ -20,6 +20,15 @@ SESSION = uuid.uuid4().hex
 os.environ["BENCH_TEST_SESSION"] = SESSION
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Docker tests that need the engine (they take test_docker's ``client`` fixture: an
+    image build, containers, runs inside them) are ``slow``, like every real sweep."""
+    for item in items:
+        if item.module is not None and item.module.__name__.endswith("test_docker") \
+                and "client" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def project_processes(run_id: str | None = None) -> list[psutil.Process]:
     """Live processes started by this test session (or by one run of it), zombies aside."""
     found = []

@@ -72,6 +72,7 @@ def with_suppress(fn: Any) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_server_crash_mid_trial_is_failed_keeps_data_and_run_goes_on(tmp_path: Path) -> None:
     runner = Runner(plan(tmp_path, [SERVERS["gunicorn-sync"], SERVERS["granian-asgi"]],
                          users=(4, 8), warmup_s=0.5, duration_s=3.0))
@@ -118,6 +119,7 @@ def test_port_taken_between_choosing_and_binding_is_retried(
         squatter.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_tears_down_keeps_results_and_exits_128_plus_signal(
         tmp_path: Path, sig: signal.Signals, code: int) -> None:

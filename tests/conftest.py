@@ -20,12 +20,18 @@ SESSION = uuid.uuid4().hex
 os.environ["BENCH_TEST_SESSION"] = SESSION
 
 
+#: The session's real runs (below); a test that takes one is ``slow``.
+SHARED_RUNS = frozenset({"io_sweep", "cpu_run", "sse_run", "websocket_run"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Docker tests that need the engine (they take test_docker's ``client`` fixture: an
-    image build, containers, runs inside them) are ``slow``, like every real sweep."""
+    """Mark ``slow`` what needs a real sweep: a test that takes one of the session's runs
+    (even through another fixture), and the docker tests that need the engine (they take
+    test_docker's ``client`` fixture: an image build, containers, runs inside them)."""
     for item in items:
-        if item.module is not None and item.module.__name__.endswith("test_docker") \
-                and "client" in getattr(item, "fixturenames", ()):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        docker = item.module is not None and item.module.__name__.endswith("test_docker")
+        if fixtures & SHARED_RUNS or (docker and "client" in fixtures):
             item.add_marker(pytest.mark.slow)
 
 

@@ -23,6 +23,7 @@ from harness.results import atomic_write_csv, atomic_write_json, load_run
 from tests.conftest import IO_SWEEP_LATENCY_MS, IO_SWEEP_LEVELS
 from tests.support import bench
 
+pytestmark = pytest.mark.slow  # every test here reads the session's real sweep
 SERVERS = ("gunicorn-sync", "uvicorn")
 REQUIRED = {"name": str, "unit": str, "value": (int, float)}
 OPTIONAL = {"range": str, "extra": str}

@@ -20,6 +20,21 @@ SESSION = uuid.uuid4().hex
 os.environ["BENCH_TEST_SESSION"] = SESSION
 
 
+#: The session's real runs (below); a test that takes one is ``slow``.
+SHARED_RUNS = frozenset({"io_sweep", "cpu_run", "sse_run", "websocket_run"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` what needs a real sweep: a test that takes one of the session's runs
+    (even through another fixture), and the docker tests that need the engine (they take
+    test_docker's ``client`` fixture: an image build, containers, runs inside them)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        docker = item.module is not None and item.module.__name__.endswith("test_docker")
+        if fixtures & SHARED_RUNS or (docker and "client" in fixtures):
+            item.add_marker(pytest.mark.slow)
+
+
 def project_processes(run_id: str | None = None) -> list[psutil.Process]:
     """Live processes started by this test session (or by one run of it), zombies aside."""
     found = []
@@ -98,3 +113,71 @@ def serve(name: str, tmp_path: Path, workers: int = 1) -> Iterator[tuple[int, ps
     with running(SERVERS[name].argv(port=port, workers=workers), cpus=[0], log_path=log) as proc:
         wait_ready(proc, port, log)
         yield port, psutil.Process(proc.pid)
+
+
+# --- real runs shared by the session --------------------------------------------------
+# Tests that only *read* a finished run share these, made once per session on first use
+# (``bench run`` through the CLI: real servers, real locust, results on disk). A test
+# that needs a run of its own kind (interrupted, open loop, a saturated generator, a
+# failing server) makes it itself. tests.support imports this module, so the fixtures
+# import it when they run.
+
+#: The io-heavy sweep: 1 sync worker vs uvicorn at 20 ms per request, 4 levels (the USL
+#: needs 4), 2 repeats interleaved. By Little's law gunicorn-sync serves 1 / 20 ms = 50
+#: req/s at every level and uvicorn users / 20 ms (50 to 800 req/s).
+IO_SWEEP_ARGS = ("--scenario", "io-heavy", "--servers", "gunicorn-sync,uvicorn",
+                 "--workers", "1", "--param", "latency_ms=20", "--users", "1,4,8,16",
+                 "--repeats", "2", "--duration", "1.5", "--warmup", "0.5")
+IO_SWEEP_LATENCY_MS = 20
+IO_SWEEP_LEVELS = (1, 4, 8, 16)
+#: The stream runs: gunicorn-sync (a sync worker holds one stream at a time; WebSocket
+#: unsupported) vs uvicorn at two levels; the SSE run with 2 workers per server.
+STREAM_LEVELS = (4, 16)
+SSE_WORKERS = 2
+
+
+@pytest.fixture(scope="session")
+def io_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The io-heavy sweep (``IO_SWEEP_ARGS``), every trial ok (a run a busy machine made
+    partly invalid is retried); its folder. ``bench run`` also wrote ``../../r.html``."""
+    from tests.support import real_run
+
+    return real_run(tmp_path_factory.mktemp("io-sweep"), *IO_SWEEP_ARGS)
+
+
+@pytest.fixture(scope="session")
+def cpu_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cpu-heavy on granian-asgi, one level, its trial ok: a second scenario; its folder."""
+    from tests.support import real_run
+
+    return real_run(tmp_path_factory.mktemp("cpu"), "--scenario", "cpu-heavy",
+                     "--servers", "granian-asgi", "--users", "4", "--param", "work=100",
+                    "--duration", "2", "--warmup", "1")
+
+
+def _stream_run(base: Path, *args: str) -> Path:
+    """A stream run whose trials are ok or unsupported (one a busy machine made invalid
+    is retried)."""
+    from tests.support import real_run
+
+    return real_run(base, *args, "--servers", "gunicorn-sync,uvicorn",
+                    "--users", ",".join(map(str, STREAM_LEVELS)), "--duration", "2",
+                    timeout=180, statuses=("ok", "unsupported"))
+
+
+@pytest.fixture(scope="session")
+def sse_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sse-stream (10 events 200 ms apart: 1.8 s a stream), gunicorn-sync vs uvicorn with
+    ``SSE_WORKERS`` workers each at ``STREAM_LEVELS``, a warm-up of one stream; its
+    folder."""
+    return _stream_run(tmp_path_factory.mktemp("sse"), "--scenario", "sse-stream",
+                       "--workers", str(SSE_WORKERS), "--warmup", "2")
+
+
+@pytest.fixture(scope="session")
+def websocket_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """websocket-echo, gunicorn-sync (unsupported: the WSGI app answers the handshake
+    404) vs uvicorn at ``STREAM_LEVELS``; its folder. hold_s 1 keeps the warm-up (1.5 s)
+    at least one hold long, as the scenario wants."""
+    return _stream_run(tmp_path_factory.mktemp("ws"), "--scenario", "websocket-echo",
+                       "--workers", "1", "--param", "hold_s=1", "--warmup", "1.5")

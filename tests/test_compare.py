@@ -11,34 +11,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
 import yaml
 
 from harness import compare as cmp
 from harness.errors import UserError
 from harness.results import atomic_write_csv, atomic_write_json, load_run
+from tests.support import bench, real_run
 
 ROOT = Path(__file__).resolve().parent.parent
-# Three real runs of 6 repeats take ~2 min on a quiet machine; a shared one makes the
-# fixture wait for quiet CPUs and retry runs whose trials were invalid.
-pytestmark = pytest.mark.timeout(900)
-BENCH = [sys.executable, "-m", "harness.cli"]
 REPEATS = 6
-
-
-def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "250"}, check=False)
+# The tests on the three real runs are slow: ~2 min on a quiet machine; a shared one
+# makes the fixture retry runs whose trials were invalid (after waiting for quiet CPUs).
 
 
 # --- the decision rule on synthetic samples ---------------------------------------------
@@ -152,38 +141,8 @@ def test_gate_options_are_checked() -> None:
 # --- real runs --------------------------------------------------------------------------
 
 
-def wait_for_quiet_cpus(limit_percent: float = 30.0, quiet_s: int = 3,
-                        timeout_s: float = 60.0) -> None:
-    """Wait (bounded) until every CPU has been below ``limit_percent`` busy for ``quiet_s``
-    seconds: on a shared machine other processes on the load CPU make trials invalid."""
-    deadline = time.monotonic() + timeout_s
-    quiet = 0
-    while quiet < quiet_s and time.monotonic() < deadline:
-        busy = psutil.cpu_percent(interval=1.0, percpu=True)
-        quiet = quiet + 1 if max(busy) < limit_percent else 0
-
-
-def real_run(results: Path, *args: str, attempts: int = 3) -> Path:
-    """``bench run ARGS`` until every trial is ok; the run folder. A busy machine (other
-    processes on the load CPU) makes the harness mark trials invalid, rightly; such a run
-    is retried, not used."""
-    problems = ""
-    for attempt in range(attempts):
-        wait_for_quiet_cpus()
-        out = results / f"attempt{attempt}"
-        r = bench("run", *args, "--results-dir", str(out),
-                  "--report", str(results / f"attempt{attempt}.html"))
-        assert r.returncode == 0, r.stdout + r.stderr
-        (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-        trials = pd.read_csv(run_dir / "trials.csv", dtype={"reason": str})
-        if (trials["status"] == "ok").all():
-            return run_dir
-        problems += trials.loc[trials["status"] != "ok", ["status", "reason"]].to_string()
-    raise AssertionError(f"no run with every trial ok in {attempts} attempts:\n{problems}")
-
-
-def _real_run(results: Path, latency_ms: int) -> Path:
-    return real_run(results, "--scenario", "io-heavy", "--servers", "gunicorn-sync",
+def _real_run(base: Path, latency_ms: int) -> Path:
+    return real_run(base, "--scenario", "io-heavy", "--servers", "gunicorn-sync",
                     "--users", "4", "--workers", "1", "--param", f"latency_ms={latency_ms}",
                     "--duration", "2", "--warmup", "0.5", "--repeats", str(REPEATS))
 
@@ -201,6 +160,8 @@ def _decisions(compare_json: Path) -> dict[str, dict[str, object]]:
     return {r["metric"]: r for r in data["results"]}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_same_config_twice_is_no_change(runs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "compare.json"
     r = bench("compare", str(runs["a"]), str(runs["a2"] / "run.json"), "--json-out", str(out),
@@ -216,6 +177,8 @@ def test_same_config_twice_is_no_change(runs: dict[str, Path], tmp_path: Path) -
     assert "**No regression**" in (tmp_path / "pr.md").read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_slower_candidate_regresses_and_exits_1(runs: dict[str, Path], tmp_path: Path) -> None:
     md = tmp_path / "pr.md"
     r = bench("compare", str(runs["a"]), str(runs["slow"]), "--force", "--markdown", str(md),
@@ -241,6 +204,8 @@ def test_slower_candidate_regresses_and_exits_1(runs: dict[str, Path], tmp_path:
     assert "| throughput (req/s) |" in text and "**regression**" in text
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_faster_candidate_is_an_improvement_and_exits_0(runs: dict[str, Path],
                                                         tmp_path: Path) -> None:
     r = bench("compare", str(runs["slow"]), str(runs["a"]), "--force",
@@ -251,12 +216,16 @@ def test_faster_candidate_is_an_improvement_and_exits_0(runs: dict[str, Path],
     assert "no regression, 2 improvements" in r.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_no_fail_flag_reports_but_exits_0(runs: dict[str, Path], tmp_path: Path) -> None:
     r = bench("compare", str(runs["a"]), str(runs["slow"]), "--force",
               "--no-fail-on-regression", "--json-out", str(tmp_path / "c.json"))
     assert r.returncode == 0 and "2 regressions" in r.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_json_defaults_to_the_current_run_folder(runs: dict[str, Path], tmp_path: Path) -> None:
     current = tmp_path / "current"
     shutil.copytree(runs["a2"], current)
@@ -265,6 +234,8 @@ def test_json_defaults_to_the_current_run_folder(runs: dict[str, Path], tmp_path
     assert json.loads((current / "compare.json").read_text())["kind"] == "bench-compare"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_different_parameters_are_refused_without_force(runs: dict[str, Path],
                                                         tmp_path: Path) -> None:
     r = bench("compare", str(runs["a"]), str(runs["slow"]), "--json-out", str(tmp_path / "c.json"))
@@ -289,6 +260,8 @@ def _copy_run(src: Path, dst: Path, **meta_changes: object) -> Path:
     return dst
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_other_machine_is_refused_unless_forced(runs: dict[str, Path], tmp_path: Path) -> None:
     other = _copy_run(runs["a2"], tmp_path / "other", machine__cpu_model="Some Other CPU",
                       machine__logical_cpus=64)
@@ -300,6 +273,8 @@ def test_other_machine_is_refused_unless_forced(runs: dict[str, Path], tmp_path:
     assert "warning: compared despite: CPU model" in r.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_not_ok_trials_are_excluded_and_named(runs: dict[str, Path], tmp_path: Path) -> None:
     current = _copy_run(runs["a2"], tmp_path / "cur")
     trials = pd.read_csv(current / "trials.csv", dtype={"reason": object})
@@ -318,6 +293,8 @@ def test_not_ok_trials_are_excluded_and_named(runs: dict[str, Path], tmp_path: P
     assert f"excluded from current (not ok): 1: {trials.loc[1, 'trial_id']} (invalid)" in r.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_folder_of_runs_is_pooled(runs: dict[str, Path], tmp_path: Path) -> None:
     pooled = tmp_path / "base"
     pooled.mkdir()
@@ -329,6 +306,8 @@ def test_folder_of_runs_is_pooled(runs: dict[str, Path], tmp_path: Path) -> None
     assert thr.decision == "regression" and c.regressed
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(("args", "message"), [
     (["--alpha", "2"], "--alpha 2: must be between 0 and 1"),
     (["--metrics", "throughput"], "unknown metric 'throughput'; did you mean throughput_rps"),
@@ -368,6 +347,8 @@ def test_ci_example_is_valid_and_gates_with_enough_repeats() -> None:
     assert int(env["ROUNDS"]) * int(env["REPEATS_PER_ROUND"]) >= cmp.repeats_needed(0.01, 3)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_gate_that_cannot_decide_does_not_pass_silently(runs: dict[str, Path],
                                                           tmp_path: Path) -> None:
     sides = []

@@ -21,7 +21,7 @@ from harness.runner import Runner, RunPlan, SilentReporter
 from harness.scenarios import load
 from harness.servers import SERVERS, ServerConfig
 from tests.conftest import project_processes, serve, stop_bench
-from tests.test_end_to_end import BENCH, only_run
+from tests.support import BENCH, only_run
 
 BROKEN = ServerConfig("broken", "wsgi", frozenset({"http"}),
                       ("{python}", "-c", "import sys; print('cannot import apps: boom'); sys.exit(3)"))
@@ -73,6 +73,7 @@ def with_suppress(fn: Any) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_server_crash_mid_trial_is_failed_keeps_data_and_run_goes_on(tmp_path: Path) -> None:
     runner = Runner(plan(tmp_path, [SERVERS["gunicorn-sync"], SERVERS["granian-asgi"]],
                          users=(4, 8), warmup_s=0.5, duration_s=3.0))
@@ -119,6 +120,7 @@ def test_port_taken_between_choosing_and_binding_is_retried(
         squatter.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_tears_down_keeps_results_and_exits_128_plus_signal(
         tmp_path: Path, sig: signal.Signals, code: int) -> None:

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-import os
-import subprocess
-import sys
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +28,7 @@ from harness.results import (
     atomic_write_json,
     load_run,
 )
+from tests.support import bench, tables
 
 SLO_P99_MS = 150
 INVALID_RPS = 987.6
@@ -172,59 +169,6 @@ def run(tmp_path: Path) -> RunData:
 
 def _plotly_js_copies(text: str) -> int:
     return text.count(PLOTLY_MARKER)
-
-
-class _Tables(HTMLParser):
-    """Every table of a page by id: rows of {header: (text, data-v or None)}."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tables: dict[str, list[dict[str, tuple[str, str | None]]]] = {}
-        self._id: str | None = None
-        self._heads: list[str] = []
-        self._row: list[tuple[str, str | None]] | None = None
-        self._cell: list[str] | None = None
-        self._v: str | None = None
-        self._in_head = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "table":
-            self._id, self._heads = a.get("id") or f"anon{len(self.tables)}", []
-            self.tables[self._id] = []
-        elif tag == "thead":
-            self._in_head = True
-        elif tag == "tr":
-            self._row = []
-        elif tag in ("td", "th"):
-            self._cell, self._v = [], a.get("data-v")
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "thead":
-            self._in_head = False
-        elif tag == "th" and self._cell is not None and self._in_head:
-            self._heads.append("".join(self._cell))
-            self._cell = None
-        elif tag == "th" and self._cell is not None and self._row is not None:
-            self._row.append(("".join(self._cell), self._v))  # a key-value table's key
-            self._cell = None
-        elif tag == "td" and self._cell is not None and self._row is not None:
-            self._row.append(("".join(self._cell), self._v))
-            self._cell = None
-        elif tag == "tr" and self._row and self._id is not None:
-            heads = self._heads or [str(i) for i in range(len(self._row))]
-            self.tables[self._id].append(dict(zip(heads, self._row, strict=True)))
-            self._row = None
-
-
-def tables(text: str) -> dict[str, list[dict[str, tuple[str, str | None]]]]:
-    parser = _Tables()
-    parser.feed(text)
-    return parser.tables
 
 
 # --- the page ---------------------------------------------------------------------------
@@ -595,15 +539,9 @@ def test_200_trial_report_is_small_and_fast(tmp_path: Path) -> None:
 # --- CLI ------------------------------------------------------------------------------
 
 
-def _bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
-                          text=True, timeout=120, check=False,
-                          env={**os.environ, "COLUMNS": "200", **(env or {})})
-
-
 def test_cli_png_without_a_browser_says_so_and_writes_the_html(run: RunData,
                                                                tmp_path: Path) -> None:
-    r = _bench("report", str(run.path), "-o", str(tmp_path / "r.html"), "--png",
+    r = bench("report", str(run.path), "-o", str(tmp_path / "r.html"), "--png",
                str(tmp_path / "png"), env={"BROWSER_PATH": str(tmp_path / "no-such-chrome")})
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == ("bench: no Chromium or Chrome found (set BROWSER_PATH); PNG "
@@ -622,7 +560,7 @@ def test_write_pngs_without_a_browser_raises(run: RunData, tmp_path: Path,
 @pytest.mark.parametrize(("option", "value"), [("--target-rps", "0"), ("--slo-p99-ms", "-5")])
 def test_cli_rejects_bad_report_options(run: RunData, tmp_path: Path, option: str,
                                         value: str) -> None:
-    r = _bench("report", str(run.path), "-o", str(tmp_path / "r.html"), option, value)
+    r = bench("report", str(run.path), "-o", str(tmp_path / "r.html"), option, value)
     assert r.returncode == 2
     assert r.stderr.strip() == f"bench: error: {option} {float(value)}: must be a number > 0"
     assert not (tmp_path / "r.html").exists()

@@ -1,6 +1,6 @@
-"""A real `bench run` (io-heavy sweep: real servers, real locust), its report rendered by
-the real CLI, opened in headless Chromium, planned for a target load, combined with a
-second real run and exported as PNG.
+"""A real `bench run` (the session's io-heavy sweep, conftest.io_sweep: real servers, real
+locust), its report rendered by the real CLI, opened in headless Chromium, planned for a
+target load, combined with a second real run (conftest.cpu_run) and exported as PNG.
 
 Chromium: Debian's ``chromium`` (``/usr/bin/chromium``) or ``BROWSER_PATH``. The tests
 that need it are skipped, saying so, only when there is none.
@@ -9,10 +9,7 @@ that need it are skipped, saying so, only when there is none.
 from __future__ import annotations
 
 import math
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -21,82 +18,20 @@ import pytest
 
 from harness import report
 from harness.results import load_run
-from tests.test_report import tables
+from tests.support import (
+    bench,
+    chart_problems,
+    needs_chromium,
+    open_in_chromium,
+    report_of,
+    tables,
+)
 
-CHROMIUM = report.find_browser()
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium/Chrome (apt-get install chromium, or set BROWSER_PATH)")
 SLO_P99_MS = 150.0  # io-heavy.toml
 TARGET_RPS = 5000.0
-#: A drawn data point or line segment of a plotly trace, as plotly writes it into the DOM.
-_DRAWN = re.compile(r'<path class="(?:js-line|point)"[^>]*\sd="M')
-
-
-def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False,
-                          env={**os.environ, "COLUMNS": "200"})
-
-
-def _only_run(results: Path) -> Path:
-    (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
-    return run_dir
-
-
-@pytest.fixture(scope="module")
-def io_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """io-heavy, gunicorn-sync vs uvicorn, 5 levels: (run folder, report bench run wrote)."""
-    base = tmp_path_factory.mktemp("io-sweep")
-    r = bench("run", "--scenario", "io-heavy", "--servers", "gunicorn-sync,uvicorn",
-              "--users", "5,10,20,40,80", "--param", "latency_ms=20", "--duration", "2",
-              "--warmup", "0.5", "--results-dir", str(base / "results"),
-              "--report", str(base / "r.html"))
-    assert r.returncode == 0, r.stdout + r.stderr
-    return _only_run(base / "results"), base / "r.html"
-
-
-@pytest.fixture(scope="module")
-def cpu_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second, smaller real run of another scenario, to combine with the sweep."""
-    base = tmp_path_factory.mktemp("cpu")
-    r = bench("run", "--scenario", "cpu-heavy", "--servers", "uvicorn", "--users", "2",
-              "--param", "work=50", "--duration", "1", "--warmup", "0.5",
-              "--results-dir", str(base / "results"), "--report", str(base / "r.html"))
-    assert r.returncode == 0, r.stdout + r.stderr
-    return _only_run(base / "results")
 
 
 # --- headless Chromium ----------------------------------------------------------------
-
-
-def open_in_chromium(page: Path, profile: Path, *extra: str) -> tuple[str, list[str]]:
-    """Load ``page`` in headless Chromium, let its scripts run (virtual time), and return
-    (the DOM as serialized after them, the page's console messages)."""
-    assert CHROMIUM is not None
-    r = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-         "--v=0", "--virtual-time-budget=20000", f"--user-data-dir={profile}",
-         "--window-size=1400,1000", *extra, page.as_uri()],
-        capture_output=True, text=True, timeout=180, check=False)
-    assert r.returncode == 0, r.stderr[-2000:]
-    console = [line for line in r.stderr.splitlines() if ":CONSOLE" in line]
-    return r.stdout, console
-
-
-def chart_problems(dom: str) -> dict[str, str]:
-    """Per plotly chart div of ``dom`` (its id), what is wrong with it: no SVG drawn, or
-    an SVG without a single drawn point or line. Empty when every chart has data."""
-    starts = [(m.start(), m.group(1)) for m in
-              re.finditer(r'<div id="([^"]+)" class="plotly-graph-div', dom)]
-    problems: dict[str, str] = {}
-    for (start, chart), (end, _) in zip(starts, [*starts[1:], (len(dom), "")], strict=True):
-        region = dom[start:end]
-        if 'class="main-svg"' not in region:
-            problems[chart] = "no SVG: plotly did not draw it"
-        elif not _DRAWN.search(region):
-            problems[chart] = "drawn without data"
-    return problems
 
 
 @needs_chromium
@@ -116,10 +51,10 @@ def test_the_checker_catches_an_empty_chart_and_a_script_error(tmp_path: Path) -
     assert any("Uncaught Error: deliberate" in line for line in console), console
 
 
+@pytest.mark.slow
 @needs_chromium
-def test_report_opens_in_chromium_with_every_chart_drawn(io_sweep: tuple[Path, Path],
-                                                         tmp_path: Path) -> None:
-    run_dir, page = io_sweep
+def test_report_opens_in_chromium_with_every_chart_drawn(io_sweep: Path, tmp_path: Path) -> None:
+    run_dir, page = io_sweep, report_of(io_sweep)
     dom, console = open_in_chromium(page, tmp_path / "profile", "--dump-dom")
     assert console == [], "\n".join(console)
     charts = re.findall(r'<div id="(run0-[a-z_]+)" class="plotly-graph-div', dom)
@@ -154,9 +89,10 @@ def _sustainable_by_hand(trials: pd.DataFrame, slo_p99_ms: float,
     return within.groupby("server")["throughput_rps"].max().to_dict()
 
 
-def test_target_rps_instances_follow_the_measured_capacity(io_sweep: tuple[Path, Path],
+@pytest.mark.slow
+def test_target_rps_instances_follow_the_measured_capacity(io_sweep: Path,
                                                            tmp_path: Path) -> None:
-    run_dir, _ = io_sweep
+    run_dir = io_sweep
     out = tmp_path / "plan.html"
     r = bench("report", str(run_dir), "-o", str(out), "--target-rps", f"{TARGET_RPS:g}")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -182,9 +118,10 @@ def test_target_rps_instances_follow_the_measured_capacity(io_sweep: tuple[Path,
                                                                                  rel=1e-5)
 
 
-def test_two_runs_combine_into_one_report(io_sweep: tuple[Path, Path], cpu_run: Path,
+@pytest.mark.slow
+def test_two_runs_combine_into_one_report(io_sweep: Path, cpu_run: Path,
                                           tmp_path: Path) -> None:
-    run_dir, _ = io_sweep
+    run_dir = io_sweep
     out = tmp_path / "combined.html"
     r = bench("report", str(run_dir), str(cpu_run), "-o", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -198,10 +135,10 @@ def test_two_runs_combine_into_one_report(io_sweep: tuple[Path, Path], cpu_run: 
         html.index('id="run1-throughput"')
 
 
+@pytest.mark.slow
 @needs_chromium
-def test_png_export_writes_one_png_per_chart(io_sweep: tuple[Path, Path],
-                                             tmp_path: Path) -> None:
-    run_dir, _ = io_sweep
+def test_png_export_writes_one_png_per_chart(io_sweep: Path, tmp_path: Path) -> None:
+    run_dir = io_sweep
     out, pngs = tmp_path / "r.html", tmp_path / "png"
     r = bench("report", str(run_dir), "-o", str(out), "--png", str(pngs))
     assert r.returncode == 0, r.stdout + r.stderr

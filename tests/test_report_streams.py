@@ -1,9 +1,9 @@
 """The report of stream runs (SSE, WebSocket): their charts, the matrix of every config at
 every level with ``unsupported`` as a result, the verdict, and the page in Chromium.
 
-Two real short runs (module-scoped, ~25 s each): SSE on gunicorn-sync (one worker: one
-stream at a time) and uvicorn; WebSocket on gunicorn-sync (unsupported: the WSGI app
-answers the handshake 404) and uvicorn. Every figure checked here is compared with
+Two real short runs, shared by the session (conftest.sse_run, conftest.websocket_run):
+SSE on gunicorn-sync (2 sync workers: one stream each at a time) and uvicorn; WebSocket on
+gunicorn-sync (unsupported: the WSGI app answers the handshake 404) and uvicorn. Every figure checked here is compared with
 trials.csv as the run wrote it. A synthetic run covers what a short real run cannot
 produce on demand: several unsupported configs, invalid and failed cells.
 """
@@ -22,37 +22,26 @@ import pytest
 
 from harness import report
 from harness.results import RunData, load_run
-from tests.test_end_to_end import bench, only_run
-from tests.test_report import _samples, _trial, _write_run, tables
-from tests.test_report_browser import chart_problems, needs_chromium, open_in_chromium
+from tests.conftest import SSE_WORKERS, STREAM_LEVELS
+from tests.support import chart_problems, needs_chromium, open_in_chromium, tables
+from tests.test_report import _samples, _trial, _write_run
 
 SSE_KEYS = ["throughput", "latency", "ttfe", "event_lag", "events_rate", "connections",
             "pss_per_connection", "latency_cdf", "error_rate", "pss", "cpu"]
 WEBSOCKET_KEYS = ["throughput", "latency", "rtt", "messages_rate", "connections",
                   "pss_per_connection", "latency_cdf", "error_rate", "pss", "cpu"]
 UNSUPPORTED = "WebSocket handshake answered 404 Not Found"
-LEVELS = (4, 16)
-
-
-def _run(base: Path, *args: str) -> RunData:
-    r = bench("run", *args, "--users", ",".join(map(str, LEVELS)), "--duration", "2",
-              "--warmup", "1.5", "--results-dir", str(base / "results"),
-              "--report", str(base / "r.html"), timeout=180)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return load_run(only_run(base / "results"))
+LEVELS = STREAM_LEVELS
 
 
 @pytest.fixture(scope="module")
-def sse(tmp_path_factory: pytest.TempPathFactory) -> RunData:
-    return _run(tmp_path_factory.mktemp("sse"), "--scenario", "sse-stream",
-                "--servers", "gunicorn-sync,uvicorn", "--workers", "1")
+def sse(sse_run: Path) -> RunData:
+    return load_run(sse_run)
 
 
 @pytest.fixture(scope="module")
-def websocket(tmp_path_factory: pytest.TempPathFactory) -> RunData:
-    # hold_s 1 keeps the warm-up (1.5 s) at least one hold long, as the scenario wants
-    return _run(tmp_path_factory.mktemp("ws"), "--scenario", "websocket-echo",
-                "--servers", "gunicorn-sync,uvicorn", "--param", "hold_s=1")
+def websocket(websocket_run: Path) -> RunData:
+    return load_run(websocket_run)
 
 
 def _reference(trace: Any) -> bool:
@@ -85,6 +74,7 @@ def _ok(run: RunData) -> pd.DataFrame:
 # --- SSE ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sse_charts_draw_the_stream_figures_of_trials_csv(sse: RunData) -> None:
     figs = report.figures(sse)
     assert list(figs) == SSE_KEYS
@@ -98,10 +88,10 @@ def test_sse_charts_draw_the_stream_figures_of_trials_csv(sse: RunData) -> None:
             assert want and lines(figs[key], axis) == want, (key, metric)
     assert lines(figs["events_rate"]) == expected(sse, "events_per_s")
     assert figs["ttfe"].layout.yaxis.type == "log"
-    # One sync worker holds one stream; uvicorn holds every client: the figures say so.
+    # A sync worker holds one stream; uvicorn holds every client: the figures say so.
     held = expected(sse, "concurrent_connections_peak")
     if "gunicorn-sync" in held and "uvicorn" in held:
-        assert max(held["gunicorn-sync"][1]) <= 1 < LEVELS[-1] - 2 <= held["uvicorn"][1][-1]
+        assert max(held["gunicorn-sync"][1]) <= SSE_WORKERS < LEVELS[-1] - 2 <= held["uvicorn"][1][-1]
     # y = x on both panels of the connections chart, up to the highest level
     diagonal = [t for t in figs["connections"].data if t.name.startswith("y = x")]
     assert len(diagonal) == 2 and all(list(t.y) == [0, LEVELS[-1]] for t in diagonal)
@@ -110,6 +100,7 @@ def test_sse_charts_draw_the_stream_figures_of_trials_csv(sse: RunData) -> None:
     assert slo.xaxis == "x2" and list(slo.y) == [500.0, 500.0]
 
 
+@pytest.mark.slow
 def test_pss_per_connection_states_the_runs_slope(sse: RunData) -> None:
     """Each config's ok trials as points; its slope from trials.csv in the legend, and a
     line that rises by exactly that slope; or, without a slope, the reason why."""
@@ -127,7 +118,7 @@ def test_pss_per_connection_states_the_runs_slope(sse: RunData) -> None:
         assert list(points[server].y) == [round(v, 3) for v in mine["pss_mib_peak"]]
         drawn = [t for t in fig.data if _reference(t) and t.name.startswith(f"{server} fit")]
         slopes = mine["pss_kib_per_connection"].dropna()
-        if slopes.empty:  # e.g. one sync worker holds one stream at every level
+        if slopes.empty:  # e.g. the sync workers hold as many streams at every level
             assert drawn == [] and "(no slope: " in points[server].name, points[server].name
             assert math.isnan(fits[server][0])
             continue
@@ -146,6 +137,7 @@ def test_pss_per_connection_states_the_runs_slope(sse: RunData) -> None:
         assert trace.marker.symbol == {"wsgi": "circle", "asgi": "diamond"}[interface[name]]
 
 
+@pytest.mark.slow
 def test_sse_matrix_cells_hold_the_key_figures(sse: RunData, tmp_path: Path) -> None:
     text = report.render([sse], tmp_path / "s.html").read_text("utf-8")
     rows = {r["server config"][0]: r for r in tables(text)["matrix-run0"]}
@@ -172,6 +164,7 @@ def test_sse_matrix_cells_hold_the_key_figures(sse: RunData, tmp_path: Path) -> 
 # --- WebSocket ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_websocket_charts_draw_the_stream_figures_of_trials_csv(websocket: RunData) -> None:
     figs = report.figures(websocket)
     assert list(figs) == WEBSOCKET_KEYS
@@ -189,6 +182,7 @@ def test_websocket_charts_draw_the_stream_figures_of_trials_csv(websocket: RunDa
             html.unescape(fig.layout.title.text), key
 
 
+@pytest.mark.slow
 def test_websocket_unsupported_is_a_cell_a_row_and_a_sentence(websocket: RunData,
                                                               tmp_path: Path) -> None:
     wsgi = websocket.trials[websocket.trials["server"] == "gunicorn-sync"]
@@ -225,6 +219,7 @@ def test_websocket_unsupported_is_a_cell_a_row_and_a_sentence(websocket: RunData
 # --- the page in Chromium -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_stream_report_draws_every_chart_without_errors(sse: RunData, websocket: RunData,
                                                         tmp_path: Path) -> None:

@@ -127,7 +127,7 @@ def serve(name: str, tmp_path: Path, workers: int = 1) -> Iterator[tuple[int, ps
 #: req/s at every level and uvicorn users / 20 ms (50 to 800 req/s).
 IO_SWEEP_ARGS = ("--scenario", "io-heavy", "--servers", "gunicorn-sync,uvicorn",
                  "--workers", "1", "--param", "latency_ms=20", "--users", "1,4,8,16",
-                 "--repeats", "2", "--duration", "1.5", "--warmup", "0.5")
+                 "--repeats", "2", "--duration", "1.5", "--warmup", "0.5", "--keep-requests")
 IO_SWEEP_LATENCY_MS = 20
 IO_SWEEP_LEVELS = (1, 4, 8, 16)
 #: The stream runs: gunicorn-sync (a sync worker holds one stream at a time; WebSocket

@@ -79,7 +79,9 @@ def test_results_read_back_into_pandas(io_sweep: Path) -> None:
     for trial_id, in_window in zip(run.trials["trial_id"], run.trials["requests"], strict=True):
         req = run.requests(trial_id)
         # every request of the trial, warm-up included: at least those of the window
+        # (kept: the sweep runs with --keep-requests); and the window's histograms
         assert tuple(req.columns) == REQUEST_COLUMNS and len(req) >= in_window > 30
+        assert (run_dir / "latency" / f"{trial_id}.json").is_file()
     for name in ("server-gunicorn-sync-r1.log", "server-uvicorn-r1.log",
                  "server-gunicorn-sync-r2.log", "server-uvicorn-r2.log"):
         assert (run_dir / "logs" / name).is_file()

@@ -23,7 +23,7 @@ def test_saturated_generator_is_invalid_even_across_processes(tmp_path: Path) ->
     # No wait on the server and 50 users: one locust process cannot keep granian busy.
     trials, run_dir = run_trials(tmp_path, "--servers", "granian-asgi", "--users", "50",
                                  "--param", "latency_ms=0", "--duration", "3", "--warmup", "1",
-                                 "--load-processes", "2")
+                                 "--load-processes", "2", "--keep-requests")
     (t,) = trials.to_dict("records")
     assert t["status"] == "invalid"
     assert t["reason"].startswith("generator-saturated")

@@ -39,7 +39,7 @@ SPAWN_SLACK_S = 1.0
 KILL_AFTER_S = 30.0
 #: Closed loop: each user starts after a random delay in [0, this] (capped at half the
 #: warm-up, so every user runs through the whole window).
-MAX_START_SPREAD_S = 0.5
+MAX_START_SPREAD_S = 0.25
 #: After the window ends, this long for the last completions to be written (s).
 END_GRACE_S = 0.2
 #: After a level, how long to wait for every locust process's meta file (s).
@@ -47,7 +47,7 @@ META_WAIT_S = 10.0
 
 
 def start_spread_s(warmup_s: float) -> float:
-    """How far apart closed-loop users start (s): ``min(0.5, warm-up / 2)``.
+    """How far apart closed-loop users start (s): ``min(0.25, warm-up / 2)``.
 
     locust spawns every user within ~0.1 s. Users started together stay in phase in a
     closed loop, so their requests reach the server in bursts (all N at once, every

@@ -49,7 +49,10 @@ EVAL_MIN_S = 1.0
 #: ... and holding at least this many completions.
 EVAL_MIN_REQUESTS = 30
 #: How often the detector re-evaluates while the warm-up runs (s).
-CHECK_EVERY_S = 0.25
+CHECK_EVERY_S = 0.1
+#: The detector forgets completions older than this (s): the trailing span never needs
+#: more, and each check then costs the same however long the warm-up.
+KEEP_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,11 @@ class Detector:
     def check(self, now: float) -> Steadiness | None:
         if now <= self.started_at:
             return None
+        if self.ends and self.ends[0] < now - KEEP_S and len(self.ends) > EVAL_MIN_REQUESTS:
+            keep = [i for i, e in enumerate(self.ends) if e >= now - KEEP_S]
+            if len(keep) >= EVAL_MIN_REQUESTS:
+                self.ends = [self.ends[i] for i in keep]
+                self.latencies_ms = [self.latencies_ms[i] for i in keep]
         ends = np.asarray(self.ends, dtype=float)
         recent = np.sort(ends[(ends >= self.started_at) & (ends < now)])
         if len(recent) < EVAL_MIN_REQUESTS:

@@ -77,6 +77,25 @@ def throughput(history: Path, warmup_s: float) -> float:
     return (n1 - n0) / (t1 - t0)
 
 
+def records_throughput(records_dir: Path, warmup_s: float) -> float:
+    """Completed req/s after the warm-up, from bench's own per-request records (bench's
+    load process drops locust's request statistics: scenarios/locustfile.py)."""
+    ends: list[float] = []
+    for f in records_dir.glob("*.csv"):
+        for line in f.read_text().splitlines():
+            start, latency_ms, *_ = line.split(",")
+            ends.append(float(start) + float(latency_ms) / 1000.0)
+    if len(ends) < 3:
+        raise RuntimeError(f"too few records in {records_dir}")
+    ends.sort()
+    after = [e for e in ends if e >= ends[0] + warmup_s]
+    return (len(after) - 1) / (after[-1] - after[0])
+
+
+def _has_records(records_dir: Path) -> bool:
+    return any(f.stat().st_size > 0 for f in records_dir.glob("*.csv"))
+
+
 def command(name: str, locustfile: Path, user_class: str, *, port: int, folder: Path,
             warmup_s: float, duration_s: float, run: int) -> tuple[list[str], Path, int]:
     """The locust command line of one run (and its ``--csv`` prefix and run time, s):
@@ -119,8 +138,10 @@ def drive(name: str, locustfile: Path, user_class: str, *, port: int, folder: Pa
     history = Path(f"{prefix}_stats_history.csv")
     with running(argv, cpus=[LOAD_CPU], log_path=log, env=child_env()) as proc:
         me = psutil.Process(proc.pid)
-        # The first stats row with requests: the same origin throughput() takes.
-        poll_until(lambda: history.is_file() and _has_requests(history), run_time)
+        # The first requests: the same origin throughput() takes.
+        records = folder / f"requests-{name}-{run}"
+        poll_until(lambda: (history.is_file() and _has_requests(history))
+                   or _has_records(records), run_time)
         time.sleep(max(0.0, warmup_s - 0.5))
         c0, t0 = _cpu_s(me), time.monotonic()
         time.sleep(duration_s - 1.0)
@@ -128,7 +149,8 @@ def drive(name: str, locustfile: Path, user_class: str, *, port: int, folder: Pa
         code = proc.wait(timeout=run_time + 30)
     if code != 0:
         raise RuntimeError(f"{name}: locust exited {code}: {log.read_text()[-800:]}")
-    rps = throughput(history, warmup_s)
+    rps = (throughput(history, warmup_s) if name == "plain"
+           else records_throughput(folder / f"requests-{name}-{run}", warmup_s))
     return rps, (c1 - c0) / (t1 - t0) / rps * 1e6
 
 
@@ -149,8 +171,9 @@ def drive_together(variants: dict[str, tuple[Path, str]], *, port: int, folder: 
         histories = {name: Path(f"{prefix}_stats_history.csv")
                      for name, (_, prefix, _) in runs.items()}
         run_time = max(r for _, _, r in runs.values())
-        poll_until(lambda: all(h.is_file() and _has_requests(h) for h in histories.values()),
-                   run_time)
+        poll_until(lambda: all((h.is_file() and _has_requests(h))
+                               or _has_records(folder / f"requests-{n}-{run}")
+                               for n, h in histories.items()), run_time)
         ps = {name: psutil.Process(p.pid) for name, p in procs.items()}
         time.sleep(max(0.0, warmup_s - 0.5))
         c0, t0 = {n: _cpu_s(p) for n, p in ps.items()}, time.monotonic()
@@ -162,7 +185,8 @@ def drive_together(variants: dict[str, tuple[Path, str]], *, port: int, folder: 
         if code != 0:
             log = folder / f"{name}-{run}.log"
             raise RuntimeError(f"{name}: locust exited {code}: {log.read_text()[-800:]}")
-        rps = throughput(histories[name], warmup_s)
+        rps = (throughput(histories[name], warmup_s) if name == "plain"
+               else records_throughput(folder / f"requests-{name}-{run}", warmup_s))
         out[name] = (rps, (c1[name] - c0[name]) / (t1 - t0) / rps * 1e6)
     return out
 

@@ -111,8 +111,9 @@ def _on_init(environment: Any, **_kw: Any) -> None:
     with open(path, encoding="utf-8") as f:
         _spec.update(json.load(f))
     _spec["expected_body_bytes"] = _spec["expected_body"].encode("latin-1")
-    _drop_locust_request_stats(environment)
     _meta["role"] = type(environment.runner).__name__.removesuffix("Runner").lower()
+    if _meta["role"] == "local":
+        _drop_locust_request_stats(environment)
     _meta["pid"] = os.getpid()
     _meta["init_unix_s"] = time.time()
     if _spec.get("control_path"):
@@ -125,8 +126,10 @@ def _drop_locust_request_stats(environment: Any) -> None:
     """Remove locust's own per-request statistics listener (``Runner.__init__``'s
     ``on_request``). bench's records replace those statistics, which round latencies and
     which bench never reads; logging them costs about 2% of the generator's CPU per
-    request (benchmarks/generator_overhead.py). Nothing happens if locust names it
-    otherwise (it then only costs that CPU)."""
+    request (benchmarks/generator_overhead.py). Local runner only: in locust's
+    master/worker mode the workers' statistics reports are part of how the master
+    follows them (a run without them never finished here), so they stay. Nothing
+    happens if locust names the listener otherwise (it then only costs that CPU)."""
     hook = environment.events.request
     for handler in list(getattr(hook, "_handlers", ())):
         if getattr(handler, "__qualname__", "").endswith("Runner.__init__.<locals>.on_request"):

@@ -30,7 +30,7 @@ import psutil
 from harness.errors import UserError
 
 if TYPE_CHECKING:
-    from harness.runner import RunPlan
+    from harness.plan import RunPlan
 
 #: File descriptors one process needs besides its connections (logs, pipes, listening
 #: socket, imported modules, the sampler's /proc reads).

@@ -474,7 +474,7 @@ def _oracle_meta(meta: dict[str, Any], wrk: str) -> dict[str, Any]:
 
 
 class PlanView(Protocol):
-    """What :func:`cross_check_trial` reads of a run plan (``harness.runner.RunPlan``)."""
+    """What :func:`cross_check_trial` reads of a run plan (``harness.plan.RunPlan``)."""
 
     @property
     def scenario(self) -> Scenario: ...

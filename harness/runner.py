@@ -19,10 +19,8 @@ import signal
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from subprocess import Popen
 from typing import Any, Protocol
@@ -38,19 +36,23 @@ from harness.load import (
     LoadResult,
     LoadSession,
     LoadSpec,
-    start_spread_s,
 )
-from harness.machine import git_info, machine_info, package_versions
+from harness.plan import (
+    RunPlan,
+    initial_meta,
+    iso_time,
+    make_run_dir,
+    new_run_id,
+    trial_id,
+)
 from harness.procs import ProcessError
 from harness.results import (
     SAMPLE_COLUMNS,
-    SCHEMA_VERSION,
     TRIAL_COLUMNS,
     atomic_write_csv,
     atomic_write_json,
 )
 from harness.sampler import Sample
-from harness.scenarios import Scenario
 from harness.servers import GUNICORN_CONFIG, ServerConfig
 from harness.trial import Trial
 from harness.verify import verify
@@ -98,62 +100,6 @@ class SilentReporter:
         pass
 
 
-@dataclass(frozen=True)
-class RunPlan:
-    """Everything a run will do, decided before anything starts."""
-
-    scenario: Scenario
-    servers: list[ServerConfig]
-    users: tuple[int, ...]
-    warmup_s: float
-    duration_s: float
-    repeats: int
-    workers: int
-    server_cpus: list[int]
-    load_cpus: list[int]
-    results_dir: Path
-    command: list[str] = field(default_factory=list)
-    backend: str = "local"
-    #: locust processes (its own master/worker mode when > 1).
-    load_processes: int = 1
-    #: Open loop: one level per arrival rate (req/s); ``users`` then holds the single
-    #: cap on requests in flight. Empty: closed loop, one level per ``users`` value.
-    arrival_rates: tuple[float, ...] = ()
-    #: Steady-state warm-up (harness.steady): each window opens when the stack is
-    #: steady, between ``warmup_s`` and ``max_warmup_s`` after spawning. False: a
-    #: fixed ``warmup_s``.
-    steady: bool = False
-    max_warmup_s: float = 0.0
-    #: Keep every request's record (requests/<trial_id>/*.csv) after an HTTP trial; by
-    #: default only its latency histograms (latency/<trial_id>.json) are kept.
-    keep_requests: bool = False
-
-    @property
-    def longest_warmup_s(self) -> float:
-        return max(self.warmup_s, self.max_warmup_s) if self.steady else self.warmup_s
-    #: After each closed-loop HTTP trial, drive the same server with wrk (harness.oracle).
-    cross_check: bool = False
-
-    @property
-    def levels(self) -> list[tuple[int, float]]:
-        """(users, offered req/s or NaN) per level, in run order."""
-        if self.arrival_rates:
-            return [(max(self.users), r) for r in self.arrival_rates]
-        return [(u, math.nan) for u in self.users]
-
-    @property
-    def trial_count(self) -> int:
-        return len(self.servers) * len(self.levels) * self.repeats
-
-    def estimated_seconds(self) -> float:
-        """Rough wall time: per level warm-up + window + ~1.5 s locust start/stop, + server
-        start. A steady-state warm-up is counted as 2 s (most stacks are steady sooner;
-        a deep queue takes up to ``max_warmup_s``)."""
-        warmup = min(2.0, self.max_warmup_s) if self.steady else self.warmup_s
-        per_level = warmup + self.duration_s + 1.5
-        return self.repeats * len(self.servers) * (2.0 + len(self.levels) * per_level)
-
-
 @dataclass
 class RunState:
     run_dir: Path
@@ -168,85 +114,6 @@ class RunState:
         atomic_write_csv(self.run_dir / "samples.csv",
                          pd.DataFrame(self.samples, columns=list(SAMPLE_COLUMNS)))
         atomic_write_json(self.run_dir / "run.json", self.meta)
-
-
-def trial_id(server: str, level: int, users: int, offered_rps: float, repeat: int) -> str:
-    """``{server}-l{level}-u{users}-r{repeat}`` (open loop: ``-a{rate}`` for ``-u``).
-
-    ``level`` is the 1-based position in the plan's levels, so two levels with the same
-    users or rate still get their own id and ``requests/<id>/`` folder (the CLI refuses
-    repeated levels; a :class:`RunPlan` built in code may hold them). Runs written before
-    the level index was added (``{server}-u{users}-r{repeat}``, same schema) read back
-    unchanged: every reader treats the id as an opaque name.
-    """
-    load = f"a{offered_rps:g}" if not math.isnan(offered_rps) else f"u{users}"
-    return f"{server}-l{level}-{load}-r{repeat}"
-
-
-def new_run_id(scenario: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{scenario}-{uuid.uuid4().hex[:6]}"
-
-
-def make_run_dir(results_dir: Path, run_id: str) -> Path:
-    """Create ``results_dir/run_id``. Raises OSError if it cannot be written."""
-    run_dir = results_dir / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)
-    return run_dir
-
-
-def _iso(ts: float | None = None) -> str:
-    return datetime.fromtimestamp(ts if ts is not None else time.time(), UTC).isoformat()
-
-
-def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
-    sc = plan.scenario
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "status": "running",
-        "started_at": _iso(),
-        "ended_at": None,
-        "command": plan.command,
-        "backend": plan.backend,
-        "load_mode": "open-loop" if plan.arrival_rates else "closed-loop",
-        "load_processes": plan.load_processes,
-        "requests_kept": plan.keep_requests,
-        "keep_alive": True,
-        "start_spread_s": start_spread_s(plan.longest_warmup_s),
-        "warmup": ({"mode": "steady", "min_s": plan.warmup_s, "max_s": plan.max_warmup_s,
-                    "drift_bound": steady.DRIFT_BOUND, "drift_floor_ms": steady.DRIFT_FLOOR_MS,
-                    "littles_law_tolerance": steady.LITTLES_LAW_TOLERANCE,
-                    "eval_min_s": steady.EVAL_MIN_S,
-                    "eval_min_requests": steady.EVAL_MIN_REQUESTS}
-                   if plan.steady else {"mode": "fixed", "s": plan.warmup_s}),
-        "scenario": {
-            "name": sc.name, "description": sc.description, "protocol": sc.protocol,
-            "method": sc.method, "request_path": sc.request_path, "params": dict(sc.values),
-            "users": list(plan.users), "arrival_rates": list(plan.arrival_rates),
-            "warmup_s": plan.warmup_s, "max_warmup_s": plan.max_warmup_s,
-            "steady": plan.steady, "duration_s": plan.duration_s,
-            "repeats": plan.repeats,
-            "slo": {"p99_ms": sc.slo_p99_ms, "max_error_rate": sc.slo_max_error_rate},
-            "validity": {"max_error_rate": sc.max_error_rate,
-                         "max_generator_cpu_percent": sc.max_generator_cpu_percent},
-        },
-        "servers": [
-            {"name": c.name, "interface": c.interface, "workers": plan.workers,
-             "threads": c.threads, "worker_connections": c.worker_connections,
-             "argv": c.argv(port=0, workers=plan.workers, python="python",
-                            config_file=str(procs.empty_config(GUNICORN_CONFIG))
-                            if plan.backend == "local" else None)}
-            for c in plan.servers
-        ],
-        "cpus": {"server": plan.server_cpus, "load": plan.load_cpus,
-                 "harness": sorted(os.sched_getaffinity(0)),
-                 "shared": bool(set(plan.server_cpus) & set(plan.load_cpus))},
-        "machine": machine_info(),
-        "versions": package_versions(),
-        "git": git_info(),
-        "trials": [],
-    }
 
 
 #: Signals that end a run in order (teardown, results kept). SIGHUP: the terminal
@@ -346,7 +213,7 @@ class Runner:
                 raise
             finally:
                 self.state.meta["status"] = status
-                self.state.meta["ended_at"] = _iso()
+                self.state.meta["ended_at"] = iso_time()
                 self.state.save()
                 self._write_analysis()
                 if watchdog is not None:

@@ -58,7 +58,7 @@ class Cleanup:
 
 
 def run_suffix(run_id: str) -> str | None:
-    """The 6-hex tail of a run id (``harness.runner.new_run_id``), which names its
+    """The 6-hex tail of a run id (``harness.plan.new_run_id``), which names its
     compose projects ``bench-<suffix>-<config>-<hex>``; None if the id has none."""
     match = re.search(r"-([0-9a-f]{6})$", run_id)
     return match.group(1) if match else None

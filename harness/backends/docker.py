@@ -130,7 +130,7 @@ def project_name(run_id: str, config: ServerConfig) -> str:
     """``bench-<run suffix>-<config>-<random>``: unique per deployment, valid for compose.
 
     The run suffix is the random tail of the run id (``...-<6 hex>``, as
-    :func:`harness.runner.new_run_id` makes it; ``x`` for any other id), so a person can
+    :func:`harness.plan.new_run_id` makes it; ``x`` for any other id), so a person can
     tell which run a container belongs to; the random part keeps a redeployment (the
     next repeat, or after a crash) and parallel runs apart. The whole run id is on the
     container as the label :data:`RUN_LABEL`.

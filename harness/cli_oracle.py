@@ -2,7 +2,7 @@
 an independent load generator (wrk) and write ``oracle.csv`` beside its trials.
 
 Registered on the main typer app by :func:`register` (called from harness.cli). The
-work is :func:`harness.oracle.cross_check_run`; this module parses and renders. No wrk:
+work is :func:`harness.cross_check.cross_check_run`; this module parses and renders. No wrk:
 one line with the install hint, exit 2, before anything starts. Ctrl-C exits 130 and
 SIGTERM 143, after every server it started was stopped (``oracle.csv`` keeps the levels
 measured so far).
@@ -33,7 +33,7 @@ def cross_check_cmd(
     Each server config is re-deployed with the run's recorded settings (workers, CPU
     sets, scenario parameters) and verified; each closed-loop level is driven with wrk
     at the same concurrency, warm-up and window."""
-    from harness import oracle
+    from harness import cross_check, oracle
     from harness.results import load_run
     from harness.runner import Interrupted, _signals_as_interrupt
 
@@ -43,7 +43,7 @@ def cross_check_cmd(
     exit_code = 0
     try:
         with _signals_as_interrupt():
-            table = oracle.cross_check_run(run.path, names, pin_self=True, log=lambda line: err.print(
+            table = cross_check.cross_check_run(run.path, names, pin_self=True, log=lambda line: err.print(
                 line, highlight=False, markup=False, soft_wrap=True))
     except Interrupted as exc:
         exit_code = exc.exit_code

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from apps.work import expected
-from harness import analysis, latency, oracle, procs, stats, steady, streams
+from harness import analysis, cross_check, latency, procs, stats, steady, streams
 from harness.backends import Deployment, get_backend
 from harness.load import (
     KILL_AFTER_S,
@@ -422,7 +422,7 @@ class Runner:
         self._measure(trial, result, server)
         self._record(trial)
         if plan.cross_check:  # after recording it: a Ctrl-C during wrk loses no trial
-            oracle.cross_check_trial(trial, server, plan, run_dir=self.run_dir,
+            cross_check.cross_check_trial(trial, server, plan, run_dir=self.run_dir,
                                      meta=self.state.meta)
             self.state.save()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import oracle
+from harness import cross_check, oracle
 from harness.backends.local import LocalServer
 from harness.machine import default_cpu_sets
 from harness.results import TRIAL_COLUMNS
@@ -142,32 +142,32 @@ def test_wrk_argv_uses_the_trial_concurrency_and_loopback() -> None:
 
 
 def test_agreement_and_flag() -> None:
-    assert oracle.agreement(96.0, 100.0) == pytest.approx(0.96)
-    assert not oracle.disagrees(0.96) and oracle.disagrees(0.94) and oracle.disagrees(1.06)
-    assert oracle.agreement(10.0, 0.0) == math.inf and oracle.disagrees(math.inf)
-    assert math.isnan(oracle.agreement(0.0, 0.0)) and not oracle.disagrees(math.nan)
+    assert cross_check.agreement(96.0, 100.0) == pytest.approx(0.96)
+    assert not cross_check.disagrees(0.96) and cross_check.disagrees(0.94) and cross_check.disagrees(1.06)
+    assert cross_check.agreement(10.0, 0.0) == math.inf and cross_check.disagrees(math.inf)
+    assert math.isnan(cross_check.agreement(0.0, 0.0)) and not cross_check.disagrees(math.nan)
     result = oracle.parse_summary(
         {"requests": 800, "duration_us": 10_000_000, "bytes": 1,
          "errors": {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0},
          "latency_us": {"mean": 1, "max": 1, "p50": 1, "p90": 1, "p99": 2, "p99.9": 2}},
         version="wrk", argv=["wrk"])
     trial = {"throughput_rps": 64.0, "flags": "below-ceiling"}
-    oracle.fill_trial(trial, result)
+    cross_check.fill_trial(trial, result)
     assert trial["oracle_throughput_rps"] == 80.0 and trial["oracle_agreement"] == 0.8
-    assert trial["flags"] == f"below-ceiling;{oracle.DISAGREES_FLAG}"
+    assert trial["flags"] == f"below-ceiling;{cross_check.DISAGREES_FLAG}"
     close = {"throughput_rps": 79.0, "flags": ""}
-    oracle.fill_trial(close, result)
+    cross_check.fill_trial(close, result)
     assert close["flags"] == ""
 
 
 def test_what_is_not_cross_checked() -> None:
     ok = {"status": "ok", "load_mode": "closed-loop"}
-    assert oracle.not_checked_reason(ok, "http") == ""
-    assert oracle.not_checked_reason({**ok, "status": "invalid"}, "http") == ""
-    assert "stream scenario" in oracle.not_checked_reason(ok, "sse")
-    assert "stream scenario" in oracle.not_checked_reason(ok, "websocket")
-    assert "open-loop" in oracle.not_checked_reason({**ok, "load_mode": "open-loop"}, "http")
-    assert "failed" in oracle.not_checked_reason({**ok, "status": "failed"}, "http")
+    assert cross_check.not_checked_reason(ok, "http") == ""
+    assert cross_check.not_checked_reason({**ok, "status": "invalid"}, "http") == ""
+    assert "stream scenario" in cross_check.not_checked_reason(ok, "sse")
+    assert "stream scenario" in cross_check.not_checked_reason(ok, "websocket")
+    assert "open-loop" in cross_check.not_checked_reason({**ok, "load_mode": "open-loop"}, "http")
+    assert "failed" in cross_check.not_checked_reason({**ok, "status": "failed"}, "http")
 
 
 def test_agreement_table() -> None:
@@ -181,8 +181,8 @@ def test_agreement_table() -> None:
                            row("g-16", "gunicorn-sync", 16, 99.0, 100.0),
                            row("g-4", "gunicorn-sync", 4, 20.0, math.nan),
                            row("x-8", "uvicorn", 8, 1.0, math.nan)])
-    table = oracle.agreement_table(trials, {"g-4": "not cross-checked: open-loop trial"})
-    assert tuple(table.columns) == oracle.AGREEMENT_COLUMNS
+    table = cross_check.agreement_table(trials, {"g-4": "not cross-checked: open-loop trial"})
+    assert tuple(table.columns) == cross_check.AGREEMENT_COLUMNS
     # x-8 was never cross-checked (no figures, no reason): not in the table.
     assert list(zip(table["server"], table["users"], table["status"], strict=True)) == [
         ("gunicorn-sync", 4, "not-checked"), ("gunicorn-sync", 16, "agrees"),
@@ -193,7 +193,7 @@ def test_agreement_table() -> None:
     # A run without --cross-check (or from before the oracle columns): an empty table.
     old = pd.DataFrame([{"trial_id": "a", "server": "s", "users": 1, "throughput_rps": 1.0,
                          "latency_p50_ms": 1.0, "latency_p99_ms": 1.0}])
-    assert oracle.agreement_table(old).empty
+    assert cross_check.agreement_table(old).empty
 
 
 # ------------------------------------------------------------------------- through bench
@@ -223,11 +223,11 @@ def test_cross_check_fills_the_trial_columns(checked_run: Path) -> None:
     assert t["oracle_agreement"] == pytest.approx(t["throughput_rps"] / t["oracle_throughput_rps"])
     # Whether they agree is a fact about the machine (a busy load CPU slows locust, not
     # wrk); the flag must say so exactly when the ratio is beyond the tolerance.
-    flagged = oracle.DISAGREES_FLAG in str(t["flags"])
-    assert flagged == (abs(t["oracle_agreement"] - 1) > oracle.AGREEMENT_TOLERANCE)
+    flagged = cross_check.DISAGREES_FLAG in str(t["flags"])
+    assert flagged == (abs(t["oracle_agreement"] - 1) > cross_check.AGREEMENT_TOLERANCE)
     meta = json.loads((checked_run / "run.json").read_text())
     entry = meta["oracle"]["trials"][t["trial_id"]]
-    assert meta["oracle"]["tolerance"] == oracle.AGREEMENT_TOLERANCE
+    assert meta["oracle"]["tolerance"] == cross_check.AGREEMENT_TOLERANCE
     assert entry["argv"][entry["argv"].index("-c") + 1] == "4"
     assert entry["argv"][-1].startswith("http://127.0.0.1:")
     assert (checked_run / "oracle" / f"{t['trial_id']}.json").is_file()
@@ -239,14 +239,14 @@ def test_cross_check_of_a_stored_run_writes_oracle_csv(checked_run: Path) -> Non
     assert r.returncode == 0, r.stdout + r.stderr
     assert "agrees" in r.stdout or "disagrees" in r.stdout
     table = pd.read_csv(checked_run / "oracle.csv")
-    assert tuple(table.columns) == oracle.ORACLE_COLUMNS
+    assert tuple(table.columns) == cross_check.ORACLE_COLUMNS
     (row,) = table.to_dict("records")
     assert row["server"] == "uvicorn" and row["users"] == 4
     assert 60 <= row["oracle_throughput_rps"] <= 90
     assert row["oracle_status"] in ("agrees", "disagrees")
     assert row["oracle_errors"] == 0 and row["oracle_warmup_s"] == 1
     # The same pure table the report uses reads it too.
-    assert oracle.agreement_table(table)["status"].tolist() == [row["oracle_status"]]
+    assert cross_check.agreement_table(table)["status"].tolist() == [row["oracle_status"]]
 
 
 def test_cross_check_of_an_unknown_server_is_one_line(checked_run: Path) -> None:

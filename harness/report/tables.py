@@ -89,8 +89,8 @@ def _text(value: Any) -> str:
 
 def agreement_table(a: Analysis) -> Table | None:
     """bench vs wrk per cross-checked trial (``bench run --cross-check`` /
-    ``bench cross-check``: harness.oracle.agreement_table); None when nothing was checked."""
-    from harness import oracle
+    ``bench cross-check``: harness.cross_check.agreement_table); None when nothing was checked."""
+    from harness import cross_check
 
     rows_in = a.run.trials
     stored = a.run.path / "oracle.csv"  # `bench cross-check RUN` wrote it: it wins
@@ -99,7 +99,7 @@ def agreement_table(a: Analysis) -> Table | None:
             rows_in = pd.read_csv(stored)
         except (OSError, ValueError, pd.errors.ParserError):
             rows_in = a.run.trials
-    frame = oracle.agreement_table(rows_in, oracle.reasons_from_meta(a.run.meta))
+    frame = cross_check.agreement_table(rows_in, cross_check.reasons_from_meta(a.run.meta))
     if frame.empty or frame["wrk_throughput_rps"].isna().all():
         return None
     columns = [("server config", False), ("users", True), ("repeat", True),

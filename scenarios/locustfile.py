@@ -78,6 +78,8 @@ _lag: dict[int, list[float]] = {}
 _sends: dict[int, list[int]] = {}
 FLUSH_EVERY_S = 0.2
 CONTROL_EVERY_S = 0.05
+#: How long a master waits for its forked workers before starting a level (s).
+WORKERS_WAIT_S = 60.0
 #: The control entry being served (its ``seq``), and whether a level is active.
 _control: dict[str, Any] = {"seq": -1, "active": False}
 
@@ -172,6 +174,14 @@ def _start_level(environment: Any, level: dict[str, Any]) -> None:
         _meta.pop(key, None)
     _errors.clear()
     _control["active"] = True
+    if _meta.get("role") == "master":
+        # The harness may order the first level before every forked worker has
+        # connected; starting then would spread the users over fewer workers (or, with
+        # none yet, start nothing). Wait for all of them, bounded.
+        want = int(getattr(environment.parsed_options, "expect_workers", 1) or 1)
+        deadline = time.time() + WORKERS_WAIT_S
+        while runner.worker_count < want and time.time() < deadline:
+            gevent.sleep(0.05)
     if _meta.get("role") in ("local", "master"):
         users = int(level["users"])
         runner.start(users, spawn_rate=max(users * 10, 100))

@@ -430,29 +430,12 @@ class WindowStats:
         """:func:`harness.steady.evaluate` over the window (span = the window), from the
         streamed sums: same count, mean, slope (0 with fewer than 3 completions), drift
         = slope x span, drift limit, queue cycle and Little's law ratio."""
-        from harness.steady import DRIFT_BOUND, DRIFT_FLOOR_MS, LITTLES_LAW_TOLERANCE, Steadiness
+        from harness.steady import judge
 
-        span = self.window.seconds
-        n = self.requests
-        since = self.window.end - started_at
-        if not n or span <= 0:
-            return Steadiness(False, math.inf, math.nan, math.nan, math.nan, math.nan,
-                              since, n)
-        mean_ms = self.latency_mean_ms
-        rate = n / span
-        slope = self.trend_ms_per_s
-        slope = 0.0 if math.isnan(slope) else slope
-        drift = slope * span
-        limit = max(DRIFT_BOUND * mean_ms, DRIFT_FLOOR_MS)
-        if arrival_rate:
-            cycle = mean_ms / 1000.0
-            ratio = rate / arrival_rate
-        else:
-            cycle = users / rate
-            ratio = rate * (mean_ms / 1000.0) / users
-        steady = (since >= cycle and abs(drift) <= limit
-                  and abs(ratio - 1.0) <= LITTLES_LAW_TOLERANCE)
-        return Steadiness(steady, cycle, drift, limit, slope, ratio, since, n)
+        return judge(requests=self.requests, span_s=self.window.seconds,
+                     mean_ms=self.latency_mean_ms, slope_ms_per_s=self.trend_ms_per_s,
+                     since_start_s=self.window.end - started_at, users=users,
+                     arrival_rate=arrival_rate)
 
     def slice_histogram(self, sec: int) -> HdrHistogram:
         """The histogram of the completions in unix second ``sec`` (empty if none)."""

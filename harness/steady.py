@@ -105,16 +105,27 @@ def evaluate(ends: Sequence[float] | np.ndarray, latencies_ms: Sequence[float] |
     lat = np.asarray(latencies_ms, dtype=float)
     mask = (e >= span_start) & (e < span_end)
     e, lat = e[mask], lat[mask]
-    span = span_end - span_start
     n = len(e)
-    since = span_end - started_at
-    if not n or span <= 0:
-        return Steadiness(False, math.inf, math.nan, math.nan, math.nan, math.nan, since, n)
-    mean_ms = float(lat.mean())
-    rate = n / span
     slope = 0.0
     if n >= 3 and float(np.ptp(e)) > 0:
         slope = float(np.polyfit(e - span_start, lat, 1)[0])
+    return judge(requests=n, span_s=span_end - span_start,
+                 mean_ms=float(lat.mean()) if n else math.nan, slope_ms_per_s=slope,
+                 since_start_s=span_end - started_at, users=users, arrival_rate=arrival_rate)
+
+
+def judge(*, requests: int, span_s: float, mean_ms: float, slope_ms_per_s: float,
+          since_start_s: float, users: int, arrival_rate: float | None = None) -> Steadiness:
+    """The three rules on a span's figures (shared by :func:`evaluate`, which has the
+    completions, and ``harness.latency.WindowStats``, which has their streamed sums):
+    ``requests`` completed in ``span_s`` seconds, their mean latency (ms) and its
+    least-squares slope against completion time (ms/s; NaN counts as 0)."""
+    n, span = requests, span_s
+    if not n or span <= 0:
+        return Steadiness(False, math.inf, math.nan, math.nan, math.nan, math.nan,
+                          since_start_s, n)
+    rate = n / span
+    slope = 0.0 if math.isnan(slope_ms_per_s) else slope_ms_per_s
     drift = slope * span
     limit = max(DRIFT_BOUND * mean_ms, DRIFT_FLOOR_MS)
     if arrival_rate:
@@ -123,9 +134,9 @@ def evaluate(ends: Sequence[float] | np.ndarray, latencies_ms: Sequence[float] |
     else:
         cycle = users / rate
         ratio = rate * (mean_ms / 1000.0) / users
-    steady = (since >= cycle and abs(drift) <= limit
+    steady = (since_start_s >= cycle and abs(drift) <= limit
               and abs(ratio - 1.0) <= LITTLES_LAW_TOLERANCE)
-    return Steadiness(steady, cycle, drift, limit, slope, ratio, since, n)
+    return Steadiness(steady, cycle, drift, limit, slope, ratio, since_start_s, n)
 
 
 @dataclass

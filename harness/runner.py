@@ -521,7 +521,9 @@ class Runner:
             locust_warned=bool(meta.get("cpu_warning")))
         limited = analysis.generator_limited(
             trial, load_processes=plan.load_processes, load_cpus=len(plan.load_cpus),
-            server_cpus=len(plan.server_cpus)) if not saturated else ""
+            server_cpus=len(plan.server_cpus),
+            server_concurrency=server.config.concurrency_capacity(plan.workers)
+        ) if not saturated else ""
         behind = analysis.generator_behind(trial) if not closed else ""
         # One cause per trial: a generator that set the pace also bends Little's law
         # and the trend, so it is named first and "not-steady" only when it did not.

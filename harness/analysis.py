@@ -248,7 +248,7 @@ def cost_metrics(trial: dict[str, Any], window_s: float) -> dict[str, float]:
 #: Closed loop: users outside a request for more than this share of their time because
 #: the generator had not sent the next one yet, while the server had room for them:
 #: the generator set the pace.
-MAX_LAG_SHARE = 0.02
+MAX_LAG_SHARE = 0.03
 #: A busiest-process CPU peak (10 Hz readings) at or above this, % of one core, ...
 GENERATOR_PEAK_PERCENT = 95.0
 #: ... together with a lag share above this, is generator-limited too (as is Little's
@@ -276,10 +276,12 @@ def generator_limited(trial: dict[str, Any], *, load_processes: int, load_cpus: 
     the steady-state tolerance with a lag share above :data:`PEAK_LAG_SHARE`.
 
     Thresholds, measured here (2 cores, quiet): every level of the default io-heavy run
-    keeps its lag share under 0.6%; uvicorn at 512 users / 100 ms, where one locust
-    process reached 4,369 req/s against wrk's 4,949 on the same server, had 4.9% (the
-    rest of that shortfall is latency the busy generator adds to every response, which
-    the lag cannot see); a lag share of 2% already costs 2% of the throughput directly.
+    keeps its lag share at or under 1.2% (the most: hypercorn at 100 users, whose
+    responses arrive in batches that the client then works through, with locust at 22%
+    of a core); uvicorn at 512 users / 100 ms, where one locust process reached 4,130 to
+    4,369 req/s against wrk's 4,950 on the same server, had 4.9% to 6.7% (the rest of
+    that shortfall is latency the busy generator adds to every response, which the lag
+    cannot see). 3% sits between the two with a factor of 1.6 either side.
     Returns ``"generator-limited: ..."`` with the figures and what would fix it, or "".
     """
     if trial.get("load_mode") != "closed-loop":

@@ -299,7 +299,7 @@ def _method(meta: Mapping[str, Any], a: Analysis) -> list[str]:
          "figures describe the generator, not the server. The generator also measures "
          "itself: the time each user waited between a response and its next request "
          "(pure generator overhead with no think time); a trial whose users waited on it "
-         "more than 2 % of their time while the server had room for them is invalid "
+         "more than 3 % of their time while the server had room for them is invalid "
          "(generator-limited), as is an open-loop "
          "trial that sent more than 1 % of its requests late (generator-behind)."),
     ]

@@ -316,14 +316,15 @@ class LoadSession:
         except BaseException:
             self.close()
             raise
+        # Taken before a close (which drops the sampler): a failed level keeps them too.
+        samples = list(self.sampler.samples[first_sample:]) if self.sampler else []
         exit_code = None
         if died or timed_out or aborted:
             exit_code = self.close()
-        samples = self.sampler.samples[first_sample:] if self.sampler else []
         meta = merge_meta(records_dir)
         window.finish(meta)
         return LoadResult(records_dir, meta, exit_code, timed_out, aborted, self.log_path,
-                          list(samples), window_start_unix_s=window.start,
+                          samples, window_start_unix_s=window.start,
                           window_end_unix_s=window.end,
                           warmup_used_s=window.start - window.spawned,
                           warmup_mode=window.mode, steadiness=window.last)

@@ -234,6 +234,8 @@ def run(
         backend=backend, load_processes=load_processes, arrival_rates=rates,
         cross_check=cross_check, keep_requests=keep_requests,
     )
+    if not (math.isfinite(wait_cpus) and wait_cpus >= 0):
+        raise UserError(f"--wait-cpus {wait_cpus}: must be a number of seconds >= 0")
     users_from = "--users" if users is not None else f"scenario {sc.name} [load].users"
     passed = limits.check(plan, users_from=users_from, exceed=exceed_limits)
     # Nothing is created before every check has passed.
@@ -260,16 +262,15 @@ def run(
     if dry_run:
         _print_plan(plan)
         return
+    # One lock per CPU, held until this process exits (the kernel drops it even on kill -9);
+    # a run refused here has created nothing.
+    cpu_locks = cpulock.acquire([*s_cpus, *l_cpus], wait_s=wait_cpus, command=plan.command)
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--results-dir {results_dir}: cannot write there ({exc.strerror})") from None
     # The harness's own threads (samplers, progress) must not steal the server's cores.
     os.sched_setaffinity(0, l_cpus)
-    if not (math.isfinite(wait_cpus) and wait_cpus >= 0):
-        raise UserError(f"--wait-cpus {wait_cpus}: must be a number of seconds >= 0")
-    # One lock per CPU, held until this process exits (the kernel drops it even on kill -9).
-    cpu_locks = cpulock.acquire([*s_cpus, *l_cpus], wait_s=wait_cpus, command=plan.command)
     runner = Runner(plan)
     cpu_locks.note(run_id=runner.run_id, run_dir=str(runner.run_dir), command=plan.command)
     runner.state.meta["cpu_locks"] = {"folder": str(cpu_locks.folder), "cpus": cpu_locks.cpus,

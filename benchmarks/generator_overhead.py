@@ -6,7 +6,7 @@ closed-loop users on ONE load core (CPU 1) with:
 
 * ``plain``: locust's ``FastHttpUser``, one task ``GET``, ``wait_time = constant(0)``, no
   listeners (a locustfile written to a temp folder);
-* ``bench``: ``scenarios/locustfile.py`` ``BenchUser`` with the harness's own command
+* ``bench``: ``harness/loadgen/locustfile.py`` ``BenchUser`` with the harness's own command
   line (``harness.load.locust_argv``) and spec: byte-exact check through
   ``catch_response``, one CSV line per request flushed every 0.2 s (``live``, as with
   the default steady-state warm-up), scheduling lag;
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import psutil
 
-from apps.work import expected
+from harness.apps.work import expected
 from harness.load import LoadSpec, locust_argv
 from harness.procs import child_env, free_port, poll_until, running, wait_ready
 from harness.servers import SERVERS
@@ -79,7 +79,7 @@ def throughput(history: Path, warmup_s: float) -> float:
 
 def records_throughput(records_dir: Path, warmup_s: float) -> float:
     """Completed req/s after the warm-up, from bench's own per-request records (bench's
-    load process drops locust's request statistics: scenarios/locustfile.py)."""
+    load process drops locust's request statistics: harness/loadgen/locustfile.py)."""
     ends: list[float] = []
     for f in records_dir.glob("*.csv"):
         for line in f.read_text().splitlines():

@@ -1,7 +1,7 @@
 """What analysing one long trial costs the harness: peak RSS and wall time of today's
 per-request DataFrame path against the streamed HDR-histogram path.
 
-Writes a synthetic record stream in the real format (scenarios/locustfile.py:
+Writes a synthetic record stream in the real format (harness/loadgen/locustfile.py:
 ``start_unix_s,latency_ms,ok,status,bytes,name``, 6 and 4 decimals) for a trial of
 ``--seconds`` at ``--rate`` req/s (default 10 minutes at 5,000 req/s: 3,000,000 rows)
 across ``--files`` ``<pid>.csv`` files, plus a 2 s warm-up before the window, then, in

@@ -184,7 +184,7 @@ def generator_lag(slices: dict[str, Any], window: Window, *, users: int) -> dict
     """The closed-loop generator's scheduling lag over the window.
 
     ``slices`` maps a unix second to ``[requests sent, lag sum ms, lag max ms]``
-    (scenarios/locustfile.py: the time from a user's previous response being handled to
+    (harness/loadgen/locustfile.py: the time from a user's previous response being handled to
     its next request being sent; with no think time, pure generator overhead). Seconds
     that overlap the window count in proportion to the overlap. Returns
     ``generator_lag_ms_mean`` (per request), ``generator_lag_ms_max``, and
@@ -209,7 +209,7 @@ def open_loop_sends(slices: dict[str, Any], window: Window) -> dict[str, float]:
     it count in proportion to the overlap).
 
     ``slices`` maps the unix second a request was due to ``[due, late, capped,
-    unsent]`` (scenarios/locustfile.py): *late* is sent more than one arrival interval
+    unsent]`` (harness/loadgen/locustfile.py): *late* is sent more than one arrival interval
     after it was due while a connection was free (the generator fell behind); *capped*
     is due while every allowed connection was busy (here it waits, timed from due);
     *unsent* was due before the test stopped and never sent (k6's "dropped

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness import PROJECT_ROOT, cpulock, scenarios, servers
+from harness import cpulock, scenarios, servers
 from harness.errors import UserError
 from harness.scenarios import check_levels, rate_unit
 
@@ -37,8 +37,8 @@ if not out.is_terminal:  # logs and CI: wide enough for the summary table on one
     out.width = 170
 err = Console(stderr=True, emoji=False)
 
-RESULTS_DIR = PROJECT_ROOT / "results"
-REPORTS_DIR = PROJECT_ROOT / "reports"
+RESULTS_DIR = Path("results")  # of the current directory
+REPORTS_DIR = Path("reports")  # of the current directory
 
 
 def _positive_ints(text: str, option: str) -> tuple[int, ...]:
@@ -230,7 +230,7 @@ def run(
         duration_s=duration if duration is not None else sc.duration_s,
         repeats=repeats or sc.repeats, workers=workers or len(s_cpus),
         server_cpus=s_cpus, load_cpus=l_cpus,
-        results_dir=results_dir, command=["bench", *sys.argv[1:]],
+        results_dir=results_dir.absolute(), command=["bench", *sys.argv[1:]],
         backend=backend, load_processes=load_processes, arrival_rates=rates,
         cross_check=cross_check, keep_requests=keep_requests,
     )

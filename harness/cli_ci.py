@@ -19,7 +19,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness import PROJECT_ROOT
 from harness.compare_defaults import DEFAULT_ALPHA, DEFAULT_METRICS
 from harness.errors import UserError
 
@@ -28,8 +27,8 @@ if not out.is_terminal:  # CI logs: one table row per line
     out.width = 170
 err = Console(stderr=True, emoji=False)
 
-RESULTS_DIR = PROJECT_ROOT / "results"
-REPORTS_DIR = PROJECT_ROOT / "reports"
+RESULTS_DIR = Path("results")  # of the current directory
+REPORTS_DIR = Path("reports")  # of the current directory
 
 DEFAULT_METRICS_TEXT = ",".join(DEFAULT_METRICS)
 

@@ -20,7 +20,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from harness import PROJECT_ROOT
 from harness.errors import UserError
 
 
@@ -50,7 +49,7 @@ def dead_runs(results_dir: Path) -> list[Path]:
 
 
 def clean_cmd(
-    results_dir: Annotated[Path, typer.Argument(help="Folder of run folders (default: results/), or one run folder.")] = PROJECT_ROOT / "results",
+    results_dir: Annotated[Path, typer.Argument(help="Folder of run folders (default: results/), or one run folder.")] = Path("results"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be stopped; touch nothing.")] = False,
 ) -> None:
     """Stop the process groups and containers of runs whose bench process died, by their recorded ids and labels only, and mark those runs crashed."""

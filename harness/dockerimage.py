@@ -1,6 +1,6 @@
 """The server image: base image, host-side wheelhouse and the app image, built offline.
 
-``bench docker build`` (:func:`build`) makes ``bench-apps:<key>`` from ``apps/Dockerfile``:
+``bench docker build`` (:func:`build`) makes ``bench-apps:<key>`` from ``harness/apps/Dockerfile``:
 
 1. **Base image.** ``python:3.11-slim`` if the engine already has it; otherwise one the
    project makes itself: a Debian bookworm rootfs from ``debootstrap --variant=minbase
@@ -40,14 +40,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import PROJECT_ROOT
+from harness import PACKAGE_DIR
 from harness.errors import UserError
 
 if TYPE_CHECKING:
     import docker
 
-DOCKERFILE = PROJECT_ROOT / "apps" / "Dockerfile"
-APPS_DIR = PROJECT_ROOT / "apps"
+DOCKERFILE = PACKAGE_DIR / "apps" / "Dockerfile"
+APPS_DIR = PACKAGE_DIR / "apps"
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 IMAGE_REPO = "bench-apps"
 BASE_REPO = "bench-base"
@@ -423,7 +423,8 @@ def image_key(base_id: str) -> str:
     parts = [("recipe", str(RECIPE_VERSION).encode()), ("dockerfile", DOCKERFILE.read_bytes()),
              ("requirements", reqs.encode()), ("constraints", constraints.encode()),
              ("target", json.dumps(wheel_target_args()).encode()), ("base", base_id.encode())]
-    parts += [(f"apps/{p.name}", p.read_bytes()) for p in _app_sources()]
+    parts += [("harness/__init__.py", (PACKAGE_DIR / "__init__.py").read_bytes())]
+    parts += [(f"harness/apps/{p.name}", p.read_bytes()) for p in _app_sources()]
     return _digest(parts)
 
 
@@ -509,12 +510,15 @@ def find_image(client: docker.DockerClient, *, base: str = "auto", mirror: str |
 
 
 def _stage_context(cache: Path, wheelhouse: Path, key: str) -> Path:
-    """The build context: the Dockerfile, ``apps/*.py`` and the wheelhouse, nothing else."""
+    """The build context: the Dockerfile, ``harness/apps/*.py`` and the wheelhouse, nothing else."""
     ctx = Path(tempfile.mkdtemp(dir=cache, prefix=f".context-{key[:8]}-"))
     shutil.copy2(DOCKERFILE, ctx / "Dockerfile")
-    (ctx / "apps").mkdir()
+    # The apps import as harness.apps (the registry's argv): the package's __init__
+    # (no imports beyond pathlib) and the apps, nothing else of the harness.
+    (ctx / "harness" / "apps").mkdir(parents=True)
+    shutil.copy2(PACKAGE_DIR / "__init__.py", ctx / "harness" / "__init__.py")
     for src in _app_sources():
-        shutil.copy2(src, ctx / "apps" / src.name)
+        shutil.copy2(src, ctx / "harness" / "apps" / src.name)
     shutil.copytree(wheelhouse, ctx / "wheelhouse")
     return ctx
 

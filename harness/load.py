@@ -8,7 +8,7 @@ is over the driver stops locust (SIGTERM: locust's own shutdown writes its files
 so a level costs its warm-up plus its window, not a fixed run time.
 
 locust is never imported here (it monkey-patches the process with gevent); it is
-run as ``python -m locust`` with ``scenarios/locustfile.py``. It hands back files,
+run as ``python -m locust`` with ``harness/loadgen/locustfile.py``. It hands back files,
 not text to scrape: per-request records, a meta JSON from our listener, and
 locust's own ``--json-file`` (kept for cross-checking; ``--json`` is not passed
 with it, since that combination empties the file in locust 2.47).
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from harness import PROJECT_ROOT
+from harness import PACKAGE_DIR
 from harness.procs import child_env, empty_config, free_port, poll_until, spawn, stop_group, tail
 from harness.sampler import Sample, TreeSampler
 from harness.steady import CHECK_EVERY_S, Detector, RecordTail, Steadiness
 
-LOCUSTFILE = PROJECT_ROOT / "scenarios" / "locustfile.py"
+LOCUSTFILE = PACKAGE_DIR / "loadgen" / "locustfile.py"
 #: The name of the empty config file locust is given (procs.empty_config).
 LOCUST_CONFIG = "locust.conf"
 #: Extra seconds given to locust past warm-up + measurement: spawning, then the
@@ -70,7 +70,7 @@ class LoadSpec:
     expected_status: int
     expected_body: bytes
     name: str
-    #: The locust User class in scenarios/locustfile.py (or a module it imports).
+    #: The locust User class in harness/loadgen/locustfile.py (or a module it imports).
     user_class: str = "BenchUser"
     #: Extra settings for the user class, passed through the spec JSON.
     options: dict[str, Any] = field(default_factory=dict)
@@ -196,7 +196,7 @@ def _level_entry(spec: LoadSpec, records_dir: Path) -> dict[str, Any]:
 
 class LoadSession:
     """One locust process (or master + workers) that serves every level of one
-    deployment, pinned to the load CPUs (see scenarios/locustfile.py, "Levels").
+    deployment, pinned to the load CPUs (see harness/loadgen/locustfile.py, "Levels").
 
     Starting locust costs about a second of the load CPU (importing gevent and
     locust); a session pays it once per deployment. ``base`` gives what every level

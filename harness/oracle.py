@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
     from harness.backends import Deployment
 
-#: wrk's ``--timeout``, s: locust's network timeout for HTTP users (scenarios/locustfile.py).
+#: wrk's ``--timeout``, s: locust's network timeout for HTTP users (harness/loadgen/locustfile.py).
 WRK_TIMEOUT_S = 30
 #: wrk is killed (its whole process group) if it is still running this long after its
 #: ``-d`` duration; normally it stops within 0.1 s of it.

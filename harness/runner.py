@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from apps.work import expected
 from harness import analysis, cross_check, latency, procs, stats, steady, streams
+from harness.apps.work import expected
 from harness.backends import Deployment, get_backend
 from harness.load import (
     KILL_AFTER_S,
@@ -60,7 +60,7 @@ from harness.verify import verify
 IDLE_DEADLINE_S = 10.0
 #: In the run folder: the process groups the run has running (harness.procs.record_groups).
 GROUPS_FILE = "groups.json"
-#: The locust user class (scenarios/locustfile.py, scenarios/streams.py) per protocol.
+#: The locust user class (harness/loadgen/locustfile.py, harness/loadgen/streams.py) per protocol.
 USER_CLASSES = {"http": "BenchUser", "sse": "SSEUser", "websocket": "WebSocketUser"}
 #: The records whose latency is a stream scenario's headline latency (latency_*_ms,
 #: throughput_rps, error_rate, SLO): time to first event for SSE, since it includes

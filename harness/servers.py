@@ -13,7 +13,7 @@ differ between servers' defaults are pinned here, identically for all:
 * no config file read from the working directory: gunicorn reads ``./gunicorn.conf.py``
   unless given ``--config``, so :meth:`ServerConfig.argv` names an (empty) file of the
   harness's when given one (the local backend does; a container's working directory
-  holds only ``apps/``). uvicorn, hypercorn and granian read no config file unasked.
+  holds only ``harness/apps/``). uvicorn, hypercorn and granian read no config file unasked.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ GEVENT_WORKER_CONNECTIONS = 1000
 #: (harness.procs.empty_config); a ``.py`` name, or gunicorn warns about it.
 GUNICORN_CONFIG = "gunicorn.conf.py"
 
-WSGI_APP = "apps.wsgi:app"
-ASGI_APP = "apps.asgi:app"
+WSGI_APP = "harness.apps.wsgi:app"
+ASGI_APP = "harness.apps.asgi:app"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Stream figures (SSE and WebSocket) from per-request records: pure functions of data.
 
-The records are those the locust users of ``scenarios/streams.py`` write (columns
+The records are those the locust users of ``harness/loadgen/streams.py`` write (columns
 ``harness.results.REQUEST_COLUMNS``), one row per thing timed, told apart by
 ``name``: ``connect``, ``ttfe``, ``event``, ``stream`` (SSE), ``connect``, ``rtt``,
 ``session``, ``handshake`` (WebSocket). A row *ends* at ``start_unix_s + latency_ms / 1000``;

@@ -6,7 +6,7 @@ stack that answers differently is ``failed`` with the difference, never measured
 
 from __future__ import annotations
 
-from apps.work import expected, mask_timestamps
+from harness.apps.work import expected, mask_timestamps
 from harness.procs import http_get
 
 
@@ -14,7 +14,7 @@ def verify(port: int, request_path: str) -> str:
     """Compare the server's answer to ``request_path`` with the reference; "" if identical.
 
     SSE events carry the server's send time: those digits are zeroed before comparing
-    (apps.work.mask_timestamps), everything else must match byte for byte.
+    (harness.apps.work.mask_timestamps), everything else must match byte for byte.
     """
     want_status, want_type, want_body = expected(request_path)
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.work import PARAM_BOUNDS, cpu_work, expected, mask_timestamps, route
+from harness.apps.work import PARAM_BOUNDS, cpu_work, expected, mask_timestamps, route
 from harness.procs import http_get
 from tests.conftest import serve
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apps.work import expected
 from harness import latency
 from harness.analysis import PERCENTILES, Window, read_records, request_metrics
+from harness.apps.work import expected
 from harness.load import LoadSpec, run_level
 from harness.steady import evaluate
 from tests.conftest import serve

@@ -56,9 +56,9 @@ def _meta(run_id: str, **scenario: Any) -> dict[str, Any]:
         },
         "servers": [
             {"name": "gunicorn-sync", "interface": "wsgi", "workers": 2, "threads": 1,
-             "worker_connections": None, "argv": ["gunicorn", "-w", "2", "apps.wsgi:app"]},
+             "worker_connections": None, "argv": ["gunicorn", "-w", "2", "harness.apps.wsgi:app"]},
             {"name": "uvicorn", "interface": "asgi", "workers": 1, "threads": None,
-             "worker_connections": None, "argv": ["uvicorn", "apps.asgi:app"]},
+             "worker_connections": None, "argv": ["uvicorn", "harness.apps.asgi:app"]},
         ],
         "cpus": {"server": [0, 1], "load": [2, 3]},
         "machine": {"cpu_model": "Test CPU", "logical_cpus": 4, "memory_gib": 8.0,

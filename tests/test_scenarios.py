@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UserError
-from harness.scenarios import available, load, parse
+from harness.scenarios import SCENARIOS_DIR, available, load, parse
 
-GOOD = Path(__file__).resolve().parent.parent / "scenarios" / "io-heavy.toml"
+GOOD = SCENARIOS_DIR / "io-heavy.toml"
 
 
 @pytest.mark.parametrize("name", available())

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import websocket
 
-from apps.work import (
+from harness.apps.work import (
     MAX_STREAM_MS,
     expected,
     mask_timestamps,

@@ -1,4 +1,4 @@
-"""The SSE user's HTTP/1.1 framing (``scenarios/streams.py``: ``get_request``, ``read_head``,
+"""The SSE user's HTTP/1.1 framing (``harness/loadgen/streams.py``: ``get_request``, ``read_head``,
 ``read_body``, by ``h11``) fed responses split at awkward byte boundaries.
 
 ``scenarios.streams`` imports locust, which monkey-patches the process with gevent at
@@ -24,15 +24,15 @@ from typing import Any
 
 import pytest
 
-from apps.work import sse_event
 from harness import PROJECT_ROOT
+from harness.apps.work import sse_event
 from harness.load import LoadSpec, run_level
 from harness.results import read_records
 
 #: Reads JSON cases on stdin ({"path", "pieces": [base64]}), writes JSON results.
 DRIVER = r"""
 import base64, json, sys
-from scenarios.streams import get_request, read_body, read_head
+from harness.loadgen.streams import get_request, read_body, read_head
 
 out = []
 for case in json.load(sys.stdin):

@@ -44,7 +44,7 @@ import docker
 import docker.errors
 import psutil
 
-from harness import PROJECT_ROOT, dockerimage, procs
+from harness import PACKAGE_DIR, PROJECT_ROOT, dockerimage, procs
 from harness.errors import UserError
 from harness.procs import ProcessError, client_connections, poll_until
 from harness.results import SAMPLE_COLUMNS
@@ -57,10 +57,10 @@ if TYPE_CHECKING:
 #: What talking to the engine can raise (requests' errors are OSErrors).
 ENGINE_ERRORS = (docker.errors.DockerException, OSError)
 
-COMPOSE_FILE = PROJECT_ROOT / "compose.yaml"
+COMPOSE_FILE = PACKAGE_DIR / "backends" / "compose.yaml"
 #: The port the server listens on inside the container (compose.yaml publishes it).
 CONTAINER_PORT = 8000
-#: Inside the image, ``python`` is the venv's interpreter (PATH in apps/Dockerfile).
+#: Inside the image, ``python`` is the venv's interpreter (PATH in harness/apps/Dockerfile).
 CONTAINER_PYTHON = "python"
 DEFAULT_MEM_LIMIT = "1g"
 READY_DEADLINE_S = 60.0

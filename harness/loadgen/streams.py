@@ -50,13 +50,13 @@ import h11
 import websocket  # websocket-client: blocking, so it runs on gevent's patched sockets
 from locust import User, constant, events, task
 
-from apps.work import SSE_DEFAULTS, parse_sse_data, parse_ws_echo
+from harness.apps.work import SSE_DEFAULTS, parse_sse_data, parse_ws_echo
 
 _spec: dict[str, Any] = {}
 #: Set when locust starts stopping the test: loops end, waits return at once.
 _stopping = gevent.event.Event()
 
-#: Client-side option defaults and bounds (the app's own live in apps.work.PARAM_BOUNDS).
+#: Client-side option defaults and bounds (the app's own live in harness.apps.work.PARAM_BOUNDS).
 OPTIONS: dict[str, tuple[float, float, float]] = {  # name: (default, min, max)
     "messages": (10, 0, 10_000),
     "message_bytes": (64, 1, 65_536),

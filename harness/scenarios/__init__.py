@@ -1,4 +1,4 @@
-"""Scenario files (``scenarios/*.toml``): parse, validate, and apply ``--param`` overrides.
+"""Scenario files (``harness/scenarios/*.toml``, beside this module): parse, validate, and apply ``--param`` overrides.
 
 A scenario is data: the request, its parameters with types and bounds, the load
 levels, durations, the SLO and the validity thresholds. Loading is strict: unknown
@@ -18,7 +18,6 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from harness import PROJECT_ROOT
 from harness.errors import UserError
 
 Protocol = Literal["http", "sse", "websocket"]
@@ -35,7 +34,8 @@ def rate_unit(protocol: str) -> str:
 
 ParamType = Literal["int", "float"]
 
-SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
+#: The scenarios that ship with bench: the TOML files beside this module.
+SCENARIOS_DIR = Path(__file__).resolve().parent
 
 #: Most load levels one run may sweep (a scenario's ``[load].users``, ``--users``,
 #: ``--arrival-rate``). A hard bound: each level is one trial per config and repeat,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from apps.work import SSE_HEADERS, Stream, route
+from harness.apps.work import SSE_HEADERS, Stream, route
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 _SSE_HEADERS = [(k.decode(), v.decode()) for k, v in SSE_HEADERS]

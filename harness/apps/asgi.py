@@ -6,7 +6,7 @@ handler does in production; offloading it would be a different workload.
 ``/sse`` sends each event as one ``http.response.body`` message with ``more_body``
 and stops early when the client disconnects (the WSGI app stops at its first
 failed write). ``/ws`` is a WebSocket echo: each message comes back, same frame
-type, prefixed with the server's receive time (:func:`apps.work.ws_echo`).
+type, prefixed with the server's receive time (:func:`harness.apps.work.ws_echo`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from apps.work import SSE_HEADERS, Stream, route, ws_echo
+from harness.apps.work import SSE_HEADERS, Stream, route, ws_echo
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness import cpulock, scenarios, servers
+from harness import cpulock, scenarios, servers, stacks
 from harness.errors import UserError
 from harness.scenarios import check_levels, rate_unit
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark Python WSGI and ASGI servers on equivalent workloads.")
-list_app = typer.Typer(no_args_is_help=True, help="List scenarios or server configs.")
+list_app = typer.Typer(no_args_is_help=True, help="List scenarios, server configs or apps.")
 app.add_typer(list_app, name="list")
 
 # emoji=False: a `:name:` in user text (a path, a reason) stays as typed.
@@ -160,6 +160,7 @@ class RichReporter:
 def run(
     scenario: Annotated[str, typer.Option(help="Scenario name (see `bench list scenarios`).")],
     servers_opt: Annotated[str | None, typer.Option("--servers", help="Comma-separated server configs; default: every config serving the scenario's protocol.")] = None,
+    apps_opt: Annotated[str | None, typer.Option("--apps", help="Comma-separated apps (see `bench list apps`), or all; default: raw. Each runs under every chosen server of its interface.")] = None,
     users: Annotated[str | None, typer.Option(help="Load levels: concurrent users, e.g. 10,50,200.")] = None,
     duration: Annotated[float | None, typer.Option(help="Measurement window per level, s.")] = None,
     warmup: Annotated[float | None, typer.Option(help="Fixed warm-up before each window, s (excluded); default: until steady state (http scenarios).")] = None,
@@ -196,6 +197,13 @@ def run(
     get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
     sc = scenarios.load(scenario).with_params(_params(param or []))
     chosen = servers.select(servers_opt.split(",") if servers_opt else None, sc.protocol)
+    apps = stacks.select_apps(apps_opt)
+    run_stacks = stacks.pairs(chosen, apps, servers_named=servers_opt is not None,
+                              apps_named=apps_opt is not None and apps_opt.strip() != "all")
+    if backend != "local" and any(not a.is_raw for a in apps):
+        raise UserError(f"--backend {backend} serves the raw apps only; run --apps "
+                        f"{','.join(a.name for a in apps if not a.is_raw)} with --backend local")
+    chosen = list(dict.fromkeys(st.server for st in run_stacks))
     levels = _positive_ints(users, "--users") if users is not None else sc.users
     rates = _positive_floats(arrival_rate, "--arrival-rate") if arrival_rate is not None else ()
     if rates and users is None:
@@ -232,7 +240,7 @@ def run(
         server_cpus=s_cpus, load_cpus=l_cpus,
         results_dir=results_dir.absolute(), command=["bench", *sys.argv[1:]],
         backend=backend, load_processes=load_processes, arrival_rates=rates,
-        cross_check=cross_check, keep_requests=keep_requests,
+        cross_check=cross_check, keep_requests=keep_requests, stacks=tuple(run_stacks),
     )
     if not (math.isfinite(wait_cpus) and wait_cpus >= 0):
         raise UserError(f"--wait-cpus {wait_cpus}: must be a number of seconds >= 0")
@@ -254,8 +262,10 @@ def run(
         err.print(f"[bold yellow]warning:[/] {load_processes} locust processes on "
                   f"{len(l_cpus)} load CPU(s): they share cores; saturation is judged on the "
                   "load CPUs together", soft_wrap=True)
+    apps_text = ("" if [a.name for a in apps] == [stacks.RAW]
+                 else f" ({len(run_stacks)} stacks of {len(apps)} apps)")
     out.print(f"[bold]{escape(sc.name)}[/] {escape(sc.request_path)} · {len(chosen)} server "
-              f"configs × {len(plan.levels)} levels × {plan.repeats} repeats · "
+              f"configs{escape(apps_text)} × {len(plan.levels)} levels × {plan.repeats} repeats · "
               f"{'open loop' if rates else 'closed loop'} · workers={plan.workers} · "
               f"server CPUs {format_cpus(s_cpus)}, load CPUs {format_cpus(l_cpus)} · "
               f"about {plan.estimated_seconds() / 60:.1f} min", soft_wrap=True)
@@ -314,10 +324,13 @@ def _print_plan(plan: Any) -> None:
     cap = f" (users cap {max(plan.users)})" if plan.arrival_rates else ""
     warm = (f"warm-up until steady state (at most {plan.max_warmup_s:g} s)" if plan.steady
             else f"warm-up {plan.warmup_s:g} s")
-    lines = [
-        f"servers:  {', '.join(c.name for c in plan.servers)}",
+    lines = [f"servers:  {', '.join(c.name for c in plan.servers)}"]
+    if any(not st.app.is_raw for st in plan.stacks):
+        lines.append(f"stacks:   {len(plan.stacks)}: " + ", ".join(
+            st.name + (" (unsupported)" if plan.unsupported(st) else "") for st in plan.stacks))
+    lines += [
         f"levels:   {levels}{cap}",
-        (f"trials:   {plan.trial_count} ({len(plan.servers)} configs × {len(plan.levels)} "
+        (f"trials:   {plan.trial_count} ({len(plan.stacks)} stacks × {len(plan.levels)} "
          f"levels × {plan.repeats} repeats), {warm} + window {plan.duration_s:g} s each"),
         f"backend:  {plan.backend}, {plan.load_processes} locust process(es)",
         f"results:  {plan.results_dir}",
@@ -362,14 +375,16 @@ def _summary(run_dir: Path) -> None:
     data = load_run(run_dir)
     table = Table(title=escape(f"{data.meta['scenario']['name']} · {data.meta['run_id']}"))
     unit = rate_unit(str(data.meta["scenario"].get("protocol") or "http"))
-    for col in ("server", "interface", "users", "status", unit, "p50 ms", "p99 ms",
-                "CPU %", "PSS MiB", "gen CPU %", "reason"):
+    several = set(data.trials["app"]) - {stacks.RAW}
+    for col in ("server", *(("app",) if several else ()), "interface", "users", "status", unit,
+                "p50 ms", "p99 ms", "CPU %", "PSS MiB", "gen CPU %", "reason"):
         table.add_column(col, overflow="fold")
     def f(v: Any, fmt: str) -> str:
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
-    for _, t in data.trials.sort_values(["users", "interface", "server"]).iterrows():
+    for _, t in data.trials.sort_values(["users", "interface", "server", "app"]).iterrows():
         table.add_row(*(escape(str(v)) for v in (
-                      t["server"], t["interface"], t["users"], t["status"],
+                      t["server"], *((t["app"],) if several else ()), t["interface"],
+                      t["users"], t["status"],
                       f(t["throughput_rps"], ".1f"), f(t["latency_p50_ms"], ".2f"),
                       f(t["latency_p99_ms"], ".2f"), f(t["cpu_percent_mean"], ".0f"),
                       f(t["pss_mib_peak"], ".1f"), f(t["generator_cpu_percent"], ".0f"),
@@ -424,6 +439,26 @@ def list_servers() -> None:
         table.add_row(c.name, c.interface, ",".join(sorted(c.protocols)),
                       str(c.threads or c.worker_connections or ""),
                       " ".join(c.template).replace("{python}", "python"))
+    out.print(table)
+
+
+@list_app.command("apps")
+def list_apps() -> None:
+    """Apps: the raw callables and each framework flavour, with the framework's installed
+    version, the interfaces it is served through and the scenarios it can serve."""
+    loaded = [scenarios.load(name) for name in scenarios.available()]
+    paths = {sc.name: sc.path for sc in loaded}
+    websocket = {sc.name for sc in loaded if sc.protocol == "websocket"}
+    table = Table()
+    for col in ("app", "framework", "version", "interfaces", "workloads", "notes"):
+        table.add_column(col, overflow="fold")
+    for a in stacks.APPS.values():
+        # WebSocket needs ASGI: an app served through both interfaces serves it through one
+        workloads = [w + (" (asgi)" if w in websocket and len(a.interfaces) > 1 else "")
+                     for w in stacks.workload_paths(a, paths)]
+        table.add_row(*(escape(v) for v in (
+            a.name, a.framework, a.version() or "-", ",".join(a.interfaces),
+            ", ".join(workloads) or "-", a.notes)))
     out.print(table)
 
 

@@ -23,6 +23,7 @@ from harness.machine import git_info, machine_info, package_versions
 from harness.results import SCHEMA_VERSION
 from harness.scenarios import Scenario
 from harness.servers import GUNICORN_CONFIG, ServerConfig
+from harness.stacks import APPS, RAW, Stack
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,23 @@ class RunPlan:
     keep_requests: bool = False
     #: After each closed-loop HTTP trial, drive the same server with wrk (harness.oracle).
     cross_check: bool = False
+    #: The (server config, app) pairs to run, in order (harness.stacks.pairs); empty:
+    #: every server serving the raw app, which is what a plan without apps means.
+    stacks: tuple[Stack, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.stacks:
+            object.__setattr__(self, "stacks", tuple(Stack(c, APPS[RAW]) for c in self.servers))
+
+    def unsupported(self, stack: Stack) -> str:
+        """Why ``stack``'s app cannot serve this scenario ("" when it can): its trials are
+        then recorded ``unsupported`` without starting a server."""
+        return stack.app.unsupported(self.scenario.path)
+
+    @property
+    def measured_stacks(self) -> list[Stack]:
+        """The stacks that are started and loaded (the others are unsupported at once)."""
+        return [s for s in self.stacks if not self.unsupported(s)]
 
     @property
     def longest_warmup_s(self) -> float:
@@ -71,7 +89,7 @@ class RunPlan:
 
     @property
     def trial_count(self) -> int:
-        return len(self.servers) * len(self.levels) * self.repeats
+        return len(self.stacks) * len(self.levels) * self.repeats
 
     def estimated_seconds(self) -> float:
         """Rough wall time: per level warm-up + window + ~1.5 s locust start/stop, + server
@@ -79,12 +97,14 @@ class RunPlan:
         a deep queue takes up to ``max_warmup_s``)."""
         warmup = min(2.0, self.max_warmup_s) if self.steady else self.warmup_s
         per_level = warmup + self.duration_s + 1.5
-        return self.repeats * len(self.servers) * (2.0 + len(self.levels) * per_level)
+        return self.repeats * len(self.measured_stacks) * (2.0 + len(self.levels) * per_level)
 
 
 
 def trial_id(server: str, level: int, users: int, offered_rps: float, repeat: int) -> str:
-    """``{server}-l{level}-u{users}-r{repeat}`` (open loop: ``-a{rate}`` for ``-u``).
+    """``{server}-l{level}-u{users}-r{repeat}`` (open loop: ``-a{rate}`` for ``-u``);
+    ``server`` is the stack's name (harness.stacks.Stack.name: the server's own for the
+    raw app, ``{server}+{app}`` otherwise).
 
     ``level`` is the 1-based position in the plan's levels, so two levels with the same
     users or rate still get their own id and ``requests/<id>/`` folder (the CLI refuses
@@ -115,6 +135,8 @@ def iso_time(ts: float | None = None) -> str:
 
 def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
     sc = plan.scenario
+    config_file = (str(procs.empty_config(GUNICORN_CONFIG)) if plan.backend == "local"
+                   else None)
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -149,9 +171,22 @@ def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
             {"name": c.name, "interface": c.interface, "workers": plan.workers,
              "threads": c.threads, "worker_connections": c.worker_connections,
              "argv": c.argv(port=0, workers=plan.workers, python="python",
-                            config_file=str(procs.empty_config(GUNICORN_CONFIG))
-                            if plan.backend == "local" else None)}
+                            config_file=config_file)}
             for c in plan.servers
+        ],
+        "apps": [
+            {"name": a.name, "framework": a.framework, "framework_version": a.version(),
+             "interfaces": list(a.interfaces), "targets": dict(a.targets),
+             "notes": a.notes}
+            for a in dict.fromkeys(st.app for st in plan.stacks)
+        ],
+        "stacks": [
+            {"name": st.name, "server": st.server.name, "app": st.app.name,
+             "interface": st.server.interface, "target": st.target,
+             "unsupported": plan.unsupported(st),
+             "argv": st.server.argv(port=0, workers=plan.workers, python="python",
+                                    config_file=config_file, app=st.target)}
+            for st in plan.stacks
         ],
         "cpus": {"server": plan.server_cpus, "load": plan.load_cpus,
                  "harness": sorted(os.sched_getaffinity(0)),

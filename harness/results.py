@@ -31,13 +31,15 @@ import pandas as pd
 from harness import trial
 from harness.errors import UserError
 
+#: 4: the app axis: ``app`` and ``framework_version`` at the end of trials.csv, ``app``
+#:    at the end of samples.csv (runs before it served the raw apps: ``raw``, "").
 #: 3: steady-state warm-up, generator self-measurement and cost-per-request columns
 #:    in trials.csv (warmup_s, warmup_mode, queue_cycle_s, generator_lag_*, sends_*,
 #:    cpu_ms_per_request, pss_kib_per_inflight).
 #: 2: per-process request files (requests/<trial_id>/<pid>.csv with a ``name``
 #:    column), open-loop, flag, generator and stream columns in trials.csv.
 #: 1: requests/<trial_id>.csv without ``name``; fewer trial and sample columns.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 from harness.atomic import (  # noqa: F401 - the store's writers, re-exported
     atomic_write_bytes,
@@ -50,11 +52,15 @@ from harness.atomic import (  # noqa: F401 - the store's writers, re-exported
 TRIAL_COLUMNS = trial.TRIAL_COLUMNS
 TRIAL_STATUSES = trial.TRIAL_STATUSES
 
-#: samples.csv. ``t_s`` is seconds since the run started (monotonic clock).
+#: samples.csv. ``t_s`` is seconds since the run started (monotonic clock); ``server``
+#: and ``app`` name the stack sampled (harness.stacks).
 SAMPLE_COLUMNS = (
     "t_s", "source", "server", "repeat", "users", "processes",
     "cpu_percent", "cpu_percent_top", "cpuset_busy_percent", "rss_mib", "pss_mib", "uss_mib", "threads", "fds", "connections",
+    "app",
 )
+#: samples.csv columns that hold text.
+TEXT_SAMPLE_COLUMNS = ("source", "server", "app")
 
 #: requests/<trial_id>/<pid>.csv, written by the locust listener.
 #: start_unix_s: wall-clock start (s); latency_ms: unrounded, from perf_counter;
@@ -146,8 +152,10 @@ def load_run(path: Path) -> RunData:
     meta = crashed_if_harness_gone(meta)
     trials_csv = run_dir / "trials.csv"
     if trials_csv.is_file() and trials_csv.stat().st_size > 0:
+        # Text columns read as text: a framework version like "2.10" is not the number 2.1.
         trials = _read_table(trials_csv, {"reason": "object", "status": "object",
-                                          "flags": "object"})
+                                          "flags": "object", "app": "object",
+                                          "framework_version": "object"})
     else:
         rows = meta.get("trials", [])
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
@@ -157,7 +165,7 @@ def load_run(path: Path) -> RunData:
         trials = trials.astype(object).where(trials.notna(), math.nan).infer_objects()
     samples_csv = run_dir / "samples.csv"
     if samples_csv.is_file() and samples_csv.stat().st_size > 0:
-        samples = _read_table(samples_csv, {})
+        samples = _read_table(samples_csv, {"app": "object"})
     else:
         samples = pd.DataFrame(columns=list(SAMPLE_COLUMNS))
     for migrate in MIGRATIONS[version - 1:]:  # in memory only: the stored files stay as written
@@ -175,13 +183,13 @@ def load_run(path: Path) -> RunData:
     for col in SAMPLE_COLUMNS:
         if col not in samples.columns:
             samples[col] = math.nan
-    for col in ("reason", "flags"):
+    for col in ("reason", "flags", "framework_version"):
         trials[col] = trials[col].astype("object").fillna("").astype(str)
     for col in TEXT_TRIAL_COLUMNS:
         trials[col] = trials[col].astype(object).where(trials[col].isna(),
                                                        trials[col].astype(str))
     _numbers(trials, NUMERIC_TRIAL_COLUMNS, trials_csv)
-    _numbers(samples, tuple(c for c in SAMPLE_COLUMNS if c not in ("source", "server")),
+    _numbers(samples, tuple(c for c in SAMPLE_COLUMNS if c not in TEXT_SAMPLE_COLUMNS),
              samples_csv)
     return RunData(run_dir, meta, trials, samples)
 
@@ -287,6 +295,22 @@ def _v2_to_v3(trials: pd.DataFrame, samples: pd.DataFrame) -> tuple[pd.DataFrame
     return trials[[*TRIAL_COLUMNS, *extra]], samples
 
 
+def _v3_to_v4(trials: pd.DataFrame, samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Schema 3 -> 4: every run before the app axis served the raw apps: ``app`` is
+    ``raw`` and ``framework_version`` empty on every trial, ``app`` ``raw`` on every
+    sample."""
+    trials = trials.copy()
+    for col in TRIAL_COLUMNS:
+        if col not in trials:
+            trials[col] = math.nan
+    trials["app"] = "raw"
+    trials["framework_version"] = ""
+    samples = samples.copy()
+    samples["app"] = "raw"
+    extra = [c for c in trials.columns if c not in TRIAL_COLUMNS]
+    return trials[[*TRIAL_COLUMNS, *extra]], samples.reindex(columns=list(SAMPLE_COLUMNS))
+
+
 #: MIGRATIONS[v - 1] upgrades tables of schema v to v + 1.
-MIGRATIONS = (_v1_to_v2, _v2_to_v3)
+MIGRATIONS = (_v1_to_v2, _v2_to_v3, _v3_to_v4)
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1

@@ -1,8 +1,10 @@
-"""One ``bench run``: for each repeat and server config, deploy, verify, load each level,
-sample, tear down; record every trial, whatever happened to it.
+"""One ``bench run``: for each repeat and stack (server config serving an app), deploy,
+verify, load each level, sample, tear down; record every trial, whatever happened to it.
 
-Configs are interleaved across repeats (A B C, A B C, ...) so drift hits all alike.
-A server is started once per (config, repeat) and serves its levels in order; before
+Stacks are interleaved across repeats (A B C, A B C, ...) so drift hits all alike. A
+stack whose app cannot serve the scenario (harness.stacks.AppSpec.unsupported) gets
+``unsupported`` trials with the reason, without a server being started.
+A server is started once per (stack, repeat) and serves its levels in order; before
 each level the harness proves it idle (no established connection on its port), so
 no level inherits a backlog. A server that dies is restarted for the next level.
 
@@ -53,7 +55,8 @@ from harness.results import (
     atomic_write_json,
 )
 from harness.sampler import Sample
-from harness.servers import GUNICORN_CONFIG, ServerConfig
+from harness.servers import GUNICORN_CONFIG
+from harness.stacks import Stack
 from harness.trial import Trial
 from harness.verify import verify
 
@@ -158,6 +161,10 @@ class Runner:
         self.t0_unix = time.time()
         self._session: LoadSession | None = None
         self._sessions = 0
+        #: The stack being run (set by :meth:`_stack`).
+        self._current = plan.stacks[0] if plan.stacks else None  # type: ignore[assignment]
+        #: Each app's framework version, read once (importlib.metadata).
+        self._versions = {st.app.name: st.app.version() for st in plan.stacks}
         self.state.meta["clock_origin_unix_s"] = self.t0_unix
         self._record_processes()
         self.state.save()
@@ -205,8 +212,8 @@ class Runner:
             try:
                 watchdog = self._start_watchdog()
                 for repeat in range(1, self.plan.repeats + 1):
-                    for config in self.plan.servers:
-                        self._config(config, repeat)
+                    for stack in self.plan.stacks:
+                        self._stack(stack, repeat)
                 status = "complete"
             except (Interrupted, KeyboardInterrupt):
                 status = "interrupted"
@@ -237,17 +244,19 @@ class Runner:
         atomic_write_csv(self.run_dir / "summary.csv", summary)
         atomic_write_csv(self.run_dir / "capacity.csv", capacity)
 
-    def _base_trial(self, config: ServerConfig, index: int, users: int, offered_rps: float,
+    def _base_trial(self, stack: Stack, index: int, users: int, offered_rps: float,
                     repeat: int) -> dict[str, Any]:
         open_loop = not math.isnan(offered_rps)
+        config = stack.server
         row: dict[str, Any] = {c: math.nan for c in TRIAL_COLUMNS}
         row.update({
-            "trial_id": trial_id(config.name, index, users, offered_rps, repeat),
+            "trial_id": trial_id(stack.name, index, users, offered_rps, repeat),
             "scenario": self.plan.scenario.name,
             "server": config.name, "interface": config.interface, "backend": self.plan.backend,
             "workers": self.plan.workers, "threads": config.threads or 1, "users": users,
             "offered_rps": offered_rps, "repeat": repeat, "status": "", "reason": "",
             "flags": "", "load_mode": "open-loop" if open_loop else "closed-loop",
+            "app": stack.app.name, "framework_version": self._versions[stack.app.name],
         })
         return row
 
@@ -262,25 +271,29 @@ class Runner:
         self.state.save()
         self.reporter.trial_finished(trial)
 
-    def _config(self, config: ServerConfig, repeat: int) -> None:
-        """All levels of one config in one repeat, on one server (restarted if it dies).
+    def _stack(self, stack: Stack, repeat: int) -> None:
+        """All levels of one stack in one repeat, on one server (restarted if it dies).
 
         A server that cannot start, or answers the scenario wrongly, fails every
-        remaining level of this (config, repeat) with that reason; the run goes on.
+        remaining level of this (stack, repeat) with that reason; the run goes on. An app
+        that cannot serve the scenario makes every level ``unsupported``, nothing started.
         """
-        log_path = self.run_dir / "logs" / f"server-{config.name}-r{repeat}.log"
+        self._current = stack
+        log_path = self.run_dir / "logs" / f"server-{stack.name}-r{repeat}.log"
         server: Deployment | None = None
         blocked: tuple[str, str] | None = None  # (status, reason) for the remaining levels
+        if self.plan.unsupported(stack):
+            blocked = ("unsupported", self.plan.unsupported(stack))
         try:
             for index, (users, offered_rps) in enumerate(self.plan.levels, start=1):
-                trial = self._base_trial(config, index, users, offered_rps, repeat)
+                trial = self._base_trial(stack, index, users, offered_rps, repeat)
                 if server is not None and server.exit_code() is not None:
                     self._close_session()
-                    self._keep_samples(server, config, repeat)
+                    self._keep_samples(server, stack, repeat)
                     server.stop()
                     server = None
                 if blocked is None and server is None:
-                    server, blocked = self._start(config, repeat, log_path)
+                    server, blocked = self._start(stack, repeat, log_path)
                 elif server is not None and not server.wait_idle(IDLE_DEADLINE_S):
                     trial["status"] = "invalid"
                     trial["reason"] = (f"server still had connections open {IDLE_DEADLINE_S:.0f} s "
@@ -292,13 +305,13 @@ class Runner:
                 self._level(server, trial)
                 if trial["status"] == "unsupported":  # it cannot, whatever the load
                     blocked = ("unsupported", trial["reason"])
-            self._per_connection(config, repeat)
+            self._per_connection(stack, repeat)
         finally:
             try:
                 self._close_session()
             finally:
                 if server is not None:
-                    self._keep_samples(server, config, repeat)
+                    self._keep_samples(server, stack, repeat)
                     server.stop()
                     self.state.save()
 
@@ -318,18 +331,17 @@ class Runner:
             per_level = self.plan.longest_warmup_s + self.plan.duration_s + KILL_AFTER_S
             self._session = LoadSession(
                 spec, port=server.port, cpus=self.plan.load_cpus, run_dir=self.run_dir,
-                session_id=f"{server.config.name}-r{trial['repeat']}-s{self._sessions}",
+                session_id=f"{self._current.name}-r{trial['repeat']}-s{self._sessions}",
                 log_dir=self.run_dir / "logs", clock=self.clock,
                 max_run_s=len(self.plan.levels) * per_level + 60)
         return self._session
 
-    def _per_connection(self, config: ServerConfig, repeat: int) -> None:
-        """Stream scenarios: PSS per held connection, the slope across this config's
+    def _per_connection(self, stack: Stack, repeat: int) -> None:
+        """Stream scenarios: PSS per held connection, the slope across this stack's
         levels (harness.streams.pss_kib_per_connection), written on each of its rows."""
         if self.plan.scenario.protocol == "http":
             return
-        rows = [t for t in self.state.trials if t["server"] == config.name
-                and t["repeat"] == repeat and t["status"] == "ok"]
+        rows = [t for t in self._rows_of(stack, repeat) if t["status"] == "ok"]
         if not rows:
             return
         slope = streams.pss_kib_per_connection(pd.DataFrame(rows))
@@ -337,42 +349,54 @@ class Runner:
             t["pss_kib_per_connection"] = slope
         self.state.save()
 
-    def _start(self, config: ServerConfig, repeat: int,
+    def _rows_of(self, stack: Stack, repeat: int) -> list[dict[str, Any]]:
+        """The trials recorded so far of ``stack`` in ``repeat``."""
+        return [t for t in self.state.trials if t["server"] == stack.server.name
+                and t["app"] == stack.app.name and t["repeat"] == repeat]
+
+    def _start(self, stack: Stack, repeat: int,
                log_path: Path) -> tuple[Deployment | None, tuple[str, str] | None]:
-        """Deploy and verify ``config``: (deployment, None), or (None, (status, reason))."""
+        """Deploy and verify ``stack``: (deployment, None), or (None, (status, reason))."""
+        config = stack.server
+        # The raw app is each config's own default: backends are asked for an app only
+        # when it is another (the docker backend serves the raw apps only).
+        app = {} if stack.app.is_raw else {"app": stack.target}
         try:
             server = self.backend.deploy(config, workers=self.plan.workers,
                                          cpus=self.plan.server_cpus, log_path=log_path,
-                                         clock=self.clock, run_id=self.run_id, repeat=repeat)
+                                         clock=self.clock, run_id=self.run_id, repeat=repeat,
+                                         **app)
         except ProcessError as exc:
             return None, ("failed", f"server failed to start: {exc}: {exc.log_tail}")
         try:
             # Stream scenarios need held connections counted (costly, so off for http).
             server.sampler.count_connections = self.plan.scenario.protocol != "http"
             self.state.meta.setdefault("deployments", []).append(
-                {"server": config.name, "repeat": repeat, **server.info()})
+                {"server": config.name, "app": stack.app.name, "repeat": repeat,
+                 **server.info()})
             problem = verify(server.port, self.plan.scenario.request_path)
         except BaseException:
             server.stop()
             raise
         if problem:
-            self._keep_samples(server, config, repeat)
+            self._keep_samples(server, stack, repeat)
             server.stop()
             return None, ("failed", problem)
         return server, None
 
-    def _keep_samples(self, server: Deployment, config: ServerConfig, repeat: int) -> None:
+    def _keep_samples(self, server: Deployment, stack: Stack, repeat: int) -> None:
         samples = server.sampler.stop()
-        levels = [(t["t_start_s"], t["t_end_s"], t["users"]) for t in self.state.trials
-                  if t["server"] == config.name and t["repeat"] == repeat]
+        levels = [(t["t_start_s"], t["t_end_s"], t["users"])
+                  for t in self._rows_of(stack, repeat)]
         for row in server.extra_samples():  # e.g. the docker engine's own stats
             row["users"] = next((u for a, b, u in levels if a <= row["t_s"] <= b), math.nan)
+            row["app"] = stack.app.name
             self.state.samples.append(row)
-        self.state.samples.extend(self._sample_rows(samples, "server", config.name, repeat, levels))
+        self.state.samples.extend(self._sample_rows(samples, "server", stack, repeat, levels))
         server.sampler.samples = []
 
     @staticmethod
-    def _sample_rows(samples: list[Sample], source: str, server: str, repeat: int,
+    def _sample_rows(samples: list[Sample], source: str, stack: Stack, repeat: int,
                      levels: list[tuple[float, float, int]]) -> list[dict[str, Any]]:
         rows = []
         for s in samples:
@@ -381,7 +405,8 @@ class Runner:
                                               "cpu_percent_top", "cpuset_busy_percent",
                                               "rss_mib", "pss_mib", "uss_mib", "threads",
                                               "fds", "connections")}
-            row.update(source=source, server=server, repeat=repeat, users=users)
+            row.update(source=source, server=stack.server.name, app=stack.app.name,
+                       repeat=repeat, users=users)
             rows.append(row)
         return rows
 
@@ -403,7 +428,7 @@ class Runner:
             record_name=PRIMARY_RECORDS[sc.protocol])
         expected_s = (min(2.0, plan.longest_warmup_s) if spec.steady else plan.warmup_s) \
             + plan.duration_s
-        self.reporter.trial_started(server.config.name, trial["users"], trial["repeat"],
+        self.reporter.trial_started(self._current.name, trial["users"], trial["repeat"],
                                     expected_s)
 
         def keep_going(elapsed: float) -> str:
@@ -428,7 +453,7 @@ class Runner:
 
     def _measure(self, trial: dict[str, Any], result: LoadResult, server: Deployment) -> None:
         plan, meta = self.plan, result.meta
-        gen_rows = self._sample_rows(result.generator_samples, "generator", server.config.name,
+        gen_rows = self._sample_rows(result.generator_samples, "generator", self._current,
                                      trial["repeat"], [])
         self.state.samples.extend(gen_rows)
         if "spawn_complete_unix_s" not in meta or math.isnan(result.window_start_unix_s):
@@ -466,7 +491,7 @@ class Runner:
                 records[records["name"].isin([primary, "incomplete"])], window, name=primary)
         trial.update(m)
         server_rows = self._sample_rows(list(server.sampler.samples), "server",
-                                        server.config.name, trial["repeat"], [])
+                                        self._current, trial["repeat"], [])
         server_frame = _frame(server_rows)
         trial.update(analysis.resource_metrics(server_frame, t0, t1))
         if records is not None:
@@ -494,7 +519,7 @@ class Runner:
         latency_ms = plan.scenario.values.get(wait) if wait else None
         if latency_ms is not None:
             offered = trial["users"] if closed else math.inf
-            capacity = server.config.concurrency_capacity(plan.workers)
+            capacity = self._current.concurrency_capacity(plan.workers)
             ceiling = analysis.io_ceiling_rps(offered, capacity, latency_ms)
             if not closed:
                 ceiling = min(ceiling, trial["offered_rps"])
@@ -522,7 +547,7 @@ class Runner:
         limited = analysis.generator_limited(
             trial, load_processes=plan.load_processes, load_cpus=len(plan.load_cpus),
             server_cpus=len(plan.server_cpus),
-            server_concurrency=server.config.concurrency_capacity(plan.workers)
+            server_concurrency=self._current.concurrency_capacity(plan.workers)
         ) if not saturated else ""
         behind = analysis.generator_behind(trial) if not closed else ""
         # One cause per trial: a generator that set the pace also bends Little's law

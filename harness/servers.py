@@ -73,8 +73,11 @@ class ServerConfig:
         return "gunicorn" in self.template
 
     def argv(self, *, port: int, workers: int, host: str = "127.0.0.1",
-             python: str = sys.executable, config_file: str | None = None) -> list[str]:
-        """The command line serving :attr:`app` on ``host:port`` with ``workers`` processes.
+             python: str = sys.executable, config_file: str | None = None,
+             app: str | None = None) -> list[str]:
+        """The command line serving ``app`` (an import string ``module:attr`` of this
+        config's interface; default :attr:`app`, the raw callable) on ``host:port`` with
+        ``workers`` processes.
 
         ``config_file``: for a server that :attr:`reads_config_file`, ``--config`` with
         this file is appended, so no other config is read.
@@ -84,7 +87,7 @@ class ServerConfig:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         fields = {
-            "python": python, "app": self.app, "host": host, "port": str(port),
+            "python": python, "app": app or self.app, "host": host, "port": str(port),
             "workers": str(workers), "backlog": str(BACKLOG),
             "threads": str(self.threads or 1),
             "worker_connections": str(self.worker_connections or 0),

@@ -5,9 +5,10 @@ Pure functions on DataFrames of trial rows as written to ``trials.csv`` (columns
 ``_percent`` of one core). Only trials with ``status == "ok"`` enter any figure here;
 the others are counted, never averaged in. Nothing here reads files or a clock.
 
-``summarize_repeats(trials)`` returns one row per (scenario, server, backend, workers,
+``summarize_repeats(trials)`` returns one row per (scenario, server, app, backend, workers,
 users, offered_rps) -- :data:`LEVEL_KEYS`; ``offered_rps`` is the open-loop arrival rate
-(req/s), NaN under closed-loop load, and is taken as NaN when the input lacks it --
+(req/s), NaN under closed-loop load, and is taken as NaN when the input lacks it; ``app``
+(harness.stacks) is taken as ``raw`` when the input lacks it --
 with columns, in this order:
 
 =========================  ==========================================================
@@ -37,8 +38,8 @@ samples (it under-covers badly); the t-interval is exact for normal noise at any
 and close for the mildly skewed noise of repeated throughput measurements.
 
 ``capacity_table(trials, slo_p99_ms, slo_max_error_rate)`` returns one row per server
-config -- (scenario, server, backend, workers), :data:`CONFIG_KEYS` -- with the columns
-of :data:`CAPACITY_COLUMNS`:
+config and app -- (scenario, server, app, backend, workers), :data:`CONFIG_KEYS` -- with
+the columns of :data:`CAPACITY_COLUMNS`:
 
 ====================================  ================================================
 ``scenario, server, interface,``      the config
@@ -75,6 +76,8 @@ of :data:`CAPACITY_COLUMNS`:
 ``usl_r2, usl_peak_users``            closed-loop trial (see :func:`usl_fit`), N = users;
                                       NaN with < 4 levels or under open-loop load
 ``note``                              why a figure is missing ("" when none is)
+``app, framework_version``            the app served (``raw`` or a framework flavour)
+                                      and its framework's version ("" for raw)
 ====================================  ================================================
 
 ``plan_instances(capacity, target_rps)`` adds ``instances_needed`` (Int64, <NA> without a
@@ -97,10 +100,10 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
-#: Keys of one load level of one server config.
-LEVEL_KEYS = ("scenario", "server", "backend", "workers", "users", "offered_rps")
-#: Keys of one server config.
-CONFIG_KEYS = ("scenario", "server", "backend", "workers")
+#: Keys of one load level of one stack (server config and app).
+LEVEL_KEYS = ("scenario", "server", "app", "backend", "workers", "users", "offered_rps")
+#: Keys of one stack: a server config serving an app (harness.stacks).
+CONFIG_KEYS = ("scenario", "server", "app", "backend", "workers")
 #: Metrics summarised by default (trial columns, units in their names).
 SUMMARY_METRICS = ("throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
                    "error_rate", "cpu_percent_mean", "pss_mib_peak")
@@ -126,6 +129,7 @@ CAPACITY_COLUMNS = (
     "peak_rps", "peak_users", "peak_offered_rps",
     "usl_lambda", "usl_sigma", "usl_kappa", "usl_r2", "usl_peak_users",
     "note",
+    "app", "framework_version",
 )
 
 _CAPACITY_METRICS = (*SUMMARY_METRICS, "pss_kib_per_connection", "cpu_ms_per_request")
@@ -174,10 +178,13 @@ def _require(frame: pd.DataFrame, columns: Sequence[str]) -> None:
 
 
 def _with_offered(trials: pd.DataFrame) -> pd.DataFrame:
-    """``trials`` with an ``offered_rps`` column (NaN = closed loop) if it had none."""
-    if "offered_rps" in trials.columns:
-        return trials
-    return trials.assign(offered_rps=math.nan)
+    """``trials`` with an ``offered_rps`` column (NaN = closed loop) and an ``app`` column
+    (``raw``) if it had none."""
+    if "offered_rps" not in trials.columns:
+        trials = trials.assign(offered_rps=math.nan)
+    if "app" not in trials.columns:
+        trials = trials.assign(app="raw")
+    return trials
 
 
 def _level_text(users: Any, offered_rps: Any) -> str:
@@ -395,6 +402,8 @@ def _config_row(keys: tuple[Any, ...], trials: pd.DataFrame, slo_p99_ms: float,
     row: dict[str, Any] = dict.fromkeys(CAPACITY_COLUMNS, math.nan)
     row.update(dict(zip(CONFIG_KEYS, keys, strict=True)))
     row.update(interface=_first_text(trials["interface"]) if "interface" in trials else "",
+               framework_version=(_first_text(trials["framework_version"])
+                                  if "framework_version" in trials else ""),
                slo_p99_ms=slo_p99_ms, slo_max_error_rate=slo_max_error_rate,
                sustainable_noisy=False, note="")
     levels = summarize_repeats(trials, _CAPACITY_METRICS)

@@ -34,8 +34,8 @@ STREAM_METRIC_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Trial:
-    """One (scenario, server config, level, repeat) measurement (results/README.md
-    describes every column)."""
+    """One (scenario, stack, level, repeat) measurement; a stack is a server config and
+    an app (``server``, ``app``). results/README.md describes every column."""
 
     # identity and outcome
     trial_id: str
@@ -123,6 +123,10 @@ class Trial:
     oracle_latency_p50_ms: float = NAN
     oracle_latency_p99_ms: float = NAN
     oracle_agreement: float = NAN
+    # schema 4: the app under test (harness.stacks): ``raw`` or a framework flavour, and
+    # the installed version of its framework ("" for the raw callables)
+    app: str = "raw"
+    framework_version: str = ""
 
     def __post_init__(self) -> None:
         if not self.trial_id:

@@ -53,6 +53,10 @@ class Backend(Protocol):
                clock: Callable[[], float], run_id: str, repeat: int) -> Deployment:
         """Start ``config`` and wait until ready.
 
+        A backend that can serve other apps than the raw ones (the local backend) also
+        takes ``app``: the import string to serve (harness.stacks.Stack.target); the
+        runner passes it only for those.
+
         ``run_id`` and ``repeat`` say which run and repeat the deployment belongs to
         (e.g. the docker backend labels its containers with the run id and tags its
         engine samples with the repeat).

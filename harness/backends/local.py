@@ -34,7 +34,7 @@ class LocalServer:
     """A server config running as a local process group; see :class:`Deployment`."""
 
     def __init__(self, config: ServerConfig, *, workers: int, cpus: list[int],
-                 log_path: Path, clock: Callable[[], float]) -> None:
+                 log_path: Path, clock: Callable[[], float], app: str | None = None) -> None:
         self.config = config
         self.log_path = log_path
         self.proc: Popen[bytes] | None = None
@@ -43,7 +43,7 @@ class LocalServer:
         last_error: ProcessError | None = None
         for _ in range(START_ATTEMPTS):
             self.port = free_port()
-            argv = config.argv(port=self.port, workers=workers,
+            argv = config.argv(port=self.port, workers=workers, app=app,
                                config_file=str(empty_config(GUNICORN_CONFIG)))
             proc = spawn(argv, cpus=cpus, log_path=log_path)
             try:
@@ -101,7 +101,9 @@ class LocalBackend:
         """Local processes need nothing beyond the installed package."""
 
     def deploy(self, config: ServerConfig, *, workers: int, cpus: list[int], log_path: Path,
-               clock: Callable[[], float], run_id: str, repeat: int) -> LocalServer:
+               clock: Callable[[], float], run_id: str, repeat: int,
+               app: str | None = None) -> LocalServer:
         # run_id and repeat: the processes carry BENCH_RUN_ID in their environment
         # already (procs.ENV_ALLOW); nothing else here needs them.
-        return LocalServer(config, workers=workers, cpus=cpus, log_path=log_path, clock=clock)
+        return LocalServer(config, workers=workers, cpus=cpus, log_path=log_path, clock=clock,
+                           app=app)

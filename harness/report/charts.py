@@ -24,6 +24,7 @@ from harness.report.model import (
     as_analysis,
     latency_cdf,
 )
+from harness.report.stacks import overhead_figure, stacked
 from harness.report.traces import (
     _SLO_COLOUR,
     _dedupe_legend,
@@ -45,8 +46,11 @@ MAX_POINTS_PER_CHART = 12000
 #: :data:`CDF_TAIL_POINTS` requests, every one of them (the tail is what matters).
 CDF_MAX_POINTS = 2000
 CDF_TAIL_POINTS = 500
-#: Chart keys of :func:`figures`, in report order (also the PNG file suffixes).
+#: Chart keys of :func:`figures`, in report order (also the PNG file suffixes); a run
+#: with framework apps starts with ``overhead`` (harness.report.stacks.overhead_figure).
 CHART_KEYS = ("throughput", "latency", "latency_cdf", "error_rate", "pss", "cpu")
+#: Charts shown with the stack matrix, at the head of a run with framework apps.
+STACK_CHART_KEYS = ("overhead",)
 
 
 def figures(run: RunData | Analysis, *, slo_p99_ms: float | None = None) -> dict[str, go.Figure]:
@@ -77,6 +81,7 @@ def figures(run: RunData | Analysis, *, slo_p99_ms: float | None = None) -> dict
 
 def _figures(a: Analysis) -> dict[str, go.Figure]:
     candidates = {
+        **({"overhead": overhead_figure(a)} if stacked(a) else {}),
         "throughput": _throughput_figure(a),
         "latency": _latency_figure(a),
         **(_stream_figures(a) if a.stream else {}),
@@ -87,7 +92,7 @@ def _figures(a: Analysis) -> dict[str, go.Figure]:
                                 "CPU (% of one core)"),
     }
     for key, fig in candidates.items():
-        if key not in ("pss", "cpu"):  # timelines do draw an unsupported server's samples
+        if key not in ("pss", "cpu", "overhead"):  # these draw an unsupported server's samples
             _note_unsupported(a, fig)
     return {key: fig for key, fig in candidates.items() if _has_data(fig)}
 

@@ -28,6 +28,7 @@ import pandas as pd
 from harness import scenarios, stats
 from harness.report.fmt import _float, _int, _mapping, _num, _scenario
 from harness.results import SAMPLE_COLUMNS, TRIAL_COLUMNS, RunData
+from harness.stacks import stack_name
 
 #: Record kinds the CDF shows, by preference: request/response latency, else the stream
 #: scenarios' WebSocket round trip or SSE event lag (see harness.streams).
@@ -58,8 +59,9 @@ _OTHER_FAMILY: tuple[tuple[str, ...], str, str] = (("#7f7f7f", "#525252", "#bdbd
                                                    "square")
 _INTERFACE_ORDER = {"wsgi": 0, "asgi": 1}
 _TEXT_TRIAL_COLUMNS = frozenset({"trial_id", "scenario", "server", "interface", "backend",
-                                 "status", "reason", "flags", "load_mode"})
-_TEXT_SAMPLE_COLUMNS = frozenset({"source", "server"})
+                                 "status", "reason", "flags", "load_mode",
+                                 "app", "framework_version"})
+_TEXT_SAMPLE_COLUMNS = frozenset({"source", "server", "app"})
 _PROTOCOL_NAMES = {"sse": "SSE", "websocket": "WebSocket", "http": "HTTP"}
 #: Severity order of non-ok statuses: the one a cell or row without any ok trial shows.
 _STATUS_ORDER = {"unsupported": 0, "failed": 1, "invalid": 2}
@@ -274,7 +276,7 @@ def analyse(run: RunData, *, slo_p99_ms: float | None = None,
         ValueError: ``target_rps`` or ``slo_p99_ms`` not > 0, ``headroom`` not in (0, 1].
     """
     _check_options(target_rps, slo_p99_ms, headroom)
-    trials, samples = _trials(run), _samples(run)
+    trials, samples = _by_stack(_trials(run)), _by_stack(_samples(run))
     configs = _configs(run.meta, trials, samples)
     slo = _slo(run.meta, slo_p99_ms)
     protocol = _protocol(run.meta, trials)
@@ -351,6 +353,17 @@ def _normalise(frame: pd.DataFrame, columns: Sequence[str], text: frozenset[str]
     return out
 
 
+def _by_stack(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (trials or samples) with ``server`` naming the stack (the server config
+    for the raw app, ``{server}+{app}`` otherwise: harness.stacks.stack_name), so that
+    every table and chart of the report is per stack; the config itself in
+    ``server_config``. A run of the raw apps only is unchanged but for that column."""
+    out = frame.assign(server_config=frame["server"])
+    out["server"] = [stack_name(s, a) for s, a in zip(frame["server"], frame["app"],
+                                                      strict=True)]
+    return out
+
+
 def _trials(run: RunData) -> pd.DataFrame:
     """The run's trials with every TRIAL_COLUMNS column, plus any extra numeric column
     (e.g. ``pss_kib_per_connection`` of stream scenarios)."""
@@ -364,9 +377,13 @@ def _samples(run: RunData) -> pd.DataFrame:
 
 def _configs(meta: Mapping[str, Any], trials: pd.DataFrame,
              samples: pd.DataFrame) -> dict[str, str]:
-    """Server config name -> interface, WSGI first, then ASGI, then others; by name within."""
+    """Stack name -> interface, WSGI first, then ASGI, then others; by name within.
+
+    A run of the raw apps only has a stack per server config, named as the config, as
+    run.json's ``servers`` list them; a run with other apps lists its stacks."""
     found: dict[str, str] = {}
-    for server in meta.get("servers") or []:
+    listed = meta.get("stacks") if set(trials["app"]) - {"raw", ""} else meta.get("servers")
+    for server in listed if isinstance(listed, list) else []:
         if isinstance(server, Mapping) and server.get("name"):
             found[str(server["name"])] = str(server.get("interface") or "")
     for name, interface in zip(trials["server"], trials["interface"], strict=True):

@@ -16,9 +16,10 @@ import pandas as pd
 
 from harness import stats
 from harness.report.backends import _run_backend, backend_comparison
-from harness.report.charts import _figures
+from harness.report.charts import STACK_CHART_KEYS, _figures
 from harness.report.fmt import _DASH, _cpus, _num, _pairs, _percent, _run_id, _scenario
 from harness.report.model import Analysis, _check_options, analyse
+from harness.report.stacks import matrix_table, overhead_table, stacked
 from harness.report.tables import (
     _backend_pairs,
     _capacity_table,
@@ -76,12 +77,12 @@ def render(runs: Sequence[RunData | Analysis], out: Path, *, target_rps: float |
     include_js = True
     sections = []
     for index, a in enumerate(models):
-        charts = []
-        for key, fig in _figures(a).items():
-            charts.append(plot_div(fig, div_id=f"run{index}-{key}", include_js=include_js,
-                                   height=CHART_HEIGHT))
+        charts, lead = [], []
+        for key, fig in _figures(a).items():  # the stack charts come first, and lead the page
+            (lead if key in STACK_CHART_KEYS else charts).append(plot_div(
+                fig, div_id=f"run{index}-{key}", include_js=include_js, height=CHART_HEIGHT))
             include_js = False
-        sections.append(_section(a, index, charts))
+        sections.append(_section(a, index, charts, lead))
     backends = backend_comparison(models)
     pairs = _backend_pairs(backends) if not backends.empty else []
     ids = [_run_id(a.run) for a in models]
@@ -119,8 +120,11 @@ def _options_text(models: Sequence[Analysis], target_rps: float | None,
     return options
 
 
-def _section(a: Analysis, index: int, charts: Sequence[Any]) -> dict[str, Any]:
-    """What the section of one run shows (the context of ``section.html.j2``)."""
+def _section(a: Analysis, index: int, charts: Sequence[Any],
+             stack_charts: Sequence[Any] = ()) -> dict[str, Any]:
+    """What the section of one run shows (the context of ``section.html.j2``). A run with
+    framework apps leads with its verdict, the stack matrix and the framework overhead;
+    its setup follows."""
     meta = a.run.meta
     counts = a.trials["status"].value_counts()
     known = ("ok", "invalid", "unsupported", "failed")
@@ -134,7 +138,7 @@ def _section(a: Analysis, index: int, charts: Sequence[Any]) -> dict[str, Any]:
         "validity": [(s, s or "(none)", int(counts.get(s, 0))) for s in statuses],
         "trial_count": len(a.trials), "validity_table": _validity_table(a.trials),
         "verdict": _verdict(a),
-        "stream": a.stream, "protocol_name": a.protocol_name,
+        "stream": a.stream, "protocol_name": a.protocol_name, "rate_unit": a.rate_unit,
         "matrix": _matrix_table(a, index) if a.stream else None,
         "matrix_figure": ("time to first event (TTFE) p99 and events delivered per second"
                           if a.protocol == "sse" else "echo round-trip time (RTT) p99 and "
@@ -147,6 +151,8 @@ def _section(a: Analysis, index: int, charts: Sequence[Any]) -> dict[str, Any]:
         "agreement": agreement_table(a),
         "method": _method(meta, a),
         "shared_cpus": _shared_cpus(meta),
+        "stacks": ({"matrix": matrix_table(a, index), "overhead": overhead_table(a, index),
+                    "charts": list(stack_charts)} if stacked(a) else None),
     }
 
 

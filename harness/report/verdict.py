@@ -19,6 +19,7 @@ from harness.report.model import (
     _unsupported_configs,
     as_analysis,
 )
+from harness.report.stacks import stack_sentences, stacked
 from harness.report.stream_model import _no_slope, _per_connection_fits
 from harness.results import RunData
 
@@ -39,7 +40,13 @@ def _ok_throughputs(a: Analysis, server: str, level: float) -> np.ndarray:
 
 
 def _verdict(a: Analysis) -> list[str]:
-    """Sentences from the capacity table; each claim carries its number."""
+    """Sentences from the capacity table; each claim carries its number. A run with
+    framework apps starts with what its stacks show (harness.report.stacks)."""
+    lead = stack_sentences(a) if stacked(a) and a.slo.p99_ms > 0 else []
+    return lead + _capacity_verdict(a)
+
+
+def _capacity_verdict(a: Analysis) -> list[str]:
     slo_text = (f"p99 ≤ {a.slo.p99_ms:g} ms and errors ≤ {100 * a.slo.max_error_rate:g} %")
     statuses = a.trials["status"].value_counts()
     out: list[str] = []

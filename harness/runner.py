@@ -374,7 +374,8 @@ class Runner:
             self.state.meta.setdefault("deployments", []).append(
                 {"server": config.name, "app": stack.app.name, "repeat": repeat,
                  **server.info()})
-            problem = verify(server.port, self.plan.scenario.request_path)
+            problem = verify(server.port, self.plan.scenario.request_path,
+                             protocol=self.plan.scenario.protocol)
         except BaseException:
             server.stop()
             raise

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness import cpulock, scenarios, servers, stacks
+from harness import cli_apps, cpulock, scenarios, servers, stacks
 from harness.errors import UserError
 from harness.scenarios import check_levels, rate_unit
 
@@ -158,7 +158,7 @@ class RichReporter:
 
 @app.command()
 def run(
-    scenario: Annotated[str, typer.Option(help="Scenario name (see `bench list scenarios`).")],
+    scenario: Annotated[str | None, typer.Option(help="Scenario name (see `bench list scenarios`) or file; required unless --app.")] = None,
     servers_opt: Annotated[str | None, typer.Option("--servers", help="Comma-separated server configs; default: every config serving the scenario's protocol.")] = None,
     apps_opt: Annotated[str | None, typer.Option("--apps", help="Comma-separated apps (see `bench list apps`), or all; default: raw. Each runs under every chosen server of its interface.")] = None,
     users: Annotated[str | None, typer.Option(help="Load levels: concurrent users, e.g. 10,50,200.")] = None,
@@ -180,6 +180,17 @@ def run(
     exceed_limits: Annotated[bool, typer.Option("--exceed-limits", help="Run past a soft bound of this machine (workers or locust processes per CPU, ulimit -n, available memory, a day of wall time); hard bounds still apply.")] = False,
     keep_requests: Annotated[bool, typer.Option("--keep-requests", help="Keep every HTTP request's record (requests/<trial>/*.csv); by default only the latency histograms are kept (latency/<trial>.json).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything, print the plan and exit 0: nothing is started or written.")] = False,
+    own_app: Annotated[str | None, typer.Option("--app", help="Your app, unmodified: PKG.MODULE:ATTR, run under every server config of its --interface (or --servers); needs --path.", rich_help_panel="Your own app")] = None,
+    interface: Annotated[str | None, typer.Option(help="wsgi or asgi: how --app is served.", rich_help_panel="Your own app")] = None,
+    path: Annotated[str | None, typer.Option(help="The request to benchmark, e.g. '/items?id=1'.", rich_help_panel="Your own app")] = None,
+    method: Annotated[str, typer.Option(help="Its HTTP method.", rich_help_panel="Your own app")] = "GET",
+    header: Annotated[list[str] | None, typer.Option(help="A request header K:V (repeatable).", rich_help_panel="Your own app")] = None,
+    body_file: Annotated[str | None, typer.Option(help="The request body, from this file.", rich_help_panel="Your own app")] = None,
+    app_dir: Annotated[str | None, typer.Option(help="Folder put first on the servers' PYTHONPATH (default: the current one).", rich_help_panel="Your own app")] = None,
+    expect_status: Annotated[int | None, typer.Option(help="The status every answer must have.", rich_help_panel="Your own app")] = None,
+    expect_body_file: Annotated[str | None, typer.Option(help="The body every answer must have, byte for byte.", rich_help_panel="Your own app")] = None,
+    expect_contains: Annotated[str | None, typer.Option(help="Text every answer's body must contain.", rich_help_panel="Your own app")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="Environment of the server processes K=V (repeatable).", rich_help_panel="Your own app")] = None,
 ) -> None:
     """Benchmark a scenario on server configs and write results/ and an HTML report.
 
@@ -195,14 +206,23 @@ def run(
 
         require_wrk()  # no wrk: one line with the install hint, nothing started
     get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
-    sc = scenarios.load(scenario).with_params(_params(param or []))
+    sc = cli_apps.run_scenario(scenario, own_app, _params(param or []), apps_opt, {
+        "interface": interface, "path": path, "method": method,
+        "headers": cli_apps.pairs(header, ":", "--header"), "body_file": body_file,
+        "app_dir": app_dir, "env": cli_apps.pairs(env, "=", "--env"),
+        "expect_status": expect_status, "expect_body_file": expect_body_file,
+        "expect_contains": expect_contains})
     chosen = servers.select(servers_opt.split(",") if servers_opt else None, sc.protocol)
-    apps = stacks.select_apps(apps_opt)
+    apps = ([stacks.own_app_spec(sc.app, sc.request_path)] if sc.app is not None
+            else stacks.select_apps(apps_opt))
     run_stacks = stacks.pairs(chosen, apps, servers_named=servers_opt is not None,
-                              apps_named=apps_opt is not None and apps_opt.strip() != "all")
+                              apps_named=sc.app is not None or (
+                                  apps_opt is not None and apps_opt.strip() != "all"))
     if backend != "local" and any(not a.is_raw for a in apps):
-        raise UserError(f"--backend {backend} serves the raw apps only; run --apps "
-                        f"{','.join(a.name for a in apps if not a.is_raw)} with --backend local")
+        raise UserError(f"--backend {backend} serves the shipped raw apps only; run "
+                        + (f"your app {sc.app.target}" if sc.app is not None else
+                           f"--apps {','.join(a.name for a in apps if not a.is_raw)}")
+                        + " with --backend local")
     chosen = list(dict.fromkeys(st.server for st in run_stacks))
     levels = _positive_ints(users, "--users") if users is not None else sc.users
     rates = _positive_floats(arrival_rate, "--arrival-rate") if arrival_rate is not None else ()
@@ -275,6 +295,12 @@ def run(
     # One lock per CPU, held until this process exits (the kernel drops it even on kill -9);
     # a run refused here has created nothing.
     cpu_locks = cpulock.acquire([*s_cpus, *l_cpus], wait_s=wait_cpus, command=plan.command)
+    if sc.app is not None:  # your app, served once: a mistake is one line and exit 2
+        from dataclasses import replace
+
+        from harness.ownapp import preflight
+
+        plan = replace(plan, own_answer=preflight(plan))
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -442,27 +468,8 @@ def list_servers() -> None:
     out.print(table)
 
 
-@list_app.command("apps")
-def list_apps() -> None:
-    """Apps: the raw callables and each framework flavour, with the framework's installed
-    version, the interfaces it is served through and the scenarios it can serve."""
-    loaded = [scenarios.load(name) for name in scenarios.available()]
-    paths = {sc.name: sc.path for sc in loaded}
-    websocket = {sc.name for sc in loaded if sc.protocol == "websocket"}
-    table = Table()
-    for col in ("app", "framework", "version", "interfaces", "workloads", "notes"):
-        table.add_column(col, overflow="fold")
-    for a in stacks.APPS.values():
-        # WebSocket needs ASGI: an app served through both interfaces serves it through one
-        workloads = [w + (" (asgi)" if w in websocket and len(a.interfaces) > 1 else "")
-                     for w in stacks.workload_paths(a, paths)]
-        table.add_row(*(escape(v) for v in (
-            a.name, a.framework, a.version() or "-", ",".join(a.interfaces),
-            ", ".join(workloads) or "-", a.notes)))
-    out.print(table)
-
-
 # Commands that live in their own modules register themselves here.
+cli_apps.register(list_app)
 from harness import cli_docker
 
 cli_docker.register(app)

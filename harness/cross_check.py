@@ -328,7 +328,14 @@ def cross_check_run(run_dir: Path, servers: list[str] | None = None, *, pin_self
 
     t0 = time.monotonic()
     for name in names:
-        mine = [t for _, t in trials[trials["server"] == name].iterrows()]
+        own = trials["server"] == name
+        # A stack of a framework app is cross-checked during its run (bench run
+        # --cross-check, on the live deployment); re-deployed here would be the raw app.
+        for _, t in trials[own & (trials["app"] != "raw")].iterrows():
+            rows.append(_oracle_row(t, None, f"not cross-checked: app {t['app']}; bench "
+                                    "cross-check re-deploys the raw app only (use bench run "
+                                    "--cross-check)"))
+        mine = [t for _, t in trials[own & (trials["app"] == "raw")].iterrows()]
         checked = [t for t in mine if not not_checked_reason(t, protocol)]
         for t in mine:
             reason = not_checked_reason(t, protocol)

@@ -24,6 +24,7 @@ from harness.results import SCHEMA_VERSION
 from harness.scenarios import Scenario
 from harness.servers import GUNICORN_CONFIG, ServerConfig
 from harness.stacks import APPS, RAW, Stack
+from harness.verify import Answer
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class RunPlan:
     #: The (server config, app) pairs to run, in order (harness.stacks.pairs); empty:
     #: every server serving the raw app, which is what a plan without apps means.
     stacks: tuple[Stack, ...] = ()
+    #: An own app's answer to the scenario's request from its first stack (harness.ownapp
+    #: .preflight): what every stack must answer when no expectation is given.
+    own_answer: Answer | None = None
 
     def __post_init__(self) -> None:
         if not self.stacks:
@@ -164,6 +168,14 @@ def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
             "steady": plan.steady, "duration_s": plan.duration_s,
             "repeats": plan.repeats,
             "slo": {"p99_ms": sc.slo_p99_ms, "max_error_rate": sc.slo_max_error_rate},
+            **({"app": {"target": sc.app.target, "interface": sc.app.interface,
+                        "app_dir": str(sc.app.app_dir), "env": sorted(sc.app.env)},
+                "headers": sorted(sc.headers), "body_bytes": len(sc.body),
+                "expect": {"status": sc.expect.status,
+                           "body_bytes": None if sc.expect.body is None else len(sc.expect.body),
+                           "contains": (sc.expect.contains.decode(errors="replace")
+                                        if sc.expect.contains is not None else None)}}
+               if sc.app is not None else {}),
             "validity": {"max_error_rate": sc.max_error_rate,
                          "max_generator_cpu_percent": sc.max_generator_cpu_percent},
         },

@@ -442,8 +442,10 @@ def http_get(port: int, path: str, timeout_s: float = 5.0) -> tuple[int, str, by
 
 def wait_ready(proc: subprocess.Popen[bytes] | Callable[[], int | None], port: int,
                log_path: Path | Callable[[], str], *, deadline_s: float = 30.0,
-               path: str = "/health") -> float:
-    """Poll ``GET path`` on ``127.0.0.1:port`` until it answers 200; return seconds it took.
+               path: str = "/health", any_status: bool = False) -> float:
+    """Poll ``GET path`` on ``127.0.0.1:port`` until it answers 200 (with ``any_status``:
+    anything HTTP, e.g. an app of the user's whose path may want another method); return
+    seconds it took.
 
     ``proc`` is the child (a Popen) or a callable giving its exit code (None while it
     runs), e.g. a container's; ``log_path`` its log file, or a callable giving the tail
@@ -462,7 +464,7 @@ def wait_ready(proc: subprocess.Popen[bytes] | Callable[[], int | None], port: i
             raise ProcessError(f"exited with code {code} before it was ready", log_tail())
         try:
             status, _, _ = http_get(port, path, timeout_s=1.0)
-            if status == 200:
+            if status == 200 or any_status:
                 return time.monotonic() - start
         except OSError:
             pass

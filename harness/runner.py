@@ -58,7 +58,7 @@ from harness.sampler import Sample
 from harness.servers import GUNICORN_CONFIG
 from harness.stacks import Stack
 from harness.trial import Trial
-from harness.verify import verify
+from harness.verify import verify, verify_own
 
 IDLE_DEADLINE_S = 10.0
 #: In the run folder: the process groups the run has running (harness.procs.record_groups).
@@ -360,7 +360,7 @@ class Runner:
         config = stack.server
         # The raw app is each config's own default: backends are asked for an app only
         # when it is another (the docker backend serves the raw apps only).
-        app = {} if stack.app.is_raw else {"app": stack.target}
+        app = {} if stack.app.is_raw else stack.launch()
         try:
             server = self.backend.deploy(config, workers=self.plan.workers,
                                          cpus=self.plan.server_cpus, log_path=log_path,
@@ -374,8 +374,12 @@ class Runner:
             self.state.meta.setdefault("deployments", []).append(
                 {"server": config.name, "app": stack.app.name, "repeat": repeat,
                  **server.info()})
-            problem = verify(server.port, self.plan.scenario.request_path,
-                             protocol=self.plan.scenario.protocol)
+            if stack.app.reference:
+                problem = verify(server.port, self.plan.scenario.request_path,
+                                 protocol=self.plan.scenario.protocol)
+            else:
+                assert self.plan.own_answer is not None, "an own app's run needs its preflight"
+                problem = verify_own(server.port, self.plan.scenario, self.plan.own_answer)
         except BaseException:
             server.stop()
             raise
@@ -416,6 +420,8 @@ class Runner:
         status, _, body = expected(sc.request_path)
         open_loop = trial["load_mode"] == "open-loop"
         options: dict[str, Any] = dict(sc.values)
+        if not self._current.app.reference:
+            status, body = self._own_checks(options)
         if open_loop:
             options.update(arrival_rate=trial["offered_rps"], max_in_flight=trial["users"])
         spec = LoadSpec(
@@ -451,6 +457,23 @@ class Runner:
             cross_check.cross_check_trial(trial, server, plan, run_dir=self.run_dir,
                                      meta=self.state.meta)
             self.state.save()
+
+    def _own_checks(self, options: dict[str, Any]) -> tuple[int, bytes]:
+        """An own app's request and what counts as a success under load, into the locust
+        user's ``options``; returns (expected status, expected body). Every response
+        must have the expected status (``--expect-status``, else the first stack's); the
+        body must be ``--expect-body-file``'s, contain ``--expect-contains``, or, with no
+        expectation of the body, equal the first stack's (as verification required)."""
+        sc, first = self.plan.scenario, self.plan.own_answer
+        assert first is not None
+        expect = sc.expect
+        status = expect.status if expect.status is not None else first.status
+        body = expect.body if expect.body is not None else first.body
+        check = ("contains" if expect.contains is not None else "exact"
+                 if expect.body is not None or not expect.given else "status")
+        options.update(headers=dict(sc.headers), body=sc.body.decode("latin-1"), check=check,
+                       expected_contains=(expect.contains or b"").decode("latin-1"))
+        return status, body
 
     def _measure(self, trial: dict[str, Any], result: LoadResult, server: Deployment) -> None:
         plan, meta = self.plan, result.meta

@@ -17,13 +17,16 @@ Django (which has both) under both. :func:`pairs` builds a run's matrix.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import MappingProxyType
 
+from harness import PROJECT_ROOT
 from harness.errors import UserError
-from harness.scenarios import _suggest
+from harness.scenarios import OwnApp, _suggest
 from harness.servers import ASGI_APP, WSGI_APP, Interface, ServerConfig
 
 #: The raw app's name: its stacks keep the server's own name (and trial ids).
@@ -43,7 +46,12 @@ class AppSpec:
     ``paths``: the request paths it serves; None for any path (the raw reference, whose
     own routing answers; WebSocket under a WSGI server is then probed and found
     unsupported from the handshake's answer). ``lacks``: path -> why it is not served
-    (the reason of its ``unsupported`` trials). ``reference``: answers are verified against :func:`harness.apps.work.expected`.
+    (the reason of its ``unsupported`` trials). ``reference``: answers are verified against
+    :func:`harness.apps.work.expected` (an own app's: against its expectation, else the
+    first stack's answer). ``env``: extra environment of its server processes (an own
+    app's ``PYTHONPATH`` with its folder first, and its ``env``). ``ready_path``: the
+    request that tells a server is up: ``/health`` answering 200 for the shipped apps;
+    an own app's own request, any HTTP answer counting (``ready_any``).
     """
 
     name: str
@@ -54,6 +62,9 @@ class AppSpec:
     lacks: Mapping[str, str] = field(default_factory=dict)
     reference: bool = True
     notes: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready_path: str = "/health"
+    ready_any: bool = False
 
     @property
     def interfaces(self) -> tuple[Interface, ...]:
@@ -140,6 +151,12 @@ class Stack:
         """The import string the server loads."""
         return self.app.targets[self.server.interface]
 
+    def launch(self) -> dict[str, object]:
+        """What a backend needs besides the server config to serve this stack's app: the
+        import string, extra environment, the readiness request (harness.backends)."""
+        return {"app": self.target, "env": dict(self.app.env),
+                "ready_path": self.app.ready_path, "ready_any": self.app.ready_any}
+
     def concurrency_capacity(self, workers: int) -> float:
         """Requests the stack can have in progress at once: the server's
         (:meth:`ServerConfig.concurrency_capacity`); no flavour here bounds it further
@@ -206,3 +223,25 @@ def pairs(servers: Sequence[ServerConfig], apps: Sequence[AppSpec], *,
 def workload_paths(app: AppSpec, scenario_paths: Mapping[str, str]) -> list[str]:
     """The scenarios (of ``scenario_paths``: name -> request path) ``app`` can serve."""
     return [name for name, path in scenario_paths.items() if not app.unsupported(path)]
+
+
+def own_app_spec(app: OwnApp, ready_path: str) -> AppSpec:
+    """The :class:`AppSpec` of a user's app (``bench run --app``, ``[app]``): named by
+    ``app.name`` or its top-level module (``-own`` added if that is a shipped app's name),
+    its version that of the installed distribution providing that module ("" for an app
+    that is only a folder), served from ``app.app_dir`` (first on ``PYTHONPATH``) with
+    ``app.env``, ready once ``ready_path`` answers anything, verified without the raw
+    reference. Nothing of it is imported here."""
+    top = app.target.partition(":")[0].split(".")[0]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", app.name or top).strip("-.") or "app"
+    if name in APPS:
+        name += "-own"
+    distribution = next(iter(metadata.packages_distributions().get(top, [])), "")
+    env = {**app.env,
+           "PYTHONPATH": os.pathsep.join([str(app.app_dir), str(PROJECT_ROOT),
+                                         *([app.env["PYTHONPATH"]] if app.env.get("PYTHONPATH")
+                                           else [])])}
+    return AppSpec(name, f"own ({app.target})", distribution,
+                   MappingProxyType({app.interface: app.target}), reference=False,
+                   notes=f"your app, from {app.app_dir}", env=MappingProxyType(env),
+                   ready_path=ready_path, ready_any=True)

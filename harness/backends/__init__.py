@@ -54,8 +54,9 @@ class Backend(Protocol):
         """Start ``config`` and wait until ready.
 
         A backend that can serve other apps than the raw ones (the local backend) also
-        takes ``app``: the import string to serve (harness.stacks.Stack.target); the
-        runner passes it only for those.
+        takes the keywords of :meth:`harness.stacks.Stack.launch` (``app``: the import
+        string, ``env``, ``ready_path``, ``ready_any``); the runner passes them only for
+        those.
 
         ``run_id`` and ``repeat`` say which run and repeat the deployment belongs to
         (e.g. the docker backend labels its containers with the run id and tags its

@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.procs import (
     ProcessError,
+    child_env,
     client_connections,
     empty_config,
     free_port,
@@ -34,7 +35,9 @@ class LocalServer:
     """A server config running as a local process group; see :class:`Deployment`."""
 
     def __init__(self, config: ServerConfig, *, workers: int, cpus: list[int],
-                 log_path: Path, clock: Callable[[], float], app: str | None = None) -> None:
+                 log_path: Path, clock: Callable[[], float], app: str | None = None,
+                 env: dict[str, str] | None = None, ready_path: str = "/health",
+                 ready_any: bool = False) -> None:
         self.config = config
         self.log_path = log_path
         self.proc: Popen[bytes] | None = None
@@ -45,9 +48,11 @@ class LocalServer:
             self.port = free_port()
             argv = config.argv(port=self.port, workers=workers, app=app,
                                config_file=str(empty_config(GUNICORN_CONFIG)))
-            proc = spawn(argv, cpus=cpus, log_path=log_path)
+            proc = spawn(argv, cpus=cpus, log_path=log_path,
+                         env=child_env(env) if env else None)
             try:
-                self.startup_s = wait_ready(proc, self.port, log_path)
+                self.startup_s = wait_ready(proc, self.port, log_path, path=ready_path,
+                                            any_status=ready_any)
                 self.proc = proc
                 break
             except BaseException as exc:
@@ -102,8 +107,11 @@ class LocalBackend:
 
     def deploy(self, config: ServerConfig, *, workers: int, cpus: list[int], log_path: Path,
                clock: Callable[[], float], run_id: str, repeat: int,
-               app: str | None = None) -> LocalServer:
+               app: str | None = None, env: dict[str, str] | None = None,
+               ready_path: str = "/health", ready_any: bool = False) -> LocalServer:
+        """See :meth:`Backend.deploy`; ``app``, ``env``, ``ready_path`` and ``ready_any``
+        serve another app than the config's raw one (harness.stacks.Stack.launch)."""
         # run_id and repeat: the processes carry BENCH_RUN_ID in their environment
         # already (procs.ENV_ALLOW); nothing else here needs them.
         return LocalServer(config, workers=workers, cpus=cpus, log_path=log_path, clock=clock,
-                           app=app)
+                           app=app, env=env, ready_path=ready_path, ready_any=ready_any)

@@ -13,6 +13,7 @@ each stack ``{server}+{app}`` (``server``) and keeps the config in ``server_conf
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -96,11 +97,24 @@ def stack_cells(a: Analysis) -> pd.DataFrame:
 
 
 def _server_interfaces(a: Analysis, cells: pd.DataFrame) -> dict[str, str]:
-    """Server config -> interface, in the report's config order."""
-    out: dict[str, str] = {}
-    for r in cells.itertuples(index=False):
-        out.setdefault(str(r.server), str(r.interface))
-    return out
+    """Server config -> interface, in the run's order of server configs (run.json's
+    ``servers``; WSGI ones first as the registry lists them), then any other."""
+    found = {str(r.server): str(r.interface) for r in cells.itertuples(index=False)}
+    listed = [str(e.get("name")) for e in a.run.meta.get("servers") or []
+              if isinstance(e, Mapping)]
+    order = {name: i for i, name in enumerate(listed)}
+    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)),
+                                                      kv[1] != "wsgi", kv[0])))
+
+
+def _short(state: str, reason: str) -> str:
+    """A matrix cell's text for a stack without a figure: ``unsupported: <reason>``; for
+    invalid or failed trials their kinds of reason (the text before each ``:``)."""
+    if state == "unsupported" or not reason:
+        return f"{state}: {reason}" if reason else state
+    heads = [part.strip().split(":")[0] for part in reason.split(";") if part.strip()]
+    kinds = sorted({h for h in heads if re.fullmatch(r"[a-z][a-z-]*", h)})
+    return f"{state}: {', '.join(kinds) if kinds else reason[:80]}"
 
 
 def _app_interfaces(a: Analysis, cells: pd.DataFrame) -> dict[str, set[str]]:
@@ -117,7 +131,7 @@ def _app_interfaces(a: Analysis, cells: pd.DataFrame) -> dict[str, set[str]]:
 
 def matrix_table(a: Analysis, index: int) -> Table | None:
     """Apps (rows) by server configs (columns); a cell holds the stack's max sustainable
-    throughput, coloured on a scale of the matrix's highest (``heat-0`` .. ``heat-9``),
+    throughput, coloured from the matrix's lowest (``heat-0``) to its highest (``heat-9``),
     or why it has none: ``unsupported`` (the reason follows), ``none within SLO`` (with
     the peak), the status of trials none of which was ok, or ``–`` where the app does not
     speak the server's interface (no such stack)."""
@@ -126,7 +140,7 @@ def matrix_table(a: Analysis, index: int) -> Table | None:
         return None
     servers = _server_interfaces(a, cells)
     interfaces = _app_interfaces(a, cells)
-    top = cells["sustainable_rps"].max()
+    low, top = cells["sustainable_rps"].min(), cells["sustainable_rps"].max()
     by_pair = {(str(r.app), str(r.server)): r for r in cells.itertuples(index=False)}
     columns = [("app", False), ("framework", False),
                *((f"{s} ({i.upper()})", True) for s, i in servers.items())]
@@ -142,8 +156,8 @@ def matrix_table(a: Analysis, index: int) -> Table | None:
                 row.append(((f"– (not {interface.upper()})" if na else "not run"), None,
                             "cell cell-none"))
             elif r.state == "ok":
-                step = min(HEAT_STEPS - 1, int(HEAT_STEPS * r.sustainable_rps / top)) \
-                    if top > 0 else 0
+                step = (min(HEAT_STEPS - 1, int(HEAT_STEPS * (r.sustainable_rps - low)
+                                                / (top - low))) if top > low else HEAT_STEPS - 1)
                 row.append((f"{_num(r.sustainable_rps, 1)} at {a.level_label(r.at_level)}",
                             float(r.sustainable_rps), f"cell heat-{step}"))
             elif r.state == "unsupported":
@@ -152,8 +166,7 @@ def matrix_table(a: Analysis, index: int) -> Table | None:
                 row.append((f"none within SLO (peak {_num(r.peak_rps, 1)})", math.nan,
                             "cell cell-mixed"))
             else:
-                row.append((f"{r.state}: {r.reason}" if r.reason else str(r.state), None,
-                            f"cell cell-{r.state}"))
+                row.append((_short(str(r.state), str(r.reason)), None, f"cell cell-{r.state}"))
         rows.append(("", row))
     return make_table(columns, rows, table_id=f"stacks-run{index}", css="matrix stacks")
 
@@ -193,8 +206,9 @@ def overhead(a: Analysis) -> pd.DataFrame:
             else:
                 prefix = ""
                 row["note"] = ("no raw stack on this server in this run" if base is None
-                               else f"{r['state']}: {r['reason']}" if r["state"] not in
-                               ("ok", "no-slo") else f"raw: {base['state']}")
+                               else _short(str(r["state"]), str(r["reason"])) if r["state"]
+                               not in ("ok", "no-slo") else
+                               "raw: " + _short(str(base["state"]), str(base["reason"])))
             if row["basis"]:
                 rps = "peak_rps" if prefix else "sustainable_rps"
                 row.update(rps=r[rps], raw_rps=base[rps],
@@ -322,16 +336,16 @@ def stack_sentences(a: Analysis) -> list[str]:
         out.append("Best server config for each app, by max sustainable throughput: "
                    + "; ".join(best) + ".")
     frame = overhead(a).dropna(subset=["capacity_ratio"])
-    for (server, basis), part in frame.groupby(["server", "basis"], sort=False):
-        raw = part.iloc[0]
-        parts = [f"{r.app} {r.capacity_ratio:.2f}× "
-                 + ("capacity" if basis == "sustainable" else "peak throughput")
+    for server, part in frame.groupby("server", sort=False):
+        raw = part[part["basis"] == "sustainable"]
+        raw = (raw if len(raw) else part).iloc[0]
+        parts = [f"{r.app} {r.capacity_ratio:.2f}×"
+                 + ("" if r.basis == "sustainable" else " at peak (outside the SLO)")
                  + (f", {r.cpu_ms_extra:+.3f} ms CPU per request" if not math.isnan(
                      _float(r.cpu_ms_extra)) else "")
                  for r in part.sort_values("capacity_ratio", ascending=False).itertuples()]
-        at = ("" if basis == "sustainable"
-              else " at peak throughput, outside the SLO (no level within it)")
-        out.append(f"Framework overhead on {server}{at} (raw: {_num(raw['raw_rps'], 1)} "
-                   f"{a.rate_unit}, {_num(raw['raw_cpu_ms_per_request'], 3)} ms CPU per "
-                   "request): " + "; ".join(parts) + ".")
+        out.append(f"Framework overhead on {server}, throughput against raw's "
+                   f"({_num(raw['raw_rps'], 1)} {a.rate_unit} at "
+                   f"{_num(raw['raw_cpu_ms_per_request'], 3)} ms CPU per request): "
+                   + "; ".join(parts) + ".")
     return out

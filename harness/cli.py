@@ -146,7 +146,7 @@ class RichReporter:
         figures = (f"{rps:8.1f} {self.rate_unit}  p99 {p99:8.2f} ms"
                    if isinstance(rps, float) and not math.isnan(rps) and not math.isnan(p99)
                    else "")
-        server = escape(f"{trial['server']:<17}")
+        server = escape(f"{stacks.stack_name(trial['server'], trial.get('app', '')):<17}")
         reason = escape(str(trial.get("reason", "")))
         self.progress.console.print(
             f"[{colour}]{escape(f'{status:>11}')}[/] {server} users={trial['users']:<5} "
@@ -356,7 +356,9 @@ def _print_plan(plan: Any) -> None:
             st.name + (" (unsupported)" if plan.unsupported(st) else "") for st in plan.stacks))
     lines += [
         f"levels:   {levels}{cap}",
-        (f"trials:   {plan.trial_count} ({len(plan.stacks)} stacks × {len(plan.levels)} "
+        (f"trials:   {plan.trial_count} ({len(plan.stacks)} "
+         f"{'configs' if all(st.app.is_raw for st in plan.stacks) else 'stacks'} × "
+         f"{len(plan.levels)} "
          f"levels × {plan.repeats} repeats), {warm} + window {plan.duration_s:g} s each"),
         f"backend:  {plan.backend}, {plan.load_processes} locust process(es)",
         f"results:  {plan.results_dir}",

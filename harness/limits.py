@@ -72,6 +72,13 @@ class Capacity:
                    cap if hard in (resource.RLIM_INFINITY, -1) else min(hard, cap))
 
 
+def _stacks(plan: RunPlan) -> str:
+    """``"9 configs"``, or ``"47 stacks"`` when the run serves apps besides the raw ones."""
+    if all(st.app.is_raw for st in plan.stacks):
+        return f"{len(plan.stacks)} configs"
+    return f"{len(plan.stacks)} stacks"
+
+
 def _gib(mib: float) -> str:
     return f"{mib / 1024:.1f} GiB"
 
@@ -101,8 +108,8 @@ def check(plan: RunPlan, *, users_from: str = "--users", exceed: bool = False,
             raise UserError(f"{name} {value:g}: longer than {MAX_WINDOW_S:g} s (7 days), "
                             "the longest window bench runs")
     if plan.trial_count > MAX_TRIALS:
-        raise UserError(f"--repeats {plan.repeats}: {plan.trial_count} trials ({len(plan.servers)}"
-                        f" configs x {len(plan.levels)} levels x {plan.repeats} repeats); "
+        raise UserError(f"--repeats {plan.repeats}: {plan.trial_count} trials ({_stacks(plan)}"
+                        f" x {len(plan.levels)} levels x {plan.repeats} repeats); "
                         f"a run records at most {MAX_TRIALS}")
     fd_hard = cap.nofile_hard - FD_RESERVE
     if max_users > fd_hard:
@@ -141,7 +148,7 @@ def check(plan: RunPlan, *, users_from: str = "--users", exceed: bool = False,
                     f"{_gib(memory)} of memory; {_gib(cap.memory_available_mib)} is available now")
     wall_s = plan.estimated_seconds()
     if wall_s > MAX_WALL_S:
-        soft.append(f"{plan.trial_count} trials ({len(plan.servers)} configs x "
+        soft.append(f"{plan.trial_count} trials ({_stacks(plan)} x "
                     f"{len(plan.levels)} levels x {plan.repeats} repeats) take about "
                     f"{wall_s / 3600:.3g} h; more than {MAX_WALL_S / 3600:g} h")
     if soft and not exceed:

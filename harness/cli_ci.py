@@ -101,7 +101,8 @@ def compare_cmd(
     """
     from rich.markup import escape
 
-    from harness.compare import compare, config_label, load_side, make_gates, render_markdown
+    from harness.compare import compare, config_label, load_side, render_markdown
+    from harness.gates import make_gates
     from harness.results import atomic_write_bytes, atomic_write_json
 
     chosen = make_gates(_metrics(metrics), parse_min_effects(min_effect))

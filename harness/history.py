@@ -39,17 +39,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from scipy import stats
 
-from harness.compare import (
-    DEFAULT_ALPHA,
-    DEFAULT_METRICS,
-    DEFAULT_MIN_EFFECT,
-    FALLBACK_MIN_EFFECT,
-    METRICS,
-    MetricSpec,
-    config_label,
-    plain_value,
-)
+from harness.compare import config_label, plain_value
+from harness.compare_defaults import DEFAULT_ALPHA, DEFAULT_METRICS
 from harness.errors import UserError
+from harness.gates import DEFAULT_MIN_EFFECT, FALLBACK_MIN_EFFECT, METRICS, MetricSpec
 from harness.results import RunData, atomic_write_bytes, load_run
 
 _CONFIG = ("server", "workers", "users", "offered_rps", "backend")
@@ -210,8 +203,8 @@ def collect(results_dir: Path, metrics: Sequence[str] = DEFAULT_METRICS, *,
             ) -> History:
     """Read the runs under ``results_dir`` and build every series with its change points.
 
-    ``metrics`` are trials.csv columns of :data:`harness.compare.METRICS`; ``min_effects``
-    (fractions) default to :data:`harness.compare.DEFAULT_MIN_EFFECT`.
+    ``metrics`` are trials.csv columns of :data:`harness.gates.METRICS`; ``min_effects``
+    (fractions) default to :data:`harness.gates.DEFAULT_MIN_EFFECT`.
 
     Raises:
         UserError: no runs, an unknown metric, alpha outside (0, 1), a negative effect.

@@ -29,9 +29,9 @@ from harness.backends.docker import (
     DockerBackend,
     container_argv,
     find_compose,
-    netns_connections,
     remove_run_containers,
 )
+from harness.backends.docker_stats import netns_connections
 from harness.errors import UserError
 from harness.procs import http_get
 from harness.results import SAMPLE_COLUMNS

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import history
+from harness import history, history_page
 from harness.results import SCHEMA_VERSION, TRIAL_COLUMNS, atomic_write_csv, atomic_write_json
 
 BENCH = [sys.executable, "-m", "harness.cli"]
@@ -141,7 +141,7 @@ def test_interrupted_runs_count_but_are_marked(tmp_path: Path) -> None:
     row = thr.points.set_index("position").loc[2]
     assert row["n"] == 2 and not row["complete"] and row["min"] > 90
     assert h.runs[2].status == "interrupted" and h.runs[2].ok_trials == 2
-    out = history.render(h, tmp_path / "h.html")
+    out = history_page.render(h, tmp_path / "h.html")
     text = out.read_text()
     assert "run not complete" in text and 'class="incomplete"' in text
 

@@ -4,8 +4,11 @@ Each :class:`ServerConfig` is a description (cheap, no side effects); :meth:`arg
 renders the command line for a worker count and a port. Fairness settings that
 differ between servers' defaults are pinned here, identically for all:
 
-* listen backlog 2048 (hypercorn defaults to 100, granian to 1024, the rest 2048);
-* access logs off (each server's default, stated explicitly where it has a flag);
+* listen backlog 2048 (hypercorn defaults to 100, granian to 1024, waitress to 1024,
+  uWSGI to 100, daphne's Twisted endpoint to 50, mod_wsgi-express's Apache to 500 and
+  its daemons' sockets to 100, the rest 2048): every config has a knob for it;
+* access logs off (each server's default, stated explicitly where it has a flag:
+  uWSGI logs every request unless ``--disable-logging``, daphne unless ``-v 0``);
 * gunicorn's control socket off (gunicorn >= 24 opens one per master by default);
 * granian's ``--interface`` always explicit;
 * thread pools sized explicitly and recorded (``threads``), as is gevent's
@@ -18,8 +21,6 @@ differ between servers' defaults are pinned here, identically for all:
   the deployment owns (``{state_dir}``);
 * connection limits that would bind at our levels raised to :data:`CONNECTION_LIMIT`
   (waitress stops accepting at 100 connections by default).
-
-Where a server has no listen-backlog knob it says so in its ``notes``.
 
 :data:`DEFAULT_SERVERS` is what ``bench run`` runs when ``--servers`` is not given; the
 other configs (waitress, uwsgi, daphne, mod-wsgi) are run when named. A config that

@@ -323,6 +323,10 @@ def _print_plan(plan: Any) -> None:
         f"results:  {plan.results_dir}",
         "dry run: nothing started, nothing written",
     ]
+    for c in plan.servers:  # recorded as unsupported, with this reason, if run
+        reason = c.unsupported(backend=plan.backend, workers=plan.workers)
+        if reason:
+            lines.insert(-1, f"unsupported: {c.name}: {reason}")
     for line in lines:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
 
@@ -415,15 +419,36 @@ def list_scenarios() -> None:
 
 
 @list_app.command("servers")
-def list_servers() -> None:
-    """Server configs with interface, protocols and command template."""
+def list_servers(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list of the configs instead of the table.")] = False,
+) -> None:
+    """Server configs with interface, protocols, command template and whether they run here.
+
+    ``default``: run by ``bench run`` without ``--servers``; the others when named.
+    ``here``: ``ok``, or ``unsupported`` with the reason (package or program missing).
+    """
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps([
+            {"name": c.name, "interface": c.interface, "protocols": sorted(c.protocols),
+             "threads": c.threads, "worker_connections": c.worker_connections,
+             "connection_limit": c.connection_limit, "max_workers": c.max_workers,
+             "default": c.name in servers.DEFAULT_SERVERS, "unsupported": c.unsupported(),
+             "template": list(c.template), "notes": c.notes}
+            for c in servers.SERVERS.values()], indent=2) + "\n")
+        return
     table = Table()
-    for col in ("server", "interface", "protocols", "threads", "command template"):
+    for col in ("server", "interface", "protocols", "threads", "default", "here",
+                "command template"):
         table.add_column(col, overflow="fold")
     for c in servers.SERVERS.values():
+        reason = c.unsupported()
         table.add_row(c.name, c.interface, ",".join(sorted(c.protocols)),
                       str(c.threads or c.worker_connections or ""),
-                      " ".join(c.template).replace("{python}", "python"))
+                      "yes" if c.name in servers.DEFAULT_SERVERS else "",
+                      escape(f"unsupported: {reason}" if reason else "ok"),
+                      escape(" ".join(c.template).replace("{python}", "python")))
     out.print(table)
 
 

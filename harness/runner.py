@@ -339,7 +339,13 @@ class Runner:
 
     def _start(self, config: ServerConfig, repeat: int,
                log_path: Path) -> tuple[Deployment | None, tuple[str, str] | None]:
-        """Deploy and verify ``config``: (deployment, None), or (None, (status, reason))."""
+        """Deploy and verify ``config``: (deployment, None), or (None, (status, reason)).
+
+        A config that cannot run here (``ServerConfig.unsupported``) is not started.
+        """
+        cannot = config.unsupported(backend=self.plan.backend, workers=self.plan.workers)
+        if cannot:
+            return None, ("unsupported", cannot)
         try:
             server = self.backend.deploy(config, workers=self.plan.workers,
                                          cpus=self.plan.server_cpus, log_path=log_path,

@@ -93,3 +93,20 @@ def test_json_bad_input_writes_no_document(io_sweep: Path, args: tuple[str, ...]
     r = bench(*(a.format(run=io_sweep) for a in args))
     assert r.returncode == 2 and r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_compare_json(io_sweep: Path, tmp_path: Path) -> None:
+    """The sweep against itself: 2 repeats per side cannot decide anything, so with
+    --no-fail-on-regression the gate passes (exit 0) and says so in the document."""
+    r = bench("compare", str(io_sweep), str(io_sweep), "--no-fail-on-regression", "--json",
+              "--json-out", str(tmp_path / "c.json"), "--markdown", str(tmp_path / "c.md"))
+    assert r.returncode == 0, r.stderr
+    doc = document(r.stdout, "compare")
+    assert doc["verdict"] == "no regression" and doc["exit_code"] == 0
+    assert doc["compare_json"] == str(tmp_path / "c.json")
+    assert doc["markdown"] == str(tmp_path / "c.md") and (tmp_path / "c.md").is_file()
+    stored = json.loads((tmp_path / "c.json").read_text())
+    assert {k: v for k, v in doc.items() if k in stored} == stored  # the same document
+    assert len(doc["results"]) == 8 * 3  # 2 servers x 4 levels, 3 gated metrics
+    assert {v["decision"] for v in doc["results"]} == {"insufficient repeats"}
+    assert "bench compare · baseline" in r.stderr  # the table went to stderr

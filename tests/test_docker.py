@@ -94,7 +94,7 @@ def assert_hardened(container: Any, *, inside: bool = True) -> None:
              "print(os.getuid(), os.getgid())\n"
              "print([l.split()[1] for l in status.splitlines() if l.startswith(('CapEff', 'NoNewPrivs'))])\n"
              "tempfile.NamedTemporaryFile(dir='/tmp').close(); print('tmp writable')\n"
-             "try:\n    open('/srv/apps/x', 'w')\nexcept OSError as e:\n    print(e.strerror)\n")
+             "try:\n    open('/srv/harness/apps/x', 'w')\nexcept OSError as e:\n    print(e.strerror)\n")
     code, out = container.exec_run(["python", "-c", probe])
     assert code == 0, out
     uid, caps, tmp, root = out.decode().splitlines()

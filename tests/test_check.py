@@ -84,7 +84,8 @@ def test_a_bad_spec_on_the_command_line_exits_2_before_anything(tmp_path: Path) 
     assert list(tmp_path.iterdir()) == []
 
 
-def gated_run(base: Path, *args: str, expected: int) -> tuple[subprocess.CompletedProcess[str], Path]:
+def gated_run(base: Path, *args: str,
+              expected: int) -> tuple[subprocess.CompletedProcess[str], Path]:
     """``bench run ARGS --fail-on-slo`` until it exits ``expected``: a run whose trial a
     busy machine made invalid exits 3 and is retried (after waiting for quiet CPUs)."""
     outputs = ""
@@ -92,8 +93,9 @@ def gated_run(base: Path, *args: str, expected: int) -> tuple[subprocess.Complet
         if attempt:
             wait_for_quiet_cpus()
         folder = base / f"attempt{attempt}"
+        # a few seconds of run, plus any wait for the CPU locks other runs hold
         r = bench("run", *args, "--fail-on-slo", "--results-dir", str(folder / "results"),
-                  "--report", str(folder / "r.html"), timeout=180)
+                  "--report", str(folder / "r.html"), timeout=280)
         assert "Traceback" not in r.stderr, r.stderr
         if r.returncode == expected or r.returncode != 3:
             return r, only_run(folder / "results")

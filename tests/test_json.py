@@ -51,7 +51,7 @@ def test_run_json_in_a_project(tmp_path: Path) -> None:
             wait_for_quiet_cpus()
         r = bench("run", "--scenario", "quick-io", "--param", "latency_ms=5", "--warmup",
                   "0.5", "--duration", "1", "--fail-on-slo", "--at-users", "2", "--json",
-                  cwd=project, timeout=180)
+                  cwd=project, timeout=280)  # plus any wait for the CPU locks
         if r.returncode != 3:
             break
     assert r.returncode == 0, r.stdout + r.stderr

@@ -136,7 +136,8 @@ def tool_env() -> dict[str, str]:
     return {**env, "COLUMNS": "200"}
 
 
-def tool(bin_dir: Path, cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def tool(bin_dir: Path, cwd: Path, *args: str,
+         timeout: float = 280) -> subprocess.CompletedProcess[str]:
     """``bench ARGS`` of the installed venv, run in ``cwd`` (stopped SIGTERM first on a
     timeout, so its servers go with it)."""
     proc = subprocess.Popen([str(bin_dir / "bench"), *args], cwd=cwd, env=tool_env(),
@@ -150,8 +151,8 @@ def tool(bin_dir: Path, cwd: Path, *args: str, timeout: float = 300) -> subproce
 
 def test_the_installed_tool_imports_nothing_from_the_checkout(installed: Path,
                                                               tmp_path: Path) -> None:
-    r = subprocess.run([str(installed / "python"), "-c",
-                        "import harness, json, sys; print(json.dumps([harness.__file__, sys.path]))"],
+    code = "import harness, json, sys; print(json.dumps([harness.__file__, sys.path]))"
+    r = subprocess.run([str(installed / "python"), "-c", code],
                        cwd=tmp_path, env=tool_env(), capture_output=True, text=True,
                        timeout=60, check=True)
     module, path = json.loads(r.stdout)

@@ -28,6 +28,8 @@ out = Console(emoji=False)  # a `:name:` in a run id or path stays as written
 if not out.is_terminal:  # CI logs: one table row per line
     out.width = 170
 err = Console(stderr=True, emoji=False)
+if not err.is_terminal:  # compare --json sends its table here
+    err.width = 170
 
 if TYPE_CHECKING:
     from harness.results import RunData
@@ -96,6 +98,7 @@ def compare_cmd(
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write a Markdown summary for a pull-request comment here.")] = None,
     fail_on_regression: Annotated[bool, typer.Option("--fail-on-regression/--no-fail-on-regression", help="Exit 1 when any gated metric regressed (the default).")] = True,
     force: Annotated[bool, typer.Option("--force", help="Compare runs from different machines, scenarios or scenario parameters anyway.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print compare.json's document on stdout (with the files written and the exit code); the table and verdict go to stderr.")] = False,
 ) -> None:
     """Compare CURRENT with BASELINE: regression, improvement or no change per metric.
 
@@ -120,6 +123,7 @@ def compare_cmd(
         text = render_markdown(result)
         _write(markdown, "--markdown", lambda: atomic_write_bytes(markdown, text.encode()))
 
+    human = err if as_json else out
     for text in result.forced:
         err.print(f"[bold yellow]warning:[/] compared despite: {escape(text)} (--force)",
                   highlight=False, soft_wrap=True)
@@ -134,20 +138,20 @@ def compare_cmd(
                       f"{_num(v.current_median)} (n={v.n_current})",
                       "–" if math.isnan(v.change) else f"{v.change:+.1%}", v.summary,
                       f"[{style}]{v.decision}[/]" if style else v.decision)
-    out.print(table)
+    human.print(table)
     for side in ("baseline", "current"):
         excluded = result.excluded[side]
         if excluded:
             names = ", ".join(f"{e['trial_id']} ({e['status']})" for e in excluded)
-            out.print(f"excluded from {side} (not ok): {len(excluded)}: {names}",
-                      markup=False, highlight=False, soft_wrap=True)
+            human.print(f"excluded from {side} (not ok): {len(excluded)}: {names}",
+                        markup=False, highlight=False, soft_wrap=True)
     for name, label in (("baseline_only", "only in baseline"), ("current_only", "only in current")):
         if result.unmatched[name]:
-            out.print(f"{label}, not compared: "
-                      + ", ".join(config_label(k) for k in result.unmatched[name]),
-                      markup=False, highlight=False, soft_wrap=True)
+            human.print(f"{label}, not compared: "
+                        + ", ".join(config_label(k) for k in result.unmatched[name]),
+                        markup=False, highlight=False, soft_wrap=True)
     for note in result.notes:
-        out.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        human.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     short = [v for _, v in result.rows if v.decision == "insufficient repeats"]
     if short:
         err.print(f"[bold yellow]warning:[/] {len(short)} of {len(result.rows)} comparisons "
@@ -156,16 +160,24 @@ def compare_cmd(
     n_reg, n_imp = result.count("regression"), result.count("improvement")
     verdict = (f"[bold red]{n_reg} regression{'s' if n_reg != 1 else ''}[/]" if n_reg
                else "[bold green]no regression[/]")
-    out.print(f"{verdict}, {n_imp} improvement{'s' if n_imp != 1 else ''} · "
-              + escape(f"compare.json: {json_path}"
-                       + (f" · markdown: {markdown}" if markdown else "")),
-              highlight=False, soft_wrap=True)
-    if result.regressed and fail_on_regression:
-        raise typer.Exit(1)
-    if fail_on_regression and result.rows and len(short) == len(result.rows):
+    human.print(f"{verdict}, {n_imp} improvement{'s' if n_imp != 1 else ''} · "
+                + escape(f"compare.json: {json_path}"
+                         + (f" · markdown: {markdown}" if markdown else "")),
+                highlight=False, soft_wrap=True)
+    if fail_on_regression and not result.regressed and result.rows \
+            and len(short) == len(result.rows):
         # A gate that cannot fire must not pass silently.
         raise UserError(f"nothing could be decided ({short[0].note}); add repeats, or pass "
                         "--no-fail-on-regression to accept an undecided comparison")
+    code = 1 if result.regressed and fail_on_regression else 0
+    if as_json:
+        from harness import jsonout
+
+        jsonout.emit("compare", {**result.to_json(), "compare_json": str(json_path.absolute()),
+                                 "markdown": str(markdown.absolute()) if markdown else None,
+                                 "exit_code": code})
+    if code:
+        raise typer.Exit(code)
 
 
 def _num(value: float) -> str:

@@ -161,7 +161,7 @@ def test_a_config_that_cannot_run_here_is_unsupported_in_list_and_in_a_run(
         tmp_path: Path) -> None:
     listed = _missing("list", "servers", "--json")
     assert listed.returncode == 0, listed.stderr
-    reasons = {c["name"]: c["unsupported"] for c in json.loads(listed.stdout)}
+    reasons = {c["name"]: c["unsupported"] for c in json.loads(listed.stdout)["servers"]}
     assert reasons["waitress-missing"] == REASON
     assert reasons["waitress"] == ""
     table = _missing("list", "servers")

@@ -19,7 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness import cli_apps, cpulock, scenarios, servers, stacks
+from harness import cli_apps, config, cpulock, servers, stacks
+from harness.cli_check import AtUsersOpt, SloOpt
+from harness.cli_check import show as show_check
 from harness.errors import UserError
 from harness.scenarios import check_levels, rate_unit
 
@@ -28,17 +30,15 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark Python WSGI and ASGI servers on equivalent workloads.")
-list_app = typer.Typer(no_args_is_help=True, help="List scenarios, server configs or apps.")
-app.add_typer(list_app, name="list")
 
 # emoji=False: a `:name:` in user text (a path, a reason) stays as typed.
 out = Console(emoji=False)
 if not out.is_terminal:  # logs and CI: wide enough for the summary table on one line per row
     out.width = 170
 err = Console(stderr=True, emoji=False)
+if not err.is_terminal:  # --json sends the progress and the summary table here
+    err.width = 170
 
-RESULTS_DIR = Path("results")  # of the current directory
-REPORTS_DIR = Path("reports")  # of the current directory
 
 
 def _positive_ints(text: str, option: str) -> tuple[int, ...]:
@@ -158,8 +158,8 @@ class RichReporter:
 
 @app.command()
 def run(
-    scenario: Annotated[str | None, typer.Option(help="Scenario name (see `bench list scenarios`) or file; required unless --app.")] = None,
-    servers_opt: Annotated[str | None, typer.Option("--servers", help="Comma-separated server configs; default: every config serving the scenario's protocol.")] = None,
+    scenario: Annotated[str | None, typer.Option(help="Scenario name (see `bench list scenarios`), or a scenario file PATH.toml; required unless --app.")] = None,
+    servers_opt: Annotated[str | None, typer.Option("--servers", help="Comma-separated server configs; default: the project's servers (bench.toml) that serve the scenario's protocol, else every config serving it.")] = None,
     apps_opt: Annotated[str | None, typer.Option("--apps", help="Comma-separated apps (see `bench list apps`), or all; default: raw. Each runs under every chosen server of its interface.")] = None,
     users: Annotated[str | None, typer.Option(help="Load levels: concurrent users, e.g. 10,50,200.")] = None,
     duration: Annotated[float | None, typer.Option(help="Measurement window per level, s.")] = None,
@@ -170,8 +170,8 @@ def run(
     param: Annotated[list[str] | None, typer.Option(help="Scenario parameter override key=value (repeatable).")] = None,
     server_cpus: Annotated[str | None, typer.Option(help="CPUs for the server, e.g. 0 or 0-2.")] = None,
     load_cpus: Annotated[str | None, typer.Option(help="CPUs for the load generator, e.g. 3.")] = None,
-    results_dir: Annotated[Path, typer.Option(help="Where run folders are written.")] = RESULTS_DIR,
-    report: Annotated[Path | None, typer.Option(help="Report path; default reports/<run-id>.html.")] = None,
+    results_dir: Annotated[Path | None, typer.Option(help="Where run folders are written; default: the project's results_dir (bench.toml), else ./results.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Report path; default <reports_dir>/<run-id>.html (the project's reports_dir, else ./reports).")] = None,
     backend: Annotated[str, typer.Option(help="Where servers run: local (processes) or docker.")] = "local",
     load_processes: Annotated[int, typer.Option(help="locust processes (its master/worker mode when > 1).")] = 1,
     arrival_rate: Annotated[str | None, typer.Option(help="Open loop: constant arrival rates in req/s, one level each, e.g. 50,100; --users then caps requests in flight (default 1000).")] = None,
@@ -180,6 +180,10 @@ def run(
     exceed_limits: Annotated[bool, typer.Option("--exceed-limits", help="Run past a soft bound of this machine (workers or locust processes per CPU, ulimit -n, available memory, a day of wall time); hard bounds still apply.")] = False,
     keep_requests: Annotated[bool, typer.Option("--keep-requests", help="Keep every HTTP request's record (requests/<trial>/*.csv); by default only the latency histograms are kept (latency/<trial>.json).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything, print the plan and exit 0: nothing is started or written.")] = False,
+    fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo", help="After the run, judge its ok trials against the SLO (as bench check): exit 1 when one misses it, 3 when none is ok.")] = False,
+    slo: SloOpt = None,
+    at_users: AtUsersOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout (run folder, report, trials, SLO check); progress and tables go to stderr.")] = False,
     own_app: Annotated[str | None, typer.Option("--app", help="Your app, unmodified: PKG.MODULE:ATTR, run under every server config of its --interface (or --servers); needs --path.", rich_help_panel="Your own app")] = None,
     interface: Annotated[str | None, typer.Option(help="wsgi or asgi: how --app is served.", rich_help_panel="Your own app")] = None,
     path: Annotated[str | None, typer.Option(help="The request to benchmark, e.g. '/items?id=1'.", rich_help_panel="Your own app")] = None,
@@ -194,8 +198,9 @@ def run(
 ) -> None:
     """Benchmark a scenario on server configs and write results/ and an HTML report.
 
-    Exit 0 when the run completed, 3 when every trial failed (nothing was measured),
-    2 on bad input, 130/143 when interrupted.
+    Exit 0 when the run completed, 3 when every trial failed (nothing was measured) or,
+    with --fail-on-slo, when no trial is ok, 1 when --fail-on-slo finds an ok trial
+    missing the SLO, 2 on bad input, 130/143 when interrupted.
     """
     from harness import limits
     from harness.backends import get_backend
@@ -205,14 +210,16 @@ def run(
         from harness.oracle import require_wrk
 
         require_wrk()  # no wrk: one line with the install hint, nothing started
+    human = err if json_out else out
+    cfg = config.load()
     get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
     sc = cli_apps.run_scenario(scenario, own_app, _params(param or []), apps_opt, {
         "interface": interface, "path": path, "method": method,
         "headers": cli_apps.pairs(header, ":", "--header"), "body_file": body_file,
         "app_dir": app_dir, "env": cli_apps.pairs(env, "=", "--env"),
         "expect_status": expect_status, "expect_body_file": expect_body_file,
-        "expect_contains": expect_contains})
-    chosen = servers.select(servers_opt.split(",") if servers_opt else None, sc.protocol)
+        "expect_contains": expect_contains}, scenario_paths=cfg.scenarios)
+    chosen = _servers(servers_opt, cfg, sc.protocol)
     apps = ([stacks.own_app_spec(sc.app, sc.request_path)] if sc.app is not None
             else stacks.select_apps(apps_opt))
     run_stacks = stacks.pairs(chosen, apps, servers_named=servers_opt is not None,
@@ -225,9 +232,11 @@ def run(
                         + " with --backend local")
     chosen = list(dict.fromkeys(st.server for st in run_stacks))
     levels = _positive_ints(users, "--users") if users is not None else sc.users
+    results_dir = results_dir if results_dir is not None else cfg.results()
     rates = _positive_floats(arrival_rate, "--arrival-rate") if arrival_rate is not None else ()
     if rates and users is None:
         levels = (1000,)
+    objectives = _slo_gate(fail_on_slo, slo, at_users, levels)
     _finite("--duration", duration, minimum=0, strict=True)
     _finite("--warmup", warmup, minimum=0, strict=False)
     for name, count in (("--repeats", repeats), ("--workers", workers),
@@ -284,13 +293,17 @@ def run(
                   "load CPUs together", soft_wrap=True)
     apps_text = ("" if [a.name for a in apps] == [stacks.RAW]
                  else f" ({len(run_stacks)} stacks of {len(apps)} apps)")
-    out.print(f"[bold]{escape(sc.name)}[/] {escape(sc.request_path)} · {len(chosen)} server "
+    human.print(f"[bold]{escape(sc.name)}[/] {escape(sc.request_path)} · {len(chosen)} server "
               f"configs{escape(apps_text)} × {len(plan.levels)} levels × {plan.repeats} repeats · "
               f"{'open loop' if rates else 'closed loop'} · workers={plan.workers} · "
               f"server CPUs {format_cpus(s_cpus)}, load CPUs {format_cpus(l_cpus)} · "
               f"about {plan.estimated_seconds() / 60:.1f} min", soft_wrap=True)
     if dry_run:
-        _print_plan(plan)
+        _print_plan(plan, human)
+        if json_out:
+            from harness import jsonout
+
+            jsonout.emit("run", jsonout.plan_document(plan))
         return
     # One lock per CPU, held until this process exits (the kernel drops it even on kill -9);
     # a run refused here has created nothing.
@@ -313,7 +326,7 @@ def run(
                                       "waited_s": round(cpu_locks.waited_s, 3)}
     exit_code = 0
     with Progress(TextColumn("{task.description:<42}"), BarColumn(), TimeRemainingColumn(),
-                  console=out, transient=True) as progress:
+                  console=human, transient=True) as progress:
         total_s = plan.estimated_seconds()
         runner.reporter = RichReporter(progress, total_s, rate_unit(plan.scenario.protocol))
         try:
@@ -325,18 +338,70 @@ def run(
     if exit_code:
         err.print(f"[bold yellow]interrupted[/]: results so far kept in {escape(str(runner.run_dir))}",
                   soft_wrap=True)
-    path = _render([runner.run_dir], report_path or REPORTS_DIR / f"{runner.run_id}.html")
-    _summary(runner.run_dir)
-    out.print(f"results: {runner.run_dir}\nreport:  {path}", markup=False, highlight=False,
-              soft_wrap=True)
+    path = _render([runner.run_dir], report_path or cfg.reports() / f"{runner.run_id}.html")
+    data = _summary(runner.run_dir, human)
+    human.print(f"results: {runner.run_dir}\nreport:  {path}", markup=False, highlight=False,
+                soft_wrap=True)
     trials = runner.state.trials
     if not exit_code and trials and all(t["status"] == "failed" for t in trials):
         err.print(f"bench: every trial failed ({len(trials)}): nothing was measured; the "
                   f"reasons are in the table above and in {runner.run_dir}/logs",
                   markup=False, highlight=False, soft_wrap=True)
         exit_code = EXIT_ALL_FAILED
+    check = None
+    if fail_on_slo and not exit_code:
+        from harness.slo import judge
+
+        check = judge(data, objectives, at_users=at_users)
+        show_check(check, human)
+        exit_code = check.exit_code
+    if json_out:
+        from harness import jsonout
+
+        jsonout.emit("run", jsonout.run_document(data, report=path, exit_code=exit_code,
+                                                 slo=check))
     if exit_code:
         raise typer.Exit(exit_code)
+
+
+def _servers(names: str | None, cfg: Any, protocol: str) -> list[Any]:
+    """``--servers``, else the project's ``servers`` that serve ``protocol`` (all of
+    them for WebSocket, whose WSGI configs are recorded unsupported), else every config
+    serving it (:func:`servers.select`).
+
+    Raises:
+        UserError: a bad --servers list, or none of the project's servers serves it.
+    """
+    if names:
+        return servers.select(names.split(","), protocol)  # type: ignore[arg-type]
+    if cfg.servers is None:
+        return servers.select(None, protocol)  # type: ignore[arg-type]
+    usable = [n for n in cfg.servers
+              if protocol == "websocket" or protocol in servers.SERVERS[n].protocols]
+    if not usable:
+        raise UserError(f"{cfg.where}: servers: none of {', '.join(cfg.servers)} serves "
+                        f"{protocol}; give --servers")
+    return servers.select(usable, protocol)  # type: ignore[arg-type]
+
+
+def _slo_gate(fail_on_slo: bool, spec: str | None, at_users: int | None,
+              levels: tuple[int, ...]) -> Any:
+    """Check ``--slo``/``--at-users`` of ``bench run`` before anything starts; the
+    parsed objectives (``None``: the scenario's SLO).
+
+    Raises:
+        UserError: either option without --fail-on-slo, a bad spec, a level not run.
+    """
+    if not fail_on_slo:
+        for name, value in (("--slo", spec), ("--at-users", at_users)):
+            if value is not None:
+                raise UserError(f"{name} judges the run only with --fail-on-slo; add it")
+        return None
+    from harness.slo import check_at_users, parse
+
+    objectives = parse(spec) if spec is not None else None
+    check_at_users(at_users, list(levels), "this run")
+    return objectives
 
 
 #: ``bench run``'s exit code when every trial failed (no server started, every response
@@ -344,7 +409,7 @@ def run(
 EXIT_ALL_FAILED = 3
 
 
-def _print_plan(plan: Any) -> None:
+def _print_plan(plan: Any, console: Console) -> None:
     """``--dry-run``: what the run would do, one line per fact; nothing is started."""
     levels = ", ".join(f"{r:g} req/s" if not math.isnan(r) else str(u) for u, r in plan.levels)
     cap = f" (users cap {max(plan.users)})" if plan.arrival_rates else ""
@@ -364,8 +429,12 @@ def _print_plan(plan: Any) -> None:
         f"results:  {plan.results_dir}",
         "dry run: nothing started, nothing written",
     ]
+    for c in plan.servers:  # recorded as unsupported, with this reason, if run
+        reason = c.unsupported(backend=plan.backend, workers=plan.workers)
+        if reason:
+            lines.insert(-1, f"unsupported: {c.name}: {reason}")
     for line in lines:
-        out.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _render(run_dirs: list[Path], path: Path, *, target_rps: float | None = None,
@@ -397,7 +466,8 @@ def _render(run_dirs: list[Path], path: Path, *, target_rps: float | None = None
     return written
 
 
-def _summary(run_dir: Path) -> None:
+def _summary(run_dir: Path, console: Console) -> Any:
+    """Print the run's trials as a table on ``console``; the run as read back (RunData)."""
     from harness.results import load_run
 
     data = load_run(run_dir)
@@ -417,7 +487,8 @@ def _summary(run_dir: Path) -> None:
                       f(t["latency_p99_ms"], ".2f"), f(t["cpu_percent_mean"], ".0f"),
                       f(t["pss_mib_peak"], ".1f"), f(t["generator_cpu_percent"], ".0f"),
                       t["reason"][:80])))
-    out.print(table)
+    console.print(table)
+    return data
 
 
 @app.command("report")
@@ -434,44 +505,19 @@ def report_cmd(
     runs = [load_run(d) for d in run_dirs]
     name = (str(runs[0].meta.get("run_id") or runs[0].path.name) if len(runs) == 1
             else f"combined-{len(runs)}-runs")
-    path = _render([r.path for r in runs], output or REPORTS_DIR / f"{name}.html",
+    path = _render([r.path for r in runs], output or config.load().reports() / f"{name}.html",
                    target_rps=target_rps, slo_p99_ms=slo_p99_ms, png_dir=png)
     out.print(f"report: {path}", markup=False, highlight=False, soft_wrap=True)
 
 
-@list_app.command("scenarios")
-def list_scenarios() -> None:
-    """Scenarios with their request, parameters and load levels."""
-    table = Table()
-    for col in ("scenario", "protocol", "request", "params (default [min..max])", "users",
-                "warmup+duration s", "SLO"):
-        table.add_column(col, overflow="fold")
-    for name in scenarios.available():
-        sc = scenarios.load(name)
-        params = ", ".join(f"{p.name}={p.default} [{p.min}..{p.max}]" for p in sc.params.values())
-        warm = f"steady<={sc.max_warmup_s:g}" if sc.steady else f"{sc.warmup_s:g}"
-        table.add_row(*(escape(v) for v in (
-                      name, sc.protocol, f"{sc.method} {sc.request_path}", params,
-                      ",".join(map(str, sc.users)), f"{warm}+{sc.duration_s:g}",
-                      f"p99 <= {sc.slo_p99_ms:g} ms, errors <= {sc.slo_max_error_rate:.1%}")))
-    out.print(table)
-
-
-@list_app.command("servers")
-def list_servers() -> None:
-    """Server configs with interface, protocols and command template."""
-    table = Table()
-    for col in ("server", "interface", "protocols", "threads", "command template"):
-        table.add_column(col, overflow="fold")
-    for c in servers.SERVERS.values():
-        table.add_row(c.name, c.interface, ",".join(sorted(c.protocols)),
-                      str(c.threads or c.worker_connections or ""),
-                      " ".join(c.template).replace("{python}", "python"))
-    out.print(table)
-
-
 # Commands that live in their own modules register themselves here.
-cli_apps.register(list_app)
+from harness import cli_list
+
+cli_list.register(app)
+cli_apps.register(cli_list.list_app)
+from harness import cli_check
+
+cli_check.register(app)
 from harness import cli_docker
 
 cli_docker.register(app)

@@ -36,9 +36,11 @@ def pairs(items: list[str] | None, sep: str, option: str) -> dict[str, str]:
 
 
 def run_scenario(name: str | None, own_app: str | None, params: dict[str, str],
-                 apps_opt: str | None, app_options: dict[str, Any]) -> scenarios.Scenario:
-    """The run's scenario: ``--scenario`` (with ``params``, from ``--param``), or the one ``--app`` and
-    ``app_options`` describe (:func:`harness.scenarios.own_app`).
+                 apps_opt: str | None, app_options: dict[str, Any], *,
+                 scenario_paths: Any = ()) -> scenarios.Scenario:
+    """The run's scenario: ``--scenario`` (with ``params``, from ``--param``; found among
+    the shipped ones and the project's ``scenario_paths``, harness.config), or the one
+    ``--app`` and ``app_options`` describe (:func:`harness.scenarios.own_app`).
 
     Raises:
         UserError: neither or both given; ``--param`` or ``--apps`` with ``--app`` (or
@@ -52,7 +54,7 @@ def run_scenario(name: str | None, own_app: str | None, params: dict[str, str],
             raise UserError("Missing option '--scenario' (or --app PKG.MODULE:ATTR)")
         if given:
             raise UserError(f"{APP_OPTIONS[given[0]]} is for --app PKG.MODULE:ATTR")
-        sc = scenarios.load(name).with_params(params)
+        sc = scenarios.load(name, paths=scenario_paths).with_params(params)
         if sc.app is not None and apps_opt is not None:
             raise UserError(f"--apps: scenario {sc.name} benchmarks an app of its own ([app])")
         return sc

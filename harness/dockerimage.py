@@ -57,7 +57,7 @@ RECIPE_VERSION = 1
 #: gunicorn's gevent worker imports ``packaging``, which gunicorn declares only under
 #: its ``gevent`` extra: without the extra, gunicorn-gevent cannot start in the image.
 SERVER_PACKAGES = ("gunicorn[gevent]", "gevent", "uvicorn[standard]", "uvicorn-worker",
-                   "hypercorn", "granian")
+                   "hypercorn", "granian", "waitress", "daphne", "pyuwsgi")
 #: Where the image keeps the output of ``pip freeze --all`` taken inside it.
 FREEZE_PATH = "/opt/bench/pip-freeze.txt"
 

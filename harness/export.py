@@ -25,11 +25,12 @@ from typing import Any
 
 import pandas as pd
 
-from harness.compare import KEY, METRICS, config_label, plain_value
+from harness.compare import KEY, config_label, plain_value
 from harness.errors import UserError
+from harness.gates import METRICS
 from harness.results import RunData, atomic_write_csv, atomic_write_json
 
-#: Exported metrics: trials.csv columns (direction and unit from harness.compare.METRICS).
+#: Exported metrics: trials.csv columns (direction and unit from harness.gates.METRICS).
 EXPORT_METRICS = ("throughput_rps", "latency_p50_ms", "latency_p99_ms", "pss_mib_peak")
 
 #: File names written into the ``-o`` folder for github-action-benchmark.

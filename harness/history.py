@@ -2,10 +2,10 @@
 
 :func:`collect` reads every run folder under a results folder, orders the runs by start
 time, and builds one :class:`Series` per (scenario with its parameters, configuration,
-metric): for each run the median, min and max of its ok repeats. :func:`render` writes
-one self-contained HTML page (plotly.js inline once) with a trend chart per series, the
-min-max band of the repeats, and the detected change points marked and labelled with
-the run (commit) where they happened.
+metric): for each run the median, min and max of its ok repeats. :func:`overview` sums
+each series up (latest value, change against the previous run and since the last change
+point, whether that change point was a regression). :mod:`harness.history_page` draws
+the page (the overview, then the series as small multiples).
 
 Which trials count: the ``ok`` trials of every run, whatever the run's status. A run
 that is not ``complete`` (interrupted, failed, still running) contributes what it
@@ -36,21 +36,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 from scipy import stats
 
-from harness.compare import (
-    DEFAULT_ALPHA,
-    DEFAULT_METRICS,
-    DEFAULT_MIN_EFFECT,
-    FALLBACK_MIN_EFFECT,
-    METRICS,
-    MetricSpec,
-    config_label,
-    plain_value,
-)
+from harness.compare import config_label, plain_value
+from harness.compare_defaults import DEFAULT_ALPHA, DEFAULT_METRICS
 from harness.errors import UserError
-from harness.results import RunData, atomic_write_bytes, load_run
+from harness.gates import DEFAULT_MIN_EFFECT, FALLBACK_MIN_EFFECT, METRICS, MetricSpec
+from harness.results import RunData, load_run
 
 _CONFIG = ("server", "workers", "users", "offered_rps", "backend")
 
@@ -175,7 +167,7 @@ def _scenario(meta: Mapping[str, Any], name: str) -> str:
     return f"{name} {text}" if text else name
 
 
-def _start_key(run: RunData) -> tuple[bool, int, str]:
+def start_key(run: RunData) -> tuple[bool, int, str]:
     """Start time first (runs without a readable one last), then run id."""
     ts = pd.to_datetime(run.meta.get("started_at"), utc=True, errors="coerce")
     missing = ts is None or pd.isna(ts)
@@ -205,16 +197,14 @@ def load_runs(results_dir: Path) -> tuple[list[RunData], list[str]]:
     return runs, skipped
 
 
-def collect(results_dir: Path, metrics: Sequence[str] = DEFAULT_METRICS, *,
-            alpha: float = DEFAULT_ALPHA, min_effects: Mapping[str, float] | None = None,
-            ) -> History:
-    """Read the runs under ``results_dir`` and build every series with its change points.
-
-    ``metrics`` are trials.csv columns of :data:`harness.compare.METRICS`; ``min_effects``
-    (fractions) default to :data:`harness.compare.DEFAULT_MIN_EFFECT`.
+def check_options(metrics: Sequence[str], alpha: float,
+                  min_effects: Mapping[str, float] | None) -> dict[str, float]:
+    """The minimum effect of every metric (fractions; defaults
+    :data:`harness.gates.DEFAULT_MIN_EFFECT`), after checking the options.
 
     Raises:
-        UserError: no runs, an unknown metric, alpha outside (0, 1), a negative effect.
+        UserError: an unknown metric, alpha outside (0, 1), a negative effect, an effect
+            for a metric not charted.
     """
     for name in metrics:
         if name not in METRICS:
@@ -228,9 +218,36 @@ def collect(results_dir: Path, metrics: Sequence[str] = DEFAULT_METRICS, *,
     unknown = set(min_effects or {}) - set(metrics)
     if unknown:
         raise UserError(f"--min-effect {', '.join(sorted(unknown))}: not a charted metric")
+    return effects
 
+
+def collect(results_dir: Path, metrics: Sequence[str] = DEFAULT_METRICS, *,
+            alpha: float = DEFAULT_ALPHA, min_effects: Mapping[str, float] | None = None,
+            ) -> History:
+    """Read the runs under ``results_dir`` and build every series with its change points.
+
+    ``metrics`` are trials.csv columns of :data:`harness.gates.METRICS`; ``min_effects``
+    (fractions) default to :data:`harness.gates.DEFAULT_MIN_EFFECT`.
+
+    Raises:
+        UserError: no runs, or bad options (:func:`check_options`).
+    """
+    effects = check_options(metrics, alpha, min_effects)
     runs, skipped = load_runs(results_dir)
-    order = sorted(runs, key=_start_key)
+    return from_runs(runs, skipped, metrics, alpha=alpha, min_effects=effects)
+
+
+def from_runs(runs: Sequence[RunData], skipped: Sequence[str],
+              metrics: Sequence[str] = DEFAULT_METRICS, *, alpha: float = DEFAULT_ALPHA,
+              min_effects: Mapping[str, float] | None = None) -> History:
+    """The history of runs already read (:func:`load_runs`); ``skipped`` are the messages
+    of the folders that could not be read.
+
+    Raises:
+        UserError: bad options (:func:`check_options`).
+    """
+    effects = check_options(metrics, alpha, min_effects)
+    order = sorted(runs, key=start_key)
     infos: list[RunInfo] = []
     frames = []
     for pos, r in enumerate(order):
@@ -262,7 +279,7 @@ def collect(results_dir: Path, metrics: Sequence[str] = DEFAULT_METRICS, *,
             for metric in metrics:
                 series.append(_series(key_map, config, METRICS[metric], group, infos,
                                       alpha, effects[metric]))
-    return History(infos, series, skipped, alpha, effects)
+    return History(infos, series, list(skipped), alpha, effects)
 
 
 def _series(key: Mapping[str, Any], config: dict[str, Any], metric: MetricSpec,
@@ -290,74 +307,59 @@ def _series(key: Mapping[str, Any], config: dict[str, Any], metric: MetricSpec,
     return Series(str(key["scenario_id"]), config, str(key["machine"]), metric, points, cps)
 
 
-# --- rendering ----------------------------------------------------------------------------
-
-def figure(series: Series, runs: Sequence[RunInfo]) -> go.Figure:
-    """The trend chart of one series: min-max band of the repeats, median per run
-    (runs not complete marked with an open ``x``), a dashed line and label per change point;
-    x is the run in start-time order, labelled by short commit (or run id)."""
-    p = series.points
-    unit = series.metric.unit
-    fig = go.Figure()
-    hover = [f"{r.run_id}<br>{r.label}<br>median {r.median:.4g} {unit} (n={r.n}), "
-             f"min {r.min:.4g}, max {r.max:.4g}"
-             + ("" if r.complete else f"<br>run {runs[r.position].status}")
-             for r in p.itertuples()]
-    fig.add_trace(go.Scatter(x=p["position"], y=p["max"], mode="lines", line={"width": 0},
-                             hoverinfo="skip", showlegend=False))
-    fig.add_trace(go.Scatter(x=p["position"], y=p["min"], mode="lines", line={"width": 0},
-                             fill="tonexty", fillcolor="rgba(31,119,180,0.2)",
-                             name="min–max of repeats", hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=p["position"], y=p["median"], mode="lines+markers",
-                             line={"color": "#1f77b4"}, name="median of ok repeats",
-                             hovertext=hover, hoverinfo="text"))
-    partial = p[~p["complete"].astype(bool)]
-    if len(partial):
-        fig.add_trace(go.Scatter(
-            x=partial["position"], y=partial["median"], mode="markers",
-            marker={"symbol": "x-open", "size": 12, "color": "#e6a700"},
-            name="run not complete", hoverinfo="skip"))
-    for cp in series.change_points:
-        fig.add_vline(x=cp.position, line={"dash": "dash", "color": "#a50f15"},
-                      annotation_text=f"{cp.change:+.0%} at {cp.label}",
-                      annotation_position="top left")
-    fig.update_layout(
-        title=series.title, height=380, margin={"t": 60, "b": 80},
-        yaxis_title=f"{series.metric.label} ({unit})",
-        xaxis={"title": "run (commit), in start-time order", "tickmode": "array",
-               "tickvals": [r.position for r in runs], "ticktext": [r.label for r in runs],
-               "tickangle": -45, "range": [-0.5, len(runs) - 0.5]},
-        legend={"orientation": "h", "y": -0.35})
-    return fig
+# --- the overview ---------------------------------------------------------------------
 
 
-def render(history: History, out: Path) -> Path:
-    """Write the dashboard for ``history`` to ``out`` (atomically); return ``out``.
-    plotly.js is inlined with the first chart only; the page needs no network. Rendered
-    from ``history.html.j2`` on the report's base template (:mod:`harness.report.templating`)."""
-    from harness.report.tables import make_table
-    from harness.report.templating import plot_div, render_template
+@dataclass(frozen=True, slots=True)
+class Latest:
+    """One series summed up for the overview: its latest point (``position``, ``label``,
+    ``median``, ``n`` of the last run that measured it), the relative change of that
+    median against the previous point (NaN with one point), the last change point (None
+    without one) and the latest median against the level before that step (NaN without
+    one). ``verdict`` is ``"regression"`` / ``"improvement"`` when the last change point
+    moved the metric the worse / better way, else ``""``; ``stale`` when the latest run
+    did not measure the series."""
 
-    charts = [(s.title, plot_div(figure(s, history.runs), div_id=f"series{number}",
-                                 include_js=number == 0, height="380px"))
-              for number, s in enumerate(history.series)]
-    runs = make_table(
-        [("#", True), ("commit", False), ("run", False), ("started", False),
-         ("status", False), ("ok / trials", True), ("machine", False)],
-        [("" if r.status == "complete" else "incomplete",
-          [str(r.position), r.label, r.run_id, r.started_at, r.status,
-           f"{r.ok_trials} / {r.trials}", r.machine]) for r in history.runs])
-    cps = [(s, cp) for s in history.series for cp in s.change_points]
-    changes = make_table(
-        [("series", False), ("at run", False), ("median before → after", True),
-         ("change", True), ("p (Bonferroni)", True)],
-        [("", [s.title, f"{cp.label} ({cp.run_id})",
-               f"{cp.before:.4g} → {cp.after:.4g} {s.metric.unit}",
-               (f"{cp.change:+.1%}", None, "change"), f"{cp.p_value:.2g}"])
-         for s, cp in cps]) if cps else None
-    effects = ", ".join(f"{METRICS[m].label} {e:.0%}" for m, e in history.min_effects.items())
-    page = render_template("history.html.j2", history=history, charts=charts,
-                           changes=changes, change_count=len(cps), runs=runs,
-                           effects=effects)
-    atomic_write_bytes(out, page.encode("utf-8"))
+    series: Series
+    position: int
+    label: str
+    median: float
+    n: int
+    vs_previous: float
+    change_point: ChangePoint | None
+    vs_change_point: float
+    verdict: str
+    stale: bool
+
+
+def _relative(new: float, old: float) -> float:
+    return (new - old) / abs(old) if old else math.nan
+
+
+def overview(history: History) -> list[Latest]:
+    """:class:`Latest` of every series with at least one point, in series order. A series
+    is ``stale`` when a later run of its scenario (same parameters and machine) measured
+    other configurations but not it."""
+    last_of: dict[tuple[str, str], int] = {}
+    for s in history.series:
+        if len(s.points):
+            key = (s.scenario, s.machine)
+            last_of[key] = max(last_of.get(key, -1), int(s.points["position"].max()))
+    out = []
+    for s in history.series:
+        p = s.points
+        if not len(p):
+            continue
+        last = p.iloc[-1]
+        previous = float(p.iloc[-2]["median"]) if len(p) > 1 else math.nan
+        cp = s.change_points[-1] if s.change_points else None
+        verdict = ""
+        if cp is not None and cp.change:
+            worse = cp.change < 0 if s.metric.higher_is_better else cp.change > 0
+            verdict = "regression" if worse else "improvement"
+        median = float(last["median"])
+        out.append(Latest(s, int(last["position"]), str(last["label"]), median,
+                          int(last["n"]), _relative(median, previous), cp,
+                          _relative(median, cp.before) if cp else math.nan, verdict,
+                          int(last["position"]) < last_of[(s.scenario, s.machine)]))
     return out

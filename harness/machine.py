@@ -63,17 +63,38 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def git_info(root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """The checkout's commit and whether it has uncommitted changes; nulls outside git."""
-    def git(*args: str) -> str | None:
+def git_info(root: Path | None = None) -> dict[str, Any]:
+    """The commit of the code being benchmarked, whether it has uncommitted changes, and
+    the work tree it was read from; nulls outside git (or without a git binary).
+
+    ``root`` ``None``: the bench checkout when the harness runs from one (an editable
+    install: the package's parent is the top of a work tree), else the repository of
+    the current directory (bench installed as a tool, run from the user's project),
+    else nulls. A wheel installed in a virtualenv that happens to sit inside some
+    repository never reports that repository as its own: only a work tree whose top is
+    the package's parent counts as a checkout.
+    """
+    def git(where: Path, *args: str) -> str | None:
         try:
-            r = procs.run(["git", *args], cwd=root, timeout_s=5)
-        except procs.CommandError:
+            r = procs.run(["git", *args], cwd=where, timeout_s=5)
+        except procs.CommandError:  # no git binary, or it hung
             return None
         return r.stdout.strip() if r.returncode == 0 else None
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+    if root is None:
+        top = git(PROJECT_ROOT, "rev-parse", "--show-toplevel")
+        checkout = top is not None and Path(top).resolve() == PROJECT_ROOT.resolve()
+        try:
+            root = PROJECT_ROOT if checkout else Path.cwd()
+        except OSError:  # the current directory was removed
+            return {"commit": None, "dirty": None, "work_tree": None}
+    top = git(root, "rev-parse", "--show-toplevel") if root.is_dir() else None
+    if top is None:
+        return {"commit": None, "dirty": None, "work_tree": None}
+    commit = git(root, "rev-parse", "--verify", "--quiet", "HEAD")  # None before a commit
+    status = git(root, "status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status),
+            "work_tree": top}
 
 
 def parse_cpus(text: str, option: str) -> list[int]:

@@ -17,6 +17,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.backends import get_backend
 from harness.errors import UserError
@@ -90,3 +91,23 @@ def preflight(plan: RunPlan) -> Answer:
     if problem:
         raise UserError(f"{where} {problem}")
     return answer
+
+
+def own_load_checks(plan: RunPlan, options: dict[str, Any]) -> tuple[int, bytes]:
+    """An own app's request and what counts as a success under load, put into the locust
+    user's ``options`` (``headers``, ``body``, ``check``, ``expected_contains``); returns
+    (expected status, expected body). Every response must have the expected status
+    (``--expect-status``, else the first stack's); the body must be
+    ``--expect-body-file``'s, contain ``--expect-contains``, or, with no expectation of
+    the body, equal the first stack's (as verification required); ``--expect-status``
+    alone checks the status only."""
+    sc, first = plan.scenario, plan.own_answer
+    assert first is not None, "an own app's run needs its preflight"
+    expect = sc.expect
+    status = expect.status if expect.status is not None else first.status
+    body = expect.body if expect.body is not None else first.body
+    check = ("contains" if expect.contains is not None else "exact"
+             if expect.body is not None or not expect.given else "status")
+    options.update(headers=dict(sc.headers), body=sc.body.decode("latin-1"), check=check,
+                   expected_contains=(expect.contains or b"").decode("latin-1"))
+    return status, body

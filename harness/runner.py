@@ -39,6 +39,7 @@ from harness.load import (
     LoadSession,
     LoadSpec,
 )
+from harness.ownapp import own_load_checks
 from harness.plan import (
     RunPlan,
     initial_meta,
@@ -356,8 +357,14 @@ class Runner:
 
     def _start(self, stack: Stack, repeat: int,
                log_path: Path) -> tuple[Deployment | None, tuple[str, str] | None]:
-        """Deploy and verify ``stack``: (deployment, None), or (None, (status, reason))."""
+        """Deploy and verify ``stack``: (deployment, None), or (None, (status, reason)).
+
+        A config that cannot run here (``ServerConfig.unsupported``) is not started.
+        """
         config = stack.server
+        cannot = config.unsupported(backend=self.plan.backend, workers=self.plan.workers)
+        if cannot:
+            return None, ("unsupported", cannot)
         # The raw app is each config's own default: backends are asked for an app only
         # when it is another (the docker backend serves the raw apps only).
         app = {} if stack.app.is_raw else stack.launch()
@@ -421,7 +428,7 @@ class Runner:
         open_loop = trial["load_mode"] == "open-loop"
         options: dict[str, Any] = dict(sc.values)
         if not self._current.app.reference:
-            status, body = self._own_checks(options)
+            status, body = own_load_checks(plan, options)
         if open_loop:
             options.update(arrival_rate=trial["offered_rps"], max_in_flight=trial["users"])
         spec = LoadSpec(
@@ -457,23 +464,6 @@ class Runner:
             cross_check.cross_check_trial(trial, server, plan, run_dir=self.run_dir,
                                      meta=self.state.meta)
             self.state.save()
-
-    def _own_checks(self, options: dict[str, Any]) -> tuple[int, bytes]:
-        """An own app's request and what counts as a success under load, into the locust
-        user's ``options``; returns (expected status, expected body). Every response
-        must have the expected status (``--expect-status``, else the first stack's); the
-        body must be ``--expect-body-file``'s, contain ``--expect-contains``, or, with no
-        expectation of the body, equal the first stack's (as verification required)."""
-        sc, first = self.plan.scenario, self.plan.own_answer
-        assert first is not None
-        expect = sc.expect
-        status = expect.status if expect.status is not None else first.status
-        body = expect.body if expect.body is not None else first.body
-        check = ("contains" if expect.contains is not None else "exact"
-                 if expect.body is not None or not expect.given else "status")
-        options.update(headers=dict(sc.headers), body=sc.body.decode("latin-1"), check=check,
-                       expected_contains=(expect.contains or b"").decode("latin-1"))
-        return status, body
 
     def _measure(self, trial: dict[str, Any], result: LoadResult, server: Deployment) -> None:
         plan, meta = self.plan, result.meta

@@ -11,7 +11,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.procs import free_port, running, wait_ready
 from harness.servers import SERVERS
 
 # Every process this test session starts (directly or through `bench`) inherits this
@@ -107,12 +106,22 @@ def stop_bench(proc: subprocess.Popen[str], timeout_s: float = 60) -> None:
 
 @contextlib.contextmanager
 def serve(name: str, tmp_path: Path, workers: int = 1) -> Iterator[tuple[int, psutil.Process]]:
-    """Start server config ``name`` on a free loopback port; yield (port, master process)."""
-    port = free_port()
-    log = tmp_path / f"{name}.log"
-    with running(SERVERS[name].argv(port=port, workers=workers), cpus=[0], log_path=log) as proc:
-        wait_ready(proc, port, log)
-        yield port, psutil.Process(proc.pid)
+    """Start server config ``name`` on a free loopback port, pinned to CPU 0, as the local
+    backend deploys it (a server root, a user namespace where the config needs one);
+    yield (port, master process). A config that cannot run here (mod-wsgi without
+    Apache httpd) skips the test, with the reason."""
+    from harness.backends.local import LocalServer
+
+    cannot = SERVERS[name].unsupported(workers=workers)
+    if cannot:
+        pytest.skip(f"{name}: {cannot}")
+    server = LocalServer(SERVERS[name], workers=workers, cpus=[0],
+                         log_path=tmp_path / f"{name}.log", clock=time.monotonic)
+    try:
+        assert server.proc is not None
+        yield server.port, psutil.Process(server.proc.pid)
+    finally:
+        server.stop()
 
 
 # --- real runs shared by the session --------------------------------------------------

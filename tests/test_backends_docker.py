@@ -11,12 +11,11 @@ import pytest
 
 from harness.backends.docker import (
     PIDS_LIMIT,
-    _engine_time,
-    engine_row,
     project_name,
     remove_run_containers,
     tasks_needed,
 )
+from harness.backends.docker_stats import _engine_time, engine_row
 from harness.servers import SERVERS
 
 

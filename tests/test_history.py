@@ -1,13 +1,19 @@
-"""`bench history`: change points at the right run, and the dashboard page.
+"""`bench history`: change points at the right run, the overview and the dashboard page.
 
-Run folders here are synthetic (written with harness.results' atomic helpers) so that a
-step of known size at a known run can be planted; the change-point assertions are on
-the detected indices, not only on the HTML.
+The change-point rule is checked on synthetic run folders (written with harness.results'
+atomic helpers) so that a step of known size at a known run can be planted; its
+assertions are on the detected indices, not only on the HTML. The overview and the small
+multiples are checked on real runs: copies of the stored runs under tests/data (an
+io-heavy run with an invalid trial, a websocket-echo run with unsupported ones) made into
+a week of history, and the session's real sweep (``conftest.io_sweep``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +22,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import history
+from harness import history, history_page
 from harness.results import SCHEMA_VERSION, TRIAL_COLUMNS, atomic_write_csv, atomic_write_json
 
 BENCH = [sys.executable, "-m", "harness.cli"]
+STORED = Path(__file__).parent / "data" / "report_same"
 PLOTLY_MARKER = "plotly.js v"
 MACHINE = {"cpu_model": "Test CPU", "logical_cpus": 2}
 
@@ -141,7 +148,7 @@ def test_interrupted_runs_count_but_are_marked(tmp_path: Path) -> None:
     row = thr.points.set_index("position").loc[2]
     assert row["n"] == 2 and not row["complete"] and row["min"] > 90
     assert h.runs[2].status == "interrupted" and h.runs[2].ok_trials == 2
-    out = history.render(h, tmp_path / "h.html")
+    out = history_page.render(h, tmp_path / "h.html")
     text = out.read_text()
     assert "run not complete" in text and 'class="incomplete"' in text
 
@@ -189,3 +196,107 @@ def test_bad_history_input(args: list[str], message: str, tmp_path: Path) -> Non
     assert r.returncode == 2 and r.stdout == ""
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("bench: error: ") and message in line
+
+
+# --- real runs: the overview and the small multiples -------------------------------------
+
+
+def copy_run(src: Path, dst: Path, day: int, *, scale: float = 1.0) -> Path:
+    """A copy of the real run ``src`` as if made on day ``day`` of December 2026 at commit
+    ``<day>c0ffee...``: new run id, start time and commit; throughput times ``scale``."""
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / "run.json").read_text())
+    meta.update(run_id=f"{meta['run_id']}-d{day}",
+                started_at=f"2026-12-{day:02d}T{10 + len(dst.name) % 10}:00:00+00:00",
+                git={"commit": f"{day:02d}{'c0ffee' * 7}"[:40], "dirty": False})
+    atomic_write_json(dst / "run.json", meta)
+    trials = pd.read_csv(dst / "trials.csv")
+    trials["throughput_rps"] *= scale
+    atomic_write_csv(dst / "trials.csv", trials)
+    return dst
+
+
+#: Days of the stored history, the day the io-heavy throughput drops 25%, its daily drift.
+DAYS, STEP_DAY, DRIFT = 6, 4, 0.01
+
+
+def stored_history(results: Path) -> Path:
+    """The two stored real runs, one copy a day for :data:`DAYS` days; io-heavy throughput
+    drifts up 1% a day and drops 25% from :data:`STEP_DAY` on."""
+    for day in range(1, DAYS + 1):
+        for name in ("io-heavy", "websocket-echo"):
+            step = 0.75 if name == "io-heavy" and day >= STEP_DAY else 1.0
+            copy_run(STORED / name, results / f"{name}-{day}", day,
+                     scale=step * (1 + DRIFT) ** day)
+    return results
+
+
+def test_overview_of_stored_runs(tmp_path: Path) -> None:
+    h = history.collect(stored_history(tmp_path / "results"))
+    assert len(h.runs) == 2 * DAYS and not h.skipped
+    latest = {(i.series.scenario, i.series.config["server"], i.series.config["users"],
+               i.series.metric.column): i for i in history.overview(h)}
+    io = "io-heavy latency_ms=50"
+    # The invalid trial (gunicorn-sync, 2 users) and the unsupported WebSocket configs
+    # never feed a series.
+    assert (io, "gunicorn-sync", 2, "throughput_rps") not in latest
+    assert not [k for k in latest if k[0].startswith("websocket-echo") and k[1] == "gunicorn-sync"]
+    last = pd.read_csv(tmp_path / "results" / f"io-heavy-{DAYS}" / "trials.csv")
+    before = pd.read_csv(STORED / "io-heavy" / "trials.csv")
+    for server, users in (("gunicorn-sync", 4), ("uvicorn", 2), ("uvicorn", 4)):
+        item = latest[(io, server, users, "throughput_rps")]
+        (value,) = last.query("server == @server and users == @users")["throughput_rps"]
+        assert item.median == pytest.approx(value) and not item.stale
+        assert item.vs_previous == pytest.approx(DRIFT, abs=1e-9)
+        cp = item.change_point
+        assert cp is not None and item.verdict == "regression"
+        assert h.runs[cp.position].started_at.startswith(f"2026-12-{STEP_DAY:02d}")
+        (original,) = before.query("server == @server and users == @users")["throughput_rps"]
+        assert cp.before == pytest.approx(original * (1 + DRIFT) ** 2, rel=0.02)
+        assert item.vs_change_point == pytest.approx(value / cp.before - 1)
+        # p99 and PSS did not move: no change point, no verdict
+        for metric in ("latency_p99_ms", "pss_mib_peak"):
+            flat = latest[(io, server, users, metric)]
+            assert flat.change_point is None and flat.verdict == "" and flat.vs_previous == 0
+    ws = [i for k, i in latest.items() if k[0].startswith("websocket-echo")]
+    assert ws and all(i.verdict == "" for i in ws)  # a 1%-a-day drift is not a change point
+
+
+def test_small_multiples_share_axes_from_zero(tmp_path: Path) -> None:
+    h = history.collect(stored_history(tmp_path / "results"))
+    groups = history_page.groups(h)
+    # one figure per scenario and metric, one panel per config with ok trials
+    assert [(g.title.split()[0], g.metric) for g in groups] == [
+        (s, m) for s in ("io-heavy", "websocket-echo")
+        for m in ("throughput", "p99 latency", "peak PSS")]
+    assert [len(g.series) for g in groups] == [3, 3, 3, 2, 2, 2]
+    for g in groups:
+        fig = history_page.group_figure(g, h.runs)
+        axes = [fig.layout[k] for k in fig.layout if k.startswith("yaxis")]
+        assert len(axes) == len(g.series)
+        top = max(float(s.points["max"].max()) for s in g.series)
+        assert all(a.matches in (None, "y") for a in axes)  # one y scale for the figure
+        assert list(fig.layout.yaxis.range) == pytest.approx([0, top * 1.08])
+        medians = [t for t in fig.data if t.name == "median of ok repeats"]
+        assert len(medians) == len(g.series)
+        assert all(len(t.x) == DAYS for t in medians)
+    page = history_page.render(h, tmp_path / "h.html").read_text()
+    assert page.count('class="plotly-graph-div"') == 6 and page.count("plotly.js v") == 1
+    cells = re.findall(r'<td class="num cell ([a-z ]*)"', page)
+    assert len(cells) == (3 + 2) * 3 and cells.count("regression") == 3
+    assert page.index('id="overview"') < page.index('id="trends"') < page.index('id="changes"')
+    assert "3 series regressed at their last change point" in page
+
+
+def test_history_of_the_real_sweep(io_sweep: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    for day in (1, 2, 3):
+        copy_run(io_sweep, results / f"sweep-{day}", day)
+    out = tmp_path / "history.html"
+    r = bench("history", str(results), "-o", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    page = out.read_text()
+    assert page.count('class="plotly-graph-div"') == 3  # throughput, p99, PSS
+    configs = 2 * 4  # gunicorn-sync and uvicorn at 4 levels
+    assert len(re.findall(r'<td class="num cell', page)) == configs * 3
+    assert "3 runs · 24 series · 0 change points · 0 regressed" in r.stdout

@@ -13,20 +13,49 @@ import pytest
 
 from harness.errors import UserError
 from harness.procs import http_get, running, spawn, stop_group, stop_started
-from harness.servers import BACKLOG, SERVERS, select
+from harness.servers import (
+    BACKLOG,
+    CONNECTION_LIMIT,
+    DEFAULT_SERVERS,
+    SERVERS,
+    STATE_DIR_PLACEHOLDER,
+    select,
+)
 from tests.conftest import serve
+
+#: Where a config's listen backlog and worker count are on its command line, where
+#: not ``--backlog`` and ``--workers`` (daphne's backlog is in its Twisted endpoint).
+BACKLOG_FLAG = {"uwsgi": "--listen", "mod-wsgi": "--server-backlog"}
+WORKERS_FLAG = {"mod-wsgi": "--processes"}
 
 
 @pytest.mark.parametrize("name", list(SERVERS))
 def test_argv_binds_loopback_with_equal_backlog(name: str) -> None:
     config = SERVERS[name]
-    argv = config.argv(port=8123, workers=3, python="PY")
+    workers = min(3, config.max_workers or 3)
+    argv = config.argv(port=8123, workers=workers, python="PY")
     joined = " ".join(argv)
     assert argv[0] == "PY"
     assert "127.0.0.1" in joined and "8123" in joined and "0.0.0.0" not in joined
-    assert argv[argv.index("--backlog") + 1] == str(BACKLOG)
-    assert argv[argv.index("--workers") + 1] == "3"
-    assert config.app in argv
+    if name == "daphne":
+        assert "tcp:port=8123:interface=127.0.0.1:backlog=2048" in argv
+        assert argv[argv.index("-v") + 1] == "0" and "--access-log" not in argv  # no access log
+    else:
+        assert argv[argv.index(BACKLOG_FLAG.get(name, "--backlog")) + 1] == str(BACKLOG)
+    if config.max_workers is None:
+        assert argv[argv.index(WORKERS_FLAG.get(name, "--workers")) + 1] == "3"
+    else:  # one process: no worker flag to set, and more than one is unsupported
+        assert config.max_workers == 1 and not {"--workers", "--processes"} & set(argv)
+    if name == "mod-wsgi":
+        module, _, obj = config.app.partition(":")
+        assert argv[argv.index("--entry-point") + 1] == module
+        assert argv[argv.index("--callable-object") + 1] == obj
+        assert argv[argv.index("--daemon-backlog") + 1] == str(BACKLOG)
+        assert argv[argv.index("--max-clients") + 1] == str(10 + int(1.5 * 3 * 32))
+        assert argv[argv.index("--server-root") + 1] == STATE_DIR_PLACEHOLDER
+        assert "--access-log" not in argv  # mod_wsgi-express's default: off
+    else:
+        assert config.app in argv
     if "gunicorn" in argv:
         assert "--no-control-socket" in argv
         assert "--access-logfile" not in argv  # gunicorn's default: no access log
@@ -35,8 +64,24 @@ def test_argv_binds_loopback_with_equal_backlog(name: str) -> None:
         assert "--no-access-log" in argv
     if "uvicorn" in argv:
         assert "--no-access-log" in argv
+    if name == "uwsgi":
+        assert argv[argv.index("--http-socket") + 1] == "127.0.0.1:8123"
+        assert {"--master", "--disable-logging", "--die-on-term", "--need-app"} <= set(argv)
+    if name == "waitress":
+        assert argv[argv.index("--connection-limit") + 1] == str(CONNECTION_LIMIT)
     if config.threads:
-        assert str(config.threads) in argv
+        assert argv[argv.index("--threads" if name != "granian-wsgi"
+                               else "--blocking-threads") + 1] == str(config.threads)
+
+
+def test_single_process_configs_and_docker_say_what_they_cannot_run() -> None:
+    """waitress and daphne have no worker processes; the image has no Apache."""
+    for name in ("waitress", "daphne"):
+        assert SERVERS[name].unsupported(workers=1) == ""
+        reason = SERVERS[name].unsupported(workers=2)
+        assert reason.startswith(f"{name} serves from one process") and "--workers 1" in reason
+    assert "no Apache httpd" in SERVERS["mod-wsgi"].unsupported(backend="docker")
+    assert SERVERS["uwsgi"].unsupported(backend="docker") == ""
 
 
 def test_argv_refuses_other_addresses() -> None:
@@ -46,7 +91,7 @@ def test_argv_refuses_other_addresses() -> None:
 
 @pytest.mark.parametrize("name", list(SERVERS))
 def test_every_config_serves_on_loopback_only_and_leaves_nothing(name: str, tmp_path: Path) -> None:
-    with serve(name, tmp_path, workers=2) as (port, master):
+    with serve(name, tmp_path, workers=min(2, SERVERS[name].max_workers or 2)) as (port, master):
         assert http_get(port, "/health")[0] == 200
         tree = [master, *master.children(recursive=True)]
         listening = [c for p in tree for c in p.net_connections(kind="inet")
@@ -100,7 +145,7 @@ def test_stop_started_ends_only_groups_no_caller_stopped(tmp_path: Path) -> None
 
 
 def test_select_defaults_and_errors() -> None:
-    assert [c.name for c in select(None, "http")] == list(SERVERS)
+    assert [c.name for c in select(None, "http")] == list(DEFAULT_SERVERS)
     with pytest.raises(UserError, match="did you mean uvicorn"):
         select(["uvicorm"], "http")
     with pytest.raises(UserError, match="twice"):

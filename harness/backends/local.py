@@ -2,10 +2,20 @@
 
 Servers run in the harness's empty children folder (``procs.child_dir``) with an
 explicit empty config where the server would otherwise read one from there.
+
+A config that keeps files of its own (mod_wsgi-express's server root: the Apache
+config it writes, its daemons' sockets) gets a fresh folder per deployment under
+``procs.child_dir``, removed when the deployment stops (after its process group is
+gone). A config that refuses root (Apache), started by root, runs in a user namespace
+(``servers.root_namespace_argv``): ``unshare`` execs it, so the group and its leader
+are the same as for any other server and stop the same way.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from subprocess import Popen
@@ -13,6 +23,7 @@ from typing import Any
 
 from harness.procs import (
     ProcessError,
+    child_dir,
     child_env,
     client_connections,
     empty_config,
@@ -24,7 +35,7 @@ from harness.procs import (
     wait_ready,
 )
 from harness.sampler import TreeSampler
-from harness.servers import GUNICORN_CONFIG, ServerConfig
+from harness.servers import GUNICORN_CONFIG, ServerConfig, root_namespace_argv
 
 #: A port can be taken between choosing it and the server binding it: retry that
 #: (and only that) on another port.
@@ -43,12 +54,12 @@ class LocalServer:
         self.proc: Popen[bytes] | None = None
         self.port = 0
         self.startup_s = float("nan")
+        self.state_dir: Path | None = None
+        self.user_namespace = config.refuses_root and os.geteuid() == 0
         last_error: ProcessError | None = None
         for _ in range(START_ATTEMPTS):
             self.port = free_port()
-            argv = config.argv(port=self.port, workers=workers, app=app,
-                               config_file=str(empty_config(GUNICORN_CONFIG)))
-            proc = spawn(argv, cpus=cpus, log_path=log_path,
+            proc = spawn(self._argv(workers, app), cpus=cpus, log_path=log_path,
                          env=child_env(env) if env else None)
             try:
                 self.startup_s = wait_ready(proc, self.port, log_path, path=ready_path,
@@ -57,6 +68,7 @@ class LocalServer:
                 break
             except BaseException as exc:
                 stop_group(proc)
+                self._remove_state_dir()
                 if not isinstance(exc, ProcessError):
                     raise
                 last_error = exc
@@ -69,7 +81,25 @@ class LocalServer:
             self.sampler = TreeSampler(self.proc.pid, clock=clock, cpus=cpus).__enter__()
         except BaseException:
             stop_group(self.proc)
+            self._remove_state_dir()
             raise
+
+    def _argv(self, workers: int, app: str | None) -> list[str]:
+        """This attempt's command line (a new server root for a config that needs one)."""
+        state_dir = ""
+        if self.config.needs_state_dir:
+            self.state_dir = Path(tempfile.mkdtemp(prefix=f"{self.config.name}-",
+                                                   dir=child_dir()))
+            state_dir = str(self.state_dir)
+        argv = self.config.argv(port=self.port, workers=workers, app=app,
+                                config_file=str(empty_config(GUNICORN_CONFIG)),
+                                **({"state_dir": state_dir} if state_dir else {}))
+        return [*root_namespace_argv(), *argv] if self.user_namespace else argv
+
+    def _remove_state_dir(self) -> None:
+        if self.state_dir is not None:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            self.state_dir = None
 
     def exit_code(self) -> int | None:
         return self.proc.poll() if self.proc else -1
@@ -88,15 +118,24 @@ class LocalServer:
         return []
 
     def info(self) -> dict[str, Any]:
-        return {"backend": "local", "port": self.port, "pid": self.proc.pid if self.proc else None,
-                "startup_s": round(self.startup_s, 3)}
+        info: dict[str, Any] = {
+            "backend": "local", "port": self.port, "pid": self.proc.pid if self.proc else None,
+            "startup_s": round(self.startup_s, 3)}
+        if self.state_dir is not None:
+            info["state_dir"] = str(self.state_dir)
+        if self.user_namespace:
+            info["user_namespace"] = " ".join(root_namespace_argv())
+        return info
 
     def stop(self) -> int | None:
         self.sampler.stop()
         if self.proc is None:
             return None
-        code = stop_group(self.proc)
-        return code
+        try:
+            return stop_group(self.proc)
+        finally:
+            if self.proc.returncode is not None:  # the group is gone: nothing writes there
+                self._remove_state_dir()
 
 
 class LocalBackend:

@@ -1,4 +1,8 @@
-"""Scenario files (``harness/scenarios/*.toml``, beside this module): parse, validate, and apply ``--param`` overrides.
+"""Scenario files: parse, validate, and apply ``--param`` overrides.
+
+The scenarios that ship with bench are ``harness/scenarios/*.toml``, beside this module;
+a project adds its own (files or folders named in its configuration, :mod:`harness.config`)
+and ``--scenario PATH.toml`` takes any file.
 
 A scenario is data: the request, its parameters with types and bounds, the load
 levels, durations, the SLO and the validity thresholds. Loading is strict: unknown
@@ -10,8 +14,9 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -189,30 +194,79 @@ def _suggest(name: str, known: Mapping[str, object] | list[str]) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
-def available(directory: Path = SCENARIOS_DIR) -> list[str]:
-    """Names of the scenarios in ``directory`` (file stems of ``*.toml``), sorted."""
-    return sorted(p.stem for p in directory.glob("*.toml"))
+#: TOML files a scenario folder may hold that are not scenarios.
+NOT_SCENARIOS = frozenset({"bench.toml", "pyproject.toml"})
 
 
-def load(name: str, directory: Path = SCENARIOS_DIR) -> Scenario:
-    """Load and validate ``directory/<name>.toml``, or the file ``name`` if it ends in
-    ``.toml`` (a scenario of the user's own).
+def catalogue(paths: Sequence[Path] = (), directory: Path = SCENARIOS_DIR) -> dict[str, Path]:
+    """Scenario name -> file: those shipped in ``directory``, then those of ``paths`` (a
+    project's scenario files and folders of them, :mod:`harness.config`), in that order.
 
     Raises:
-        UserError: unknown name (with the closest names), no such file, or an invalid file.
+        UserError: a path that is missing or not a ``.toml`` file or folder, or a name
+            given by two files (a project scenario may not shadow a shipped one: runs of
+            ``io-heavy`` must mean one workload).
     """
-    if name.endswith(".toml"):
-        if not Path(name).is_file():
-            raise UserError(f"scenario file {name}: no such file")
-        return parse(Path(name))
-    path = directory / f"{name}.toml"
-    if not path.is_file():
-        names = available(directory)
+    found = {p.stem: p for p in sorted(directory.glob("*.toml"))}
+    for path in paths:
+        if path.is_dir():  # a project folder may hold its configuration too
+            files = sorted(p for p in path.glob("*.toml") if p.name not in NOT_SCENARIOS)
+        elif path.name in NOT_SCENARIOS:
+            raise UserError(f"scenario path {path}: a configuration file, not a scenario")
+        elif path.is_file() and path.suffix == ".toml":
+            files = [path]
+        else:
+            raise UserError(f"scenario path {path}: not a .toml file or a folder of them")
+        for file in files:
+            other = found.get(file.stem)
+            if other is not None and other.resolve() != file.resolve():
+                raise UserError(f"scenario {file.stem!r} is defined twice: {other} and {file}; "
+                                "rename one (the file name is the scenario name)")
+            found[file.stem] = file
+    return found
+
+
+def available(directory: Path = SCENARIOS_DIR, paths: Sequence[Path] = ()) -> list[str]:
+    """Names of the scenarios in ``directory`` and ``paths`` (file stems), sorted."""
+    return sorted(catalogue(paths, directory))
+
+
+def is_path(text: str) -> bool:
+    """Whether ``--scenario text`` names a file rather than a scenario: it ends in
+    ``.toml`` or contains a path separator (``./x``, ``perf/x.toml``). Names never do."""
+    return text.endswith(".toml") or "/" in text or (os.sep != "/" and os.sep in text)
+
+
+def load(name: str, directory: Path = SCENARIOS_DIR, paths: Sequence[Path] = ()) -> Scenario:
+    """Load and validate the scenario ``name`` (shipped in ``directory`` or one of the
+    project's ``paths``), or the file ``name`` when it is a path (:func:`is_path`; a
+    scenario of the user's own, relative to the current directory).
+
+    Raises:
+        UserError: unknown name (with the closest names), no such file, a folder or a
+            file that is not ``.toml``, or an invalid file.
+    """
+    if is_path(name):
+        path = Path(name)
+        if path.is_dir():
+            raise UserError(f"scenario file {name}: a folder; give one .toml file (a project "
+                            "names scenario folders in bench.toml's scenarios)")
+        if path.suffix != ".toml":
+            raise UserError(f"scenario file {name}: not a .toml file")
+        if not path.is_file():
+            hint = ""
+            if path.stem in catalogue(paths, directory) and path.name == name:
+                hint = f"; the scenario named {path.stem!r} is --scenario {path.stem}"
+            raise UserError(f"scenario file {name}: no such file{hint}")
+        return parse(path)
+    known = catalogue(paths, directory)
+    if name not in known:
+        names = sorted(known)
         raise UserError(
             f"unknown scenario {name!r}" + _suggest(name, names)
             + f" (known: {', '.join(names) or 'none'})"
         )
-    return parse(path)
+    return parse(known[name])
 
 
 def parse(path: Path) -> Scenario:

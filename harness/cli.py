@@ -195,6 +195,9 @@ def run(
         require_wrk()  # no wrk: one line with the install hint, nothing started
     get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
     sc = scenarios.load(scenario).with_params(_params(param or []))
+    from harness import realio
+
+    realio.check(sc, backend)  # components that cannot start here: one line, nothing started
     chosen = servers.select(servers_opt.split(",") if servers_opt else None, sc.protocol)
     levels = _positive_ints(users, "--users") if users is not None else sc.users
     rates = _positive_floats(arrival_rate, "--arrival-rate") if arrival_rate is not None else ()
@@ -405,7 +408,7 @@ def list_scenarios() -> None:
         table.add_column(col, overflow="fold")
     for name in scenarios.available():
         sc = scenarios.load(name)
-        params = ", ".join(f"{p.name}={p.default} [{p.min}..{p.max}]" for p in sc.params.values())
+        params = ", ".join(p.summary() for p in sc.params.values())
         warm = f"steady<={sc.max_warmup_s:g}" if sc.steady else f"{sc.warmup_s:g}"
         table.add_row(*(escape(v) for v in (
                       name, sc.protocol, f"{sc.method} {sc.request_path}", params,

@@ -193,11 +193,11 @@ def run(
         from harness.oracle import require_wrk
 
         require_wrk()  # no wrk: one line with the install hint, nothing started
-    get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
     sc = scenarios.load(scenario).with_params(_params(param or []))
     from harness import realio
 
     realio.check(sc, backend)  # components that cannot start here: one line, nothing started
+    get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
     chosen = servers.select(servers_opt.split(",") if servers_opt else None, sc.protocol)
     levels = _positive_ints(users, "--users") if users is not None else sc.users
     rates = _positive_floats(arrival_rate, "--arrival-rate") if arrival_rate is not None else ()

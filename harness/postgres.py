@@ -8,9 +8,9 @@ seeds ``world(id, randomnumber)`` with :data:`~harness.apps.work.WORLD_ROWS` row
 (:func:`harness.apps.work.world_randomnumber`: the same table on every run), and
 :meth:`Postgres.stop` shuts it down (fast shutdown: SIGINT) and deletes the folder.
 
-Binaries come from the system (Debian's ``postgresql`` package): ``pg_config --bindir``,
-else the newest ``/usr/lib/postgresql/*/bin``, else ``initdb`` on ``PATH``
-(:func:`find_binaries`).
+Binaries come from the system (Debian's ``postgresql`` package): ``BENCH_PG_BINDIR`` if
+set, else ``pg_config --bindir``, else the newest ``/usr/lib/postgresql/*/bin``, else
+``initdb`` on ``PATH`` (:func:`find_binaries`).
 
 Root. PostgreSQL refuses to run as root; when the harness is root the cluster runs as
 the ``postgres`` system user (created by Debian's package), through util-linux's
@@ -60,6 +60,8 @@ PACKAGE = "postgresql"
 DIR_PREFIX = "bench-pg-"
 DB_NAME = "bench"
 DB_USER = "bench"
+#: Names the folder of the ``initdb`` and ``postgres`` to use (e.g. another version).
+ENV_BINDIR = "BENCH_PG_BINDIR"
 #: The OS user the cluster runs as when the harness is root.
 OS_USER = "postgres"
 #: Settings given on the command line (``-c``) besides the address, port and socket.
@@ -97,11 +99,20 @@ def _version_key(path: Path) -> tuple[int, ...]:
 
 
 def find_binaries() -> Binaries:
-    """The system's PostgreSQL server binaries.
+    """The system's PostgreSQL server binaries (``BENCH_PG_BINDIR``, when set, names the
+    folder to use and no other).
 
     Raises:
         UserError: no ``initdb`` and ``postgres`` found; names the package to install.
     """
+    chosen = os.environ.get(ENV_BINDIR)
+    if chosen:
+        found = Binaries(Path(chosen))
+        if all(os.access(p, os.X_OK) for p in (found.initdb, found.postgres)):
+            return found
+        raise UserError(f"{ENV_BINDIR}={chosen}: no initdb and postgres there; install the "
+                        f"Debian package {PACKAGE!r} (apt-get install {PACKAGE}) or point "
+                        f"{ENV_BINDIR} at its bin folder")
     candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:

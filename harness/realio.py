@@ -162,7 +162,7 @@ def bound_by(trial: dict[str, Any], *, capacity: float, workers: int, driver: st
     set it: ``users``, ``blocking`` (one call per event loop), ``pool``
     (pool_size x workers) or ``workers`` (workers x threads). Below it, or without a
     ceiling: the first resource that was busy: ``server-cpu`` (the server's CPU set
-    >= 90% busy, ``cpu-shared-with-database`` when the components share that set),
+    >= 90% busy; ``shared-cpu`` when the components share that set),
     ``database-cpu``, ``upstream-cpu`` (>= 90% of a core per CPU of their set) or
     ``generator`` (an invalid trial naming it); "" when none was.
     """
@@ -178,7 +178,7 @@ def bound_by(trial: dict[str, Any], *, capacity: float, workers: int, driver: st
         return "generator"
     busy = float(trial.get("server_cpus_busy_percent", math.nan))
     if busy >= BUSY_PERCENT:
-        return "cpu-shared-with-database" if shared else "server-cpu"
+        return "shared-cpu" if shared else "server-cpu"
     for name, column in (("database-cpu", "db_cpu_percent_mean"),
                          ("upstream-cpu", "upstream_cpu_percent_mean")):
         if float(trial.get(column, math.nan)) >= BUSY_PERCENT * (server_cpus if shared else 1):

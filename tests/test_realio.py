@@ -113,6 +113,20 @@ def test_upstream_blocking_driver_is_one_call_at_a_time_and_flagged(tmp_path: Pa
     assert "Blocking anti-pattern measured" in (tmp_path / "r.html").read_text()
 
 
+def test_upstream_through_aiohttp_is_capped_by_its_pool(tmp_path: Path) -> None:
+    """aiohttp with a pool of 2 (one uvicorn worker), 6 users, 20 ms upstream: 2 / 20 ms
+    = 100 req/s, no more; the upstream's CPU is measured, there is no database."""
+    run_dir = run_bench(tmp_path, "--scenario", "upstream-http", "--servers", "uvicorn",
+                        "--workers", "1", "--users", "6", "--param", "latency_ms=20",
+                        "--param", "driver=aiohttp", "--param", "pool_size=2",
+                        "--duration", "2", "--warmup", "1")
+    (t,) = pd.read_csv(run_dir / "trials.csv").to_dict("records")
+    assert t["driver"] == "aiohttp" and t["status"] != "failed", t["reason"]
+    assert t["ceiling_rps"] == 100.0 and 50 < t["throughput_rps"] <= 105, t["throughput_rps"]
+    assert t["upstream_cpu_ms_per_request"] > 0 and math.isnan(t["db_active_peak"])
+    assert_nothing_left(components(run_dir))
+
+
 def test_a_failing_server_fails_its_trials_and_the_cluster_still_goes(tmp_path: Path) -> None:
     plan = RunPlan(scenario=load("db-io").with_params({"latency_ms": "10"}), servers=[BROKEN],
                    users=(2,), warmup_s=0.5, duration_s=1.0, repeats=1, workers=1,

@@ -13,7 +13,8 @@ Drivers (:data:`DRIVERS`): the WSGI app reads with ``psycopg`` (3) through a
 whose urllib3 pool holds ``pool_size`` connections and blocks when they are all
 busy); the ASGI app uses ``asyncpg`` (its pool) or ``psycopg-async``
 (``psycopg_pool.AsyncConnectionPool``), and ``httpx`` (``AsyncClient`` limited to
-``pool_size`` connections). ``blocking`` is the anti-pattern on purpose: the ASGI app
+``pool_size`` connections) or ``aiohttp`` (``ClientSession`` on a ``TCPConnector`` of
+``pool_size``). ``blocking`` is the anti-pattern on purpose: the ASGI app
 calls the sync driver (psycopg's pool, requests) inside its ``async def`` handler, so
 each call blocks the event loop, and its worker serves one request at a time.
 
@@ -47,6 +48,7 @@ DRIVERS: dict[str, tuple[str, str, bool]] = {
     "psycopg-async": ("postgres", "asgi", False),
     "requests": ("upstream", "wsgi", False),
     "httpx": ("upstream", "asgi", False),
+    "aiohttp": ("upstream", "asgi", False),
     "blocking": ("any", "asgi", True),
 }
 #: Each interface's driver per component when the run names none (``driver=auto``).
@@ -155,7 +157,7 @@ _async_lock: asyncio.Lock | None = None
 
 async def _async_resource(name: str) -> Any:
     """The event loop's pool or client ``name`` (``asyncpg``, ``psycopg-async``,
-    ``httpx``), made on first use inside that loop."""
+    ``httpx``, ``aiohttp``), made on first use inside that loop."""
     global _async_lock
     cache = _owned(_async)
     if name in cache:
@@ -181,6 +183,12 @@ async def _make(name: str) -> Any:
                                    kwargs={"autocommit": True}, timeout=TIMEOUT_S, open=False)
         await pool.open(wait=True, timeout=TIMEOUT_S)
         return pool
+    if name == "aiohttp":
+        import aiohttp
+
+        return aiohttp.ClientSession(
+            _env(ENV_UPSTREAM_URL), connector=aiohttp.TCPConnector(limit=size),
+            timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
     import httpx
 
     return httpx.AsyncClient(base_url=_env(ENV_UPSTREAM_URL), timeout=TIMEOUT_S,
@@ -218,6 +226,14 @@ async def run_async(io: DbRead | UpstreamCall, name: str) -> Sequence[Any]:
                     rows.append(await cur.fetchone())
                 return rows
         raise Unavailable(f"driver {name!r} cannot read the database from an ASGI app")
+    if name == "aiohttp":
+        session = await _async_resource("aiohttp")
+        out = []
+        for _ in range(io.calls):
+            async with session.get(io.path) as reply:
+                reply.raise_for_status()
+                out.append(await reply.read())
+        return out
     if name != "httpx":
         raise Unavailable(f"driver {name!r} cannot call the upstream from an ASGI app")
     client = await _async_resource("httpx")

@@ -30,8 +30,13 @@ CHART_HEIGHT = "480px"
 BLOCKING = "blocking"
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else {} (a damaged run.json reads as nothing)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _has_realio(a: Analysis) -> bool:
-    return bool(a.run.meta.get("components")) or bool(
+    return bool(_dict(a.run.meta.get("components"))) or bool(
         (a.trials.get("driver", pd.Series(dtype=object)).fillna("").astype(str) != "").any())
 
 
@@ -40,9 +45,9 @@ def _label(row: Any) -> str:
 
 
 def _notes(meta: dict[str, Any]) -> list[str]:
-    comp = meta.get("components") or {}
+    comp = _dict(meta.get("components"))
     notes = []
-    drivers = comp.get("drivers") or {}
+    drivers = _dict(comp.get("drivers"))
     if drivers:
         notes.append(f"Drivers: WSGI apps {drivers.get('wsgi')}, ASGI apps {drivers.get('asgi')}"
                      f"; pool_size {comp.get('pool_size')} connections per worker process. "
@@ -51,23 +56,23 @@ def _notes(meta: dict[str, Any]) -> list[str]:
                      "time.")
     placement = comp.get("placement")
     if placement:
-        notes.append(f"Components ({', '.join(comp.get('names') or [])}) ran on CPUs "
-                     f"{','.join(map(str, comp.get('cpus') or []))}: {placement}."
+        notes.append(f"Components ({', '.join(map(str, comp.get('names') or []))}) ran on "
+                     f"CPUs {','.join(map(str, comp.get('cpus') or []))}: {placement}."
                      + (" Their CPU competes with the server's, so the server's figures "
                         "include that contention." if comp.get("cpus_shared_with_server")
                         else ""))
-    pg = comp.get("postgres") or {}
+    pg = _dict(comp.get("postgres"))
     if pg:
-        settings = pg.get("settings") or {}
+        settings = _dict(pg.get("settings"))
         notes.append(f"PostgreSQL {pg.get('version') or settings.get('server_version') or '?'}"
                      f" as OS user {pg.get('os_user') or 'the harness user'}, 127.0.0.1:"
                      f"{pg.get('port')}, max_connections {settings.get('max_connections')}, "
                      f"shared_buffers {settings.get('shared_buffers')}; "
                      f"{pg.get('settings_note') or ''}. Seeded {pg.get('rows')} rows of "
                      f"{pg.get('table')}. Connections are read from pg_stat_activity every "
-                     f"{(pg.get('sampling') or {}).get('activity_interval_s', 0.1)} s "
+                     f"{_dict(pg.get('sampling')).get('activity_interval_s', 0.1)} s "
                      "(active = running a query).")
-    up = comp.get("upstream") or {}
+    up = _dict(comp.get("upstream"))
     if up:
         notes.append(f"Upstream service: uvicorn on {up.get('url')}, one process; it waits "
                      "latency_ms per call and answers fixed bytes.")
@@ -202,7 +207,7 @@ def pool_part(models: Sequence[Analysis], *, include_js: bool
     for a in models:
         if _has_realio(a):
             t = a.trials[a.trials["status"] == "ok"].copy()
-            t["scenario_name"] = str((a.run.meta.get("scenario") or {}).get("name") or "")
+            t["scenario_name"] = str(_dict(a.run.meta.get("scenario")).get("name") or "")
             frames.append(t)
     if not frames:
         return None, include_js

@@ -109,10 +109,17 @@ def _blocking(a: Analysis) -> list[str]:
     out = []
     t = a.trials[a.trials["driver"].fillna("") == BLOCKING]
     for r in t.itertuples(index=False):
-        out.append(f"{r.server} with the blocking driver (sync driver inside async def): "
-                   f"{_num(r.throughput_rps)} req/s at {int(r.users)} users against a ceiling "
-                   f"of {_num(r.ceiling_rps)} req/s = workers ÷ wait, one call at a time per "
-                   f"event loop ({r.status}{': ' + r.reason if r.reason else ''}).")
+        text = (f"{r.server} with the blocking driver (sync driver inside async def): "
+                f"{_num(r.throughput_rps)} req/s at {int(r.users)} users against a ceiling "
+                f"of {_num(r.ceiling_rps)} req/s = workers ÷ wait, one call at a time per "
+                f"event loop ({r.status}{': ' + r.reason if r.reason else ''}).")
+        cycle = float(r.queue_cycle_s)
+        if "not-steady" in str(r.reason) and cycle > 0 and float(r.latency_p99_ms) > 2000 * cycle:
+            text += (f" Its p99 ({_num(r.latency_p99_ms, 0)} ms) is more than twice the queue "
+                     f"cycle ({_num(cycle, 2)} s): a blocked loop takes waiting requests in "
+                     "readiness order, not arrival order, so some starve, and the window "
+                     "cannot close Little's law.")
+        out.append(text)
     return out
 
 

@@ -92,3 +92,11 @@ def test_every_real_io_scenario_lists_and_parses() -> None:
         sc = scenarios.load(name)
         assert sc.components and sc.params["driver"].scope == "server"
         assert "driver=auto [auto|" in sc.params["driver"].summary()
+
+
+def test_components_get_spare_cpus_or_share_the_servers(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    monkeypatch.setattr(realio, "_machine_cpus", lambda: set(range(8)))
+    assert realio.component_cpus([0, 1, 2, 3], [4]) == ([5, 6, 7], False)
+    monkeypatch.setattr(realio, "_machine_cpus", lambda: {0, 1})
+    assert realio.component_cpus([0], [1]) == ([0], True)

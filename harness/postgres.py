@@ -210,7 +210,10 @@ class Postgres:
         self.log_path = log_path
         self.max_connections = max_connections
         self.base: Path | None = None
+        #: The cluster folder this object made (kept for run.json after it is removed).
+        self.made: Path | None = None
         self.proc: Popen[bytes] | None = None
+        self.pid: int | None = None
         self.port = 0
         self.password = secrets.token_hex(16)
         self.user: pwd.struct_passwd | None = None
@@ -238,7 +241,7 @@ class Postgres:
                 ready (with the log's tail).
         """
         prefix, self.user = run_as()
-        self.base = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+        self.base = self.made = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
         try:
             self._initdb(prefix)
             self._serve(prefix)
@@ -278,7 +281,7 @@ class Postgres:
             self.port = procs.free_port()
             proc = procs.spawn(self.argv(prefix), cpus=self.cpus, log_path=self.log_path,
                                env=env, cwd=self.base)
-            self.proc = proc
+            self.proc, self.pid = proc, proc.pid
             try:
                 self.startup_s = self._wait_ready(proc)
                 return
@@ -349,10 +352,11 @@ class Postgres:
 
     def info(self) -> dict[str, Any]:
         """What run.json records of the cluster (no password)."""
-        return {"bindir": str(self.binaries.bindir), "dir": str(self.base),
+        return {"bindir": str(self.binaries.bindir),
+                "dir": str(self.made) if self.made else None,
                 "host": "127.0.0.1", "port": self.port, "database": DB_NAME,
                 "db_user": DB_USER, "os_user": self.user.pw_name if self.user else None,
-                "pid": self.proc.pid if self.proc else None, "cpus": self.cpus,
+                "pid": self.pid, "cpus": self.cpus,
                 "command_settings": {"max_connections": self.max_connections, **SETTINGS},
                 "settings_note": SETTINGS_NOTE, "startup_s": round(self.startup_s, 3),
                 **self.seeded}

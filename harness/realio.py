@@ -248,6 +248,8 @@ class Components:
         self._env_before: dict[str, str | None] = {}
 
     def start(self) -> None:
+        """Start the scenario's components (logs in ``run_dir/logs/``), their samplers,
+        and set the server processes' environment; on failure record :attr:`error`."""
         if not self.names:
             return
         logs = self.run_dir / "logs"

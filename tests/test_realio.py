@@ -18,11 +18,12 @@ import pandas as pd
 import psutil
 import pytest
 
+from harness import realio
 from harness.postgres import cluster_processes
 from harness.results import load_run
 from harness.runner import Runner, RunPlan
 from harness.scenarios import load
-from harness.servers import ServerConfig
+from harness.servers import SERVERS, ServerConfig
 from tests.conftest import stop_bench
 from tests.support import BENCH, run_bench
 
@@ -46,6 +47,7 @@ def gone(pid: int | None) -> bool:
 def assert_nothing_left(comp: dict[str, Any]) -> None:
     pg = comp.get("postgres")
     if pg:
+        assert pg["dir"], "no cluster folder recorded"
         base = Path(pg["dir"])
         assert not base.exists(), f"cluster folder left: {base}"
         assert not cluster_processes(base), "postgres processes left"
@@ -137,6 +139,20 @@ def test_a_failing_server_fails_its_trials_and_the_cluster_still_goes(tmp_path: 
     assert trial["driver"] == "psycopg"
     assert_nothing_left(state.meta["components"])
     assert "BENCH_PG_URL" not in os.environ
+
+
+def test_a_database_that_cannot_start_fails_every_trial_with_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(realio.Components, "_max_connections", lambda self: -1)
+    plan = RunPlan(scenario=load("db-rows"), servers=[SERVERS["uvicorn"]], users=(2, 4),
+                   warmup_s=0.5, duration_s=1.0, repeats=1, workers=1, server_cpus=[0],
+                   load_cpus=[1], results_dir=tmp_path)
+    state = Runner(plan).execute()
+    assert [t["status"] for t in state.trials] == ["failed", "failed"]
+    assert all(t["reason"].startswith("postgres failed to start: ProcessError: postgres exited")
+               and "max_connections" in t["reason"] for t in state.trials)
+    assert not list(state.run_dir.glob("logs/server-*"))  # no server was started for it
+    assert_nothing_left(state.meta["components"])
 
 
 def _start_db_run(tmp_path: Path) -> subprocess.Popen[str]:

@@ -43,6 +43,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
@@ -195,6 +196,77 @@ def remove_cluster_dir(path: str | Path, grace_s: float = 5.0) -> bool:
     return True
 
 
+def url_of(password: str, port: int, database: str = DB_NAME, host: str = "127.0.0.1") -> str:
+    """``postgresql://`` URL of ``database`` as :data:`DB_USER`."""
+    return f"postgresql://{DB_USER}:{password}@{host}:{port}/{database}"
+
+
+def wait_ready(admin_url: str, exit_code: Callable[[], int | None],
+               log_tail: Callable[[], str], deadline_s: float = READY_DEADLINE_S) -> float:
+    """Poll a real connection (``SELECT 1`` at ``admin_url``: the ``postgres`` database,
+    which initdb made) until it works; seconds it took. ``exit_code`` is None while the
+    server runs.
+
+    Raises:
+        harness.procs.ProcessError: the server exited, or the deadline passed (log tail).
+    """
+    import psycopg
+
+    start = time.monotonic()
+    while True:
+        code = exit_code()
+        if code is not None:
+            raise procs.ProcessError(f"postgres exited with code {code} before it was ready",
+                                     log_tail())
+        try:
+            with psycopg.connect(admin_url, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return time.monotonic() - start
+        except psycopg.OperationalError:
+            pass
+        if time.monotonic() - start > deadline_s:
+            raise procs.ProcessError(f"postgres not ready after {deadline_s:.0f} s", log_tail())
+        time.sleep(0.05)
+
+
+def seed(admin_url: str, url: str) -> dict[str, Any]:
+    """Create :data:`DB_NAME` and ``world(id, randomnumber)`` in it: ids 1..WORLD_ROWS,
+    randomnumber from :func:`~harness.apps.work.world_randomnumber`; checked by count and
+    sum. Returns what run.json records of it.
+
+    Raises:
+        harness.procs.ProcessError: the table does not read back as seeded.
+    """
+    import psycopg
+
+    start = time.monotonic()
+    want = sum(world_randomnumber(i) for i in range(1, WORLD_ROWS + 1))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE world (id integer PRIMARY KEY, randomnumber integer NOT NULL)")
+        with conn.cursor() as cur, cur.copy("COPY world (id, randomnumber) FROM STDIN") as copy:
+            for i in range(1, WORLD_ROWS + 1):
+                copy.write_row((i, world_randomnumber(i)))
+        conn.execute("VACUUM ANALYZE world")
+        row = conn.execute("SELECT count(*), sum(randomnumber) FROM world").fetchone()
+    if row is None or (int(row[0]), int(row[1])) != (WORLD_ROWS, want):
+        raise procs.ProcessError(f"seeding world: got {row}, expected ({WORLD_ROWS}, {want})")
+    return {"table": "world(id, randomnumber)", "rows": WORLD_ROWS, "randomnumber_sum": want,
+            "seed_s": round(time.monotonic() - start, 3)}
+
+
+def read_settings(url: str) -> dict[str, str]:
+    """:data:`RECORDED` settings as the server at ``url`` reports them (``pg_settings``)."""
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        rows = conn.execute("SELECT name, setting || coalesce(' ' || unit, '') "
+                            "FROM pg_settings WHERE name = ANY(%s)",
+                            (list(RECORDED),)).fetchall()
+    return {name: value for name, value in rows}
+
+
 class Postgres:
     """One private cluster: :meth:`start` (initdb, start, ready, seed), :meth:`stop`.
 
@@ -226,7 +298,7 @@ class Postgres:
         return self._url(DB_NAME)
 
     def _url(self, database: str) -> str:
-        return f"postgresql://{DB_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+        return url_of(self.password, self.port, database)
 
     @property
     def data(self) -> Path:
@@ -294,61 +366,16 @@ class Postgres:
         raise last
 
     def _wait_ready(self, proc: Popen[bytes]) -> float:
-        """Poll a real connection (``SELECT 1`` in the ``postgres`` database, which
-        initdb made) until it works; seconds it took."""
-        import psycopg
-
-        start = time.monotonic()
-        while True:
-            code = proc.poll()
-            if code is not None:
-                raise procs.ProcessError(f"postgres exited with code {code} before it was "
-                                         "ready", procs.tail(self.log_path))
-            try:
-                with psycopg.connect(self._url("postgres"), connect_timeout=2) as conn:
-                    conn.execute("SELECT 1")
-                return time.monotonic() - start
-            except psycopg.OperationalError:
-                pass
-            if time.monotonic() - start > READY_DEADLINE_S:
-                raise procs.ProcessError(f"postgres not ready after {READY_DEADLINE_S:.0f} s",
-                                         procs.tail(self.log_path))
-            time.sleep(0.05)
+        return wait_ready(self._url("postgres"), proc.poll,
+                          lambda: procs.tail(self.log_path))
 
     def _seed(self) -> None:
-        """``world(id, randomnumber)``: ids 1..WORLD_ROWS, randomnumber from
-        :func:`~harness.apps.work.world_randomnumber`; checked by count and sum."""
-        import psycopg
-
-        start = time.monotonic()
-        want = sum(world_randomnumber(i) for i in range(1, WORLD_ROWS + 1))
-        with psycopg.connect(self._url("postgres"), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {DB_NAME}")
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE world (id integer PRIMARY KEY, "
-                         "randomnumber integer NOT NULL)")
-            with conn.cursor() as cur, cur.copy(
-                    "COPY world (id, randomnumber) FROM STDIN") as copy:
-                for i in range(1, WORLD_ROWS + 1):
-                    copy.write_row((i, world_randomnumber(i)))
-            conn.execute("VACUUM ANALYZE world")
-            row = conn.execute("SELECT count(*), sum(randomnumber) FROM world").fetchone()
-        if row is None or (int(row[0]), int(row[1])) != (WORLD_ROWS, want):
-            raise procs.ProcessError(f"seeding world: got {row}, expected "
-                                     f"({WORLD_ROWS}, {want})")
-        self.seed_s = time.monotonic() - start
-        self.seeded = {"table": "world(id, randomnumber)", "rows": WORLD_ROWS,
-                       "randomnumber_sum": want, "seed_s": round(self.seed_s, 3)}
+        self.seeded = seed(self._url("postgres"), self.url)
+        self.seed_s = self.seeded["seed_s"]
 
     def settings(self) -> dict[str, str]:
         """:data:`RECORDED` settings as the server reports them (``pg_settings``)."""
-        import psycopg
-
-        with psycopg.connect(self.url, connect_timeout=5) as conn:
-            rows = conn.execute("SELECT name, setting || coalesce(' ' || unit, '') "
-                                "FROM pg_settings WHERE name = ANY(%s)",
-                                (list(RECORDED),)).fetchall()
-        return {name: value for name, value in rows}
+        return read_settings(self.url)
 
     def info(self) -> dict[str, Any]:
         """What run.json records of the cluster (no password)."""

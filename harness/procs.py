@@ -60,7 +60,7 @@ ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "VIRT
              "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "BENCH_RUN_ID", "BENCH_TEST_SESSION",
              # real components' addresses and the driver settings (harness.apps.drivers)
              "BENCH_PG_URL", "BENCH_UPSTREAM_URL", "BENCH_DRIVER_WSGI", "BENCH_DRIVER_ASGI",
-             "BENCH_POOL_SIZE")
+             "BENCH_POOL_SIZE", "BENCH_PG_URL_CONTAINER", "BENCH_DATA_NETWORK")
 
 
 class ProcessError(RuntimeError):

@@ -83,6 +83,11 @@ def check(scenario: Any, backend: str) -> None:
     """
     if not scenario.components:
         return
+    if backend == "docker" and scenario.components == ("postgres",):
+        from harness import dockerdb
+
+        dockerdb.require_image()  # the database as a compose service
+        return
     if backend != "local":
         raise UserError(f"--backend {backend}: scenario {scenario.name} needs "
                         f"{', '.join(scenario.components)}, which only the local backend "
@@ -255,15 +260,24 @@ class Components:
         logs = self.run_dir / "logs"
         current = "postgres"
         try:
-            if "postgres" in self.names:
+            if "postgres" in self.names and self.plan.backend == "docker":
+                from harness.dockerdb import DockerPostgres
+
+                self.postgres = DockerPostgres(
+                    cpus=self.cpus, log_path=logs / "postgres.log",
+                    max_connections=self._max_connections(),
+                    run_id=os.environ.get("BENCH_RUN_ID", ""))
+                self.postgres.start()
+            elif "postgres" in self.names:
                 from harness.postgres import Postgres, find_binaries
 
                 self.postgres = Postgres(
                     find_binaries(), cpus=self.cpus, log_path=logs / "postgres.log",
                     max_connections=self._max_connections())
                 self.postgres.start()
+            if self.postgres is not None:
                 self.samplers["postgres"] = TreeSampler(
-                    self.postgres.proc.pid, clock=self.clock, interval_s=PG_SAMPLE_INTERVAL_S,
+                    self.postgres.pid, clock=self.clock, interval_s=PG_SAMPLE_INTERVAL_S,
                     memory_every=PG_MEMORY_EVERY, cpus=self.cpus).__enter__()
                 self.activity = ActivitySampler(self.postgres.url, self.clock)
             if "upstream" in self.names:
@@ -291,6 +305,9 @@ class Components:
             values[ENV_DRIVER[iface]] = name
         if self.postgres is not None:
             values["BENCH_PG_URL"] = self.postgres.url
+            if hasattr(self.postgres, "container_url"):  # docker: the servers' own address
+                values["BENCH_PG_URL_CONTAINER"] = self.postgres.container_url
+                values["BENCH_DATA_NETWORK"] = self.postgres.network
         if self.upstream is not None:
             values["BENCH_UPSTREAM_URL"] = self.upstream.url
         for key, value in values.items():
@@ -315,7 +332,7 @@ class Components:
         if self.postgres is not None:
             pg = self.postgres.info()
             with contextlib.suppress(Exception):
-                if self.postgres.proc is not None:
+                if self.postgres.pid is not None:
                     pg["settings"] = self.postgres.settings()
                     pg["version"] = pg["settings"].get("server_version")
             pg["sampling"] = {"interval_s": PG_SAMPLE_INTERVAL_S,

@@ -58,6 +58,10 @@ if TYPE_CHECKING:
 ENGINE_ERRORS = (docker.errors.DockerException, OSError)
 
 COMPOSE_FILE = PACKAGE_DIR / "backends" / "compose.yaml"
+#: Added when the run has a database (harness.dockerdb): the servers join its network.
+COMPOSE_DATA_FILE = PACKAGE_DIR / "backends" / "compose.data.yaml"
+REALIO_ENV = ("BENCH_DATA_NETWORK", "BENCH_PG_URL_CONTAINER", "BENCH_DRIVER_WSGI",
+              "BENCH_DRIVER_ASGI", "BENCH_POOL_SIZE")
 #: The port the server listens on inside the container (compose.yaml publishes it).
 CONTAINER_PORT = 8000
 #: Inside the image, ``python`` is the venv's interpreter (PATH in harness/apps/Dockerfile).
@@ -393,6 +397,9 @@ class DockerServer:
             "BENCH_WORKERS": str(workers),
             "BENCH_HOST_PORT": "",
             "BENCH_RUN_ID": run_id,
+            # the run's database and drivers (harness.realio sets them after the backend
+            # read its environment): compose.data.yaml passes them to the server
+            **{k: os.environ[k] for k in REALIO_ENV if os.environ.get(k)},
         }, backend.environ)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -419,7 +426,10 @@ class DockerServer:
         """
         # procs.run gives it its own session: a Ctrl-C at the terminal reaches bench,
         # which tears down in order, not compose halfway through a command.
-        argv = [*self.backend.compose, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
+        files = ["-f", str(COMPOSE_FILE)]
+        if self.env.get("BENCH_DATA_NETWORK"):  # a run with a database (harness.dockerdb)
+            files += ["-f", str(COMPOSE_DATA_FILE)]
+        argv = [*self.backend.compose, "-p", self.project, *files, *args]
         return procs.run(argv, timeout_s=timeout_s, env=self.env, cwd=PROJECT_ROOT,
                          log_path=self.compose_log)
 

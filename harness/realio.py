@@ -3,7 +3,8 @@ the drivers and pools the apps reach them with, and what a trial records of them
 
 A scenario names its components (``components = ["postgres"]`` in its TOML). The
 runner starts them once per run (:func:`started`), before the first server, and stops
-them in its ``finally``; meanwhile:
+them in its ``finally`` (local processes: harness.postgres, harness.upstream; under
+``--backend docker`` the database is a compose service: harness.dockerdb); meanwhile:
 
 * the server processes learn the addresses, the driver of their interface and the pool
   size from their environment (:data:`harness.apps.drivers.ENV_NAMES`, passed on by
@@ -76,10 +77,13 @@ def _component(scenario: Any) -> str:
 def check(scenario: Any, backend: str) -> None:
     """Refuse, before anything starts, a run whose components cannot start here.
 
+    The docker backend runs the database as a compose service (harness.dockerdb), not
+    the upstream service.
+
     Raises:
-        UserError: the docker backend (which does not start components yet), no
-            PostgreSQL binaries (names the package), root without a way to drop to
-            the ``postgres`` user.
+        UserError: the docker backend with the upstream service, or without the
+            database image; no PostgreSQL binaries (names the package); root without a
+            way to drop to the ``postgres`` user.
     """
     if not scenario.components:
         return

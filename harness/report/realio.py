@@ -148,14 +148,18 @@ def _lines(a: Analysis, column: str, title: str, axis: str, *,
                                                                         strict=True)]))
         if reference and reference != "y=x" and g[reference].notna().any():
             ref = g.groupby("users")[reference].median()
-            fig.add_trace(go.Scatter(x=list(ref.index), y=list(ref.values), mode="lines",
-                                     line={"dash": "dot"}, name=f"{name} ceiling"))
+            fig.add_trace(go.Scatter(x=list(ref.index), y=list(ref.values),
+                                     mode="lines+markers", line={"dash": "dot"},
+                                     marker={"symbol": "line-ew-open", "size": 16},
+                                     name=f"{name} ceiling"))
     if reference == "y=x":
         users = sorted(t["users"].unique())
-        fig.add_trace(go.Scatter(x=users, y=users, mode="lines", line={"dash": "dot"},
+        fig.add_trace(go.Scatter(x=users, y=users, mode="lines+markers", line={"dash": "dot"},
+                                 marker={"symbol": "line-ew-open", "size": 16},
                                  name="y = users"))
     fig.update_layout(title=title, xaxis_title="users (concurrent, closed loop)",
                       yaxis_title=axis)
+    fig.update_yaxes(rangemode="tozero")
     return fig
 
 

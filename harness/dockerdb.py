@@ -14,9 +14,9 @@ tmpfs, user ``postgres``), ``initdb`` then ``postgres`` with the same settings a
 local backend's cluster (:data:`harness.postgres.SETTINGS`). Its port is published on
 127.0.0.1 for the harness (readiness, seeding, ``pg_stat_activity``). The servers reach
 it as ``db:5432`` over a network of the run's own (``internal``: no route out), which
-``harness/backends/compose.data.yaml`` adds to their services together with the
-drivers' environment (:func:`harness.backends.docker` passes that file when
-``BENCH_DATA_NETWORK`` is set).
+the docker backend adds to each server's service together with the drivers'
+environment when ``BENCH_DATA_NETWORK`` is set (``DockerServer._data_override`` in
+:mod:`harness.backends.docker`).
 """
 
 from __future__ import annotations

@@ -58,8 +58,8 @@ if TYPE_CHECKING:
 ENGINE_ERRORS = (docker.errors.DockerException, OSError)
 
 COMPOSE_FILE = PACKAGE_DIR / "backends" / "compose.yaml"
-#: Added when the run has a database (harness.dockerdb): the servers join its network.
-COMPOSE_DATA_FILE = PACKAGE_DIR / "backends" / "compose.data.yaml"
+#: A run with a database (harness.dockerdb) sets these; the server then joins the run's
+#: data network and gets the drivers' settings (:meth:`DockerServer._data_override`).
 REALIO_ENV = ("BENCH_DATA_NETWORK", "BENCH_PG_URL_CONTAINER", "BENCH_DRIVER_WSGI",
               "BENCH_DRIVER_ASGI", "BENCH_POOL_SIZE")
 #: The port the server listens on inside the container (compose.yaml publishes it).
@@ -398,7 +398,7 @@ class DockerServer:
             "BENCH_HOST_PORT": "",
             "BENCH_RUN_ID": run_id,
             # the run's database and drivers (harness.realio sets them after the backend
-            # read its environment): compose.data.yaml passes them to the server
+            # read its environment): _data_override passes them to the server
             **{k: os.environ[k] for k in REALIO_ENV if os.environ.get(k)},
         }, backend.environ)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -428,10 +428,26 @@ class DockerServer:
         # which tears down in order, not compose halfway through a command.
         files = ["-f", str(COMPOSE_FILE)]
         if self.env.get("BENCH_DATA_NETWORK"):  # a run with a database (harness.dockerdb)
-            files += ["-f", str(COMPOSE_DATA_FILE)]
+            files += ["-f", str(self._data_override())]
         argv = [*self.backend.compose, "-p", self.project, *files, *args]
         return procs.run(argv, timeout_s=timeout_s, env=self.env, cwd=PROJECT_ROOT,
                          log_path=self.compose_log)
+
+    def _data_override(self) -> Path:
+        """A compose file (JSON is YAML) beside the compose log that puts this service on
+        the run's data network, where the database answers as ``db:5432``, with the
+        drivers' settings in its environment (harness.apps.drivers)."""
+        import json
+
+        # ${...}: compose fills them in from its environment, so the file holds no password
+        env = {"BENCH_PG_URL": "${BENCH_PG_URL_CONTAINER:-}",
+               **{k: f"${{{k}:-}}" for k in REALIO_ENV[2:]}}
+        path = self.compose_log.with_name(f"{self.project}.data.json")
+        path.write_text(json.dumps({
+            "services": {self.config.name: {"networks": ["default", "data"],
+                                            "environment": env}},
+            "networks": {"data": {"external": True, "name": self.env["BENCH_DATA_NETWORK"]}}}))
+        return path
 
     def _start(self, clock: Callable[[], float]) -> None:
         if tasks_needed(self.workers) > PIDS_LIMIT:

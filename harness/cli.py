@@ -200,8 +200,11 @@ def run(
         require_wrk()  # no wrk: one line with the install hint, nothing started
     human = err if json_out else out
     cfg = config.load()
-    get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
     sc = scenarios.load(scenario, paths=cfg.scenarios).with_params(_params(param or []))
+    from harness import realio
+
+    realio.check(sc, backend)  # components that cannot start here: one line, nothing started
+    get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
     chosen = _servers(servers_opt, cfg, sc.protocol)
     levels = _positive_ints(users, "--users") if users is not None else sc.users
     results_dir = results_dir if results_dir is not None else cfg.results()

@@ -58,7 +58,8 @@ _OTHER_FAMILY: tuple[tuple[str, ...], str, str] = (("#7f7f7f", "#525252", "#bdbd
                                                    "square")
 _INTERFACE_ORDER = {"wsgi": 0, "asgi": 1}
 _TEXT_TRIAL_COLUMNS = frozenset({"trial_id", "scenario", "server", "interface", "backend",
-                                 "status", "reason", "flags", "load_mode"})
+                                 "status", "reason", "flags", "load_mode",
+                                 "driver", "bound_by"})
 _TEXT_SAMPLE_COLUMNS = frozenset({"source", "server"})
 _PROTOCOL_NAMES = {"sse": "SSE", "websocket": "WebSocket", "http": "HTTP"}
 #: Severity order of non-ok statuses: the one a cell or row without any ok trial shows.

@@ -37,7 +37,11 @@ def rate_unit(protocol: str) -> str:
     return RATE_UNITS.get(protocol, "req/s")
 
 
-ParamType = Literal["int", "float"]
+ParamType = Literal["int", "float", "choice"]
+#: Where a parameter goes: ``request`` parameters ride on the query string; ``server``
+#: parameters (a driver, a pool size) reach the server processes through their
+#: environment (harness.realio), never through the request.
+ParamScope = Literal["request", "server"]
 
 #: The scenarios that ship with bench: the TOML files beside this module.
 SCENARIOS_DIR = Path(__file__).resolve().parent
@@ -68,22 +72,38 @@ def check_levels(values: tuple[float, ...], where: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """A scenario parameter that reaches the app as a query parameter."""
+    """A scenario parameter: a query parameter of the request (``scope`` ``request``),
+    or a setting of the server processes (``scope`` ``server``). A ``choice``
+    parameter's value is one of ``choices`` (text); ``min``/``max`` are then unused."""
 
     name: str
     type: ParamType
-    default: float
+    default: float | str
     min: float
     max: float
     unit: str = ""
     description: str = ""
+    choices: tuple[str, ...] = ()
+    scope: ParamScope = "request"
 
-    def parse(self, raw: str) -> int | float:
+    def summary(self) -> str:
+        """``name=default [min..max]`` (``[a|b|c]`` for a choice), for listings."""
+        if self.type == "choice":
+            return f"{self.name}={self.default} [{'|'.join(self.choices)}]"
+        return f"{self.name}={self.default} [{self.min}..{self.max}]"
+
+    def parse(self, raw: str) -> int | float | str:
         """Parse and bound-check a ``--param`` value.
 
         Raises:
-            UserError: not of this parameter's type, or outside [min, max].
+            UserError: not of this parameter's type, outside [min, max], or not one of
+                the choices.
         """
+        if self.type == "choice":
+            if raw not in self.choices:
+                raise UserError(f"--param {self.name}={raw}: expected one of "
+                                f"{', '.join(self.choices)}" + _suggest(raw, list(self.choices)))
+            return raw
         try:
             value: int | float = int(raw) if self.type == "int" else float(raw)
         except ValueError:
@@ -109,7 +129,7 @@ class Scenario:
     method: str
     path: str
     params: Mapping[str, Param]
-    values: Mapping[str, int | float]
+    values: Mapping[str, int | float | str]
     users: tuple[int, ...]
     warmup_s: float
     duration_s: float
@@ -127,12 +147,30 @@ class Scenario:
     #: pure wait: the closed-loop ceiling is then min(users, concurrency) / wait
     #: (Little's law), recorded per trial as ``ceiling_rps`` and ``efficiency``.
     ceiling_wait_param: str = ""
+    #: The parameter counting how many such waits one request makes in sequence
+    #: (the ceiling's wait is then wait_param x calls_param); "" for one.
+    ceiling_calls_param: str = ""
+    #: The real components the harness starts for this scenario (harness.realio):
+    #: ``postgres``, ``upstream``.
+    components: tuple[str, ...] = ()
 
     @property
     def request_path(self) -> str:
-        """The path and query string every request of this scenario uses."""
-        query = urlencode({k: _fmt(v) for k, v in self.values.items()})
+        """The path and query string every request of this scenario uses (request-scope
+        parameters only)."""
+        query = urlencode({k: _fmt(v) for k, v in self.values.items()  # type: ignore[arg-type]
+                           if self.params[k].scope == "request"})
         return f"{self.path}?{query}" if query else self.path
+
+    @property
+    def ceiling_wait_ms(self) -> float | None:
+        """The wait (ms) one request makes without using CPU, for the Little's-law
+        ceiling: ``wait_param`` x ``calls_param`` (None without a wait_param)."""
+        if not self.ceiling_wait_param:
+            return None
+        wait = float(self.values[self.ceiling_wait_param])
+        return wait * float(self.values[self.ceiling_calls_param]) \
+            if self.ceiling_calls_param else wait
 
     def with_params(self, overrides: Mapping[str, str]) -> Scenario:
         """A copy with parameter values overridden from ``--param key=value`` strings.
@@ -256,7 +294,9 @@ def parse(path: Path) -> Scenario:
 
 
 _TOP = {"name", "description", "protocol", "request", "params", "load", "slo", "validity",
-        "ceiling"}
+        "ceiling", "components"}
+#: Components a scenario may ask for (harness.realio starts them).
+COMPONENTS = ("postgres", "upstream")
 
 
 def _table(data: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
@@ -303,10 +343,17 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
         raise TypeError("[params] must be a table of tables")
     for pname, spec in raw_params.items():
         where = f"params.{pname}"
-        spec = _table(raw_params, pname, {"type", "default", "min", "max", "unit", "description"})
+        spec = _table(raw_params, pname, {"type", "default", "min", "max", "unit", "description",
+                                          "choices", "scope"})
         ptype = spec.get("type")
-        if ptype not in ("int", "float"):
-            raise ValueError(f"[{where}].type must be 'int' or 'float', got {ptype!r}")
+        if ptype not in ("int", "float", "choice"):
+            raise ValueError(f"[{where}].type must be 'int', 'float' or 'choice', got {ptype!r}")
+        scope = spec.get("scope", "request")
+        if scope not in ("request", "server"):
+            raise ValueError(f"[{where}].scope must be 'request' or 'server', got {scope!r}")
+        if ptype == "choice":
+            params[pname] = _choice(pname, spec, where, scope)
+            continue
         is_int = ptype == "int"
         lo = _number(spec, "min", where, positive=False, integer=is_int)
         hi = _number(spec, "max", where, positive=False, integer=is_int)
@@ -314,7 +361,7 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
         if not lo <= default <= hi:
             raise ValueError(f"[{where}].default {default} is outside [{lo}, {hi}]")
         params[pname] = Param(pname, ptype, default, lo, hi, str(spec.get("unit", "")),
-                              str(spec.get("description", "")))
+                              str(spec.get("description", "")), scope=scope)
     load_t = _table(data, "load", {"users", "warmup_s", "max_warmup_s", "duration_s",
                                    "repeats"})
     # warmup_s alone: a fixed warm-up; max_warmup_s: steady-state detection up to it
@@ -335,10 +382,17 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
             or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in users)):
         raise ValueError("[load].users must be a non-empty list of positive integers")
     check_levels(tuple(users), "[load].users")
-    ceiling = _table(data, "ceiling", {"wait_param"})
+    ceiling = _table(data, "ceiling", {"wait_param", "calls_param"})
     wait_param = ceiling.get("wait_param", "")
     if wait_param and wait_param not in params:
         raise ValueError(f"[ceiling].wait_param {wait_param!r} is not one of [params]")
+    calls_param = ceiling.get("calls_param", "")
+    if calls_param and (calls_param not in params or not wait_param):
+        raise ValueError(f"[ceiling].calls_param {calls_param!r} needs a wait_param and must "
+                         "be one of [params]")
+    components = data.get("components", [])
+    if not isinstance(components, list) or not all(c in COMPONENTS for c in components):
+        raise ValueError(f"components must be a list of {', '.join(COMPONENTS)}")
     slo = _table(data, "slo", {"p99_ms", "max_error_rate"})
     validity = _table(data, "validity", {"max_error_rate", "max_generator_cpu_percent"})
     return Scenario(
@@ -354,6 +408,8 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
         steady=steady,
         max_warmup_s=max_warmup_s,
         ceiling_wait_param=str(wait_param),
+        ceiling_calls_param=str(calls_param),
+        components=tuple(dict.fromkeys(components)),
         duration_s=float(_number(load_t, "duration_s", "load")),
         repeats=int(_number(load_t, "repeats", "load", integer=True)),
         slo_p99_ms=float(_number(slo, "p99_ms", "slo")),
@@ -363,3 +419,17 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
             _number(validity, "max_generator_cpu_percent", "validity")),
         source=path,
     )
+
+
+def _choice(name: str, spec: Mapping[str, Any], where: str, scope: Any) -> Param:
+    """A ``type = "choice"`` parameter: ``choices`` (non-empty list of text) and a
+    ``default`` among them."""
+    choices = spec.get("choices")
+    if (not isinstance(choices, list) or not choices
+            or not all(isinstance(c, str) and c for c in choices)):
+        raise ValueError(f"[{where}].choices must be a non-empty list of strings")
+    default = spec.get("default")
+    if default not in choices:
+        raise ValueError(f"[{where}].default {default!r} is not one of its choices")
+    return Param(name, "choice", str(default), math.nan, math.nan, str(spec.get("unit", "")),
+                 str(spec.get("description", "")), tuple(choices), scope)

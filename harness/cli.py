@@ -212,13 +212,16 @@ def run(
         require_wrk()  # no wrk: one line with the install hint, nothing started
     human = err if json_out else out
     cfg = config.load()
-    get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
     sc = cli_apps.run_scenario(scenario, own_app, _params(param or []), apps_opt, {
         "interface": interface, "path": path, "method": method,
         "headers": cli_apps.pairs(header, ":", "--header"), "body_file": body_file,
         "app_dir": app_dir, "env": cli_apps.pairs(env, "=", "--env"),
         "expect_status": expect_status, "expect_body_file": expect_body_file,
         "expect_contains": expect_contains}, scenario_paths=cfg.scenarios)
+    from harness import realio
+
+    realio.check(sc, backend)  # components that cannot start here: one line, nothing started
+    get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
     chosen = _servers(servers_opt, cfg, sc.protocol)
     apps = ([stacks.own_app_spec(sc.app, sc.request_path)] if sc.app is not None
             else stacks.select_apps(apps_opt))

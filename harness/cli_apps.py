@@ -12,6 +12,7 @@ from rich.table import Table
 
 from harness import scenarios, stacks
 from harness.errors import UserError
+from harness.scenarios.own import own_app as own_app_scenario
 
 #: ``bench run``'s options that describe an own app (besides ``--app``), by parameter.
 APP_OPTIONS = {"interface": "--interface", "path": "--path", "method": "--method",
@@ -63,7 +64,7 @@ def run_scenario(name: str | None, own_app: str | None, params: dict[str, str],
                         "[app] table holds both)")
     if params or apps_opt is not None:
         raise UserError(f"{'--param' if params else '--apps'} does not apply to --app")
-    return scenarios.own_app(target=own_app, **app_options)
+    return own_app_scenario(target=own_app, **app_options)
 
 
 def list_apps() -> None:

@@ -62,15 +62,18 @@ def build_cmd(
     except docker.errors.APIError as exc:  # the engine refused a request: its words, one line
         what = " ".join(str(exc.explanation or exc).split())
         raise UserError(f"docker engine: {what}") from None
+    from harness import dockerdb  # the db-* scenarios' database image
+
+    db_image = dockerdb.build_image(client, mirror=mirror, log=log, refresh=no_cache)
     if as_json:
-        out.print_json(json.dumps(info.as_dict()))
+        out.print_json(json.dumps({**info.as_dict(), "db_image": db_image}))
         return
     state = "cached" if info.cached else f"built in {info.build_s:.1f} s"
     out.print(f"image: {info.tag} ({state})\nid:    {info.image_id}\n"
               f"base:  {info.base_image} ({info.base_image_id[:19]})\n"
               f"packages ({len(info.packages)}): "
-              + ", ".join(f"{k}=={v}" for k, v in sorted(info.packages.items())),
-              highlight=False, soft_wrap=True)
+              + ", ".join(f"{k}=={v}" for k, v in sorted(info.packages.items()))
+              + f"\ndatabase image: {db_image}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -46,7 +46,7 @@ def list_scenarios(json_out: JsonOpt = False) -> None:
         table.add_column(escape(col), overflow="fold")
     shipped = scenarios.SCENARIOS_DIR.resolve()
     for sc in loaded:
-        params = ", ".join(f"{p.name}={p.default} [{p.min}..{p.max}]" for p in sc.params.values())
+        params = ", ".join(p.summary() for p in sc.params.values())
         warm = f"steady<={sc.max_warmup_s:g}" if sc.steady else f"{sc.warmup_s:g}"
         source = "bench" if sc.source.resolve().parent == shipped else str(sc.source)
         table.add_row(*(escape(v) for v in (

@@ -53,11 +53,14 @@ IMAGE_REPO = "bench-apps"
 BASE_REPO = "bench-base"
 #: Bump when the build procedure changes in a way the hashed inputs do not show.
 RECIPE_VERSION = 1
-#: The server packages the image carries (the apps themselves need only the stdlib).
-#: gunicorn's gevent worker imports ``packaging``, which gunicorn declares only under
-#: its ``gevent`` extra: without the extra, gunicorn-gevent cannot start in the image.
+#: The server packages the image carries, and the drivers the real-I/O apps use
+#: (harness/apps/drivers.py). gunicorn's gevent worker imports ``packaging``, which
+#: gunicorn declares only under its ``gevent`` extra: without the extra,
+#: gunicorn-gevent cannot start in the image.
 SERVER_PACKAGES = ("gunicorn[gevent]", "gevent", "uvicorn[standard]", "uvicorn-worker",
-                   "hypercorn", "granian", "waitress", "daphne", "pyuwsgi")
+                   "hypercorn", "granian", "waitress", "daphne", "pyuwsgi",
+                   "psycopg[binary]", "psycopg-pool", "asyncpg",
+                   "requests", "httpx", "aiohttp")
 #: Where the image keeps the output of ``pip freeze --all`` taken inside it.
 FREEZE_PATH = "/opt/bench/pip-freeze.txt"
 

@@ -57,7 +57,10 @@ from harness import PROJECT_ROOT
 #: Passed to children; BENCH_RUN_ID / BENCH_TEST_SESSION tag every process a run (or a
 #: test session) starts, so a leftover can be traced to whoever started it.
 ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "VIRTUAL_ENV",
-             "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "BENCH_RUN_ID", "BENCH_TEST_SESSION")
+             "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "BENCH_RUN_ID", "BENCH_TEST_SESSION",
+             # real components' addresses and the driver settings (harness.apps.drivers)
+             "BENCH_PG_URL", "BENCH_UPSTREAM_URL", "BENCH_DRIVER_WSGI", "BENCH_DRIVER_ASGI",
+             "BENCH_POOL_SIZE", "BENCH_PG_URL_CONTAINER", "BENCH_DATA_NETWORK")
 
 
 class ProcessError(RuntimeError):

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from harness import analysis, cross_check, latency, procs, stats, steady, streams
+from harness import analysis, cross_check, latency, procs, realio, stats, steady, streams
 from harness.apps.work import expected
 from harness.backends import Deployment, get_backend
 from harness.load import (
@@ -162,6 +162,7 @@ class Runner:
         self.t0_unix = time.time()
         self._session: LoadSession | None = None
         self._sessions = 0
+        self.components = realio.Components(plan, self.run_dir, self.clock)  # started in execute
         #: The stack being run (set by :meth:`_stack`).
         self._current = plan.stacks[0] if plan.stacks else None  # type: ignore[assignment]
         #: Each app's framework version, read once (importlib.metadata).
@@ -212,9 +213,11 @@ class Runner:
             watchdog = None
             try:
                 watchdog = self._start_watchdog()
-                for repeat in range(1, self.plan.repeats + 1):
-                    for stack in self.plan.stacks:
-                        self._stack(stack, repeat)
+                with realio.started(self.plan, self.run_dir, self.clock,
+                                    self.state) as self.components:
+                    for repeat in range(1, self.plan.repeats + 1):
+                        for stack in self.plan.stacks:
+                            self._stack(stack, repeat)
                 status = "complete"
             except (Interrupted, KeyboardInterrupt):
                 status = "interrupted"
@@ -259,6 +262,7 @@ class Runner:
             "flags": "", "load_mode": "open-loop" if open_loop else "closed-loop",
             "app": stack.app.name, "framework_version": self._versions[stack.app.name],
         })
+        row.update(realio.trial_fields(self.plan, config))
         return row
 
     def _record(self, trial: dict[str, Any]) -> None:
@@ -365,6 +369,8 @@ class Runner:
         cannot = config.unsupported(backend=self.plan.backend, workers=self.plan.workers)
         if cannot:
             return None, ("unsupported", cannot)
+        if self.components.problem():
+            return None, ("failed", self.components.problem())
         # The raw app is each config's own default: backends are asked for an app only
         # when it is another (the docker backend serves the raw apps only).
         app = {} if stack.app.is_raw else stack.launch()
@@ -529,11 +535,11 @@ class Runner:
         else:
             trial.update(analysis.open_loop_sends(meta.get("open_loop_slices", {}), window))
         trial.update(analysis.cost_metrics(trial, window.seconds))
-        wait = plan.scenario.ceiling_wait_param
-        latency_ms = plan.scenario.values.get(wait) if wait else None
+        trial.update(self.components.trial_metrics(trial, t0, t1))
+        latency_ms = plan.scenario.ceiling_wait_ms
+        capacity = realio.concurrency_capacity(plan, server.config)
         if latency_ms is not None:
             offered = trial["users"] if closed else math.inf
-            capacity = self._current.concurrency_capacity(plan.workers)
             ceiling = analysis.io_ceiling_rps(offered, capacity, latency_ms)
             if not closed:
                 ceiling = min(ceiling, trial["offered_rps"])
@@ -561,7 +567,7 @@ class Runner:
         limited = analysis.generator_limited(
             trial, load_processes=plan.load_processes, load_cpus=len(plan.load_cpus),
             server_cpus=len(plan.server_cpus),
-            server_concurrency=self._current.concurrency_capacity(plan.workers)
+            server_concurrency=capacity
         ) if not saturated else ""
         behind = analysis.generator_behind(trial) if not closed else ""
         # One cause per trial: a generator that set the pace also bends Little's law
@@ -579,6 +585,7 @@ class Runner:
         else:
             trial["status"] = "invalid" if reasons else "ok"
             trial["reason"] = "; ".join(reasons)
+        self.components.finish_trial(trial, capacity=capacity)
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -157,11 +157,6 @@ class Stack:
         return {"app": self.target, "env": dict(self.app.env),
                 "ready_path": self.app.ready_path, "ready_any": self.app.ready_any}
 
-    def concurrency_capacity(self, workers: int) -> float:
-        """Requests the stack can have in progress at once: the server's
-        (:meth:`ServerConfig.concurrency_capacity`); no flavour here bounds it further
-        (Django runs each sync view under ASGI in a thread of its request's own)."""
-        return self.server.concurrency_capacity(workers)
 
 
 def stack_name(server: str, app: str) -> str:

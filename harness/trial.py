@@ -123,6 +123,20 @@ class Trial:
     oracle_latency_p50_ms: float = NAN
     oracle_latency_p99_ms: float = NAN
     oracle_agreement: float = NAN
+    # real I/O (harness.realio): the driver and pool, the database's connections
+    # (pg_stat_activity), the components' CPU and memory, and what bounded the trial
+    driver: str = ""
+    pool_size: float = NAN
+    db_connections_peak: float = NAN
+    db_active_peak: float = NAN
+    db_active_mean: float = NAN
+    db_cpu_percent_mean: float = NAN
+    db_pss_mib_peak: float = NAN
+    db_cpu_ms_per_request: float = NAN
+    upstream_cpu_percent_mean: float = NAN
+    upstream_pss_mib_peak: float = NAN
+    upstream_cpu_ms_per_request: float = NAN
+    bound_by: str = ""
     # schema 4: the app under test (harness.stacks): ``raw`` or a framework flavour, and
     # the installed version of its framework ("" for the raw callables)
     app: str = "raw"

@@ -128,9 +128,23 @@ def clean_run(run_dir: Path, *, dry_run: bool = False, grace_s: float = GRACE_S,
     if docker and suffix:
         report.containers, report.networks, report.docker_note = _docker_leftovers(
             suffix, remove=not dry_run)
+    if not dry_run:
+        remove_component_dirs(meta)
     if status == "running" and not dry_run:
         report.marked_crashed = mark_crashed(run_dir, report, detected_by)
     return report
+
+
+def remove_component_dirs(meta: dict[str, Any]) -> None:
+    """Remove the temporary PostgreSQL cluster a run made (``run.json`` ``components``
+    ``postgres.dir``; only a ``bench-pg-*`` folder in the temp folder), once its
+    processes are gone (``harness.postgres.remove_cluster_dir``)."""
+    components = meta.get("components")
+    pg = components.get("postgres") if isinstance(components, dict) else None
+    if isinstance(pg, dict) and pg.get("dir"):
+        from harness.postgres import remove_cluster_dir
+
+        remove_cluster_dir(str(pg["dir"]))
 
 
 def mark_crashed(run_dir: Path, report: Cleanup, detected_by: str) -> bool:

@@ -40,7 +40,8 @@ from packaging.utils import canonicalize_name
 from harness import PROJECT_ROOT
 from tests.conftest import stop_bench
 
-SHIPPED = ("io-heavy", "cpu-heavy", "sse-stream", "websocket-echo")
+SHIPPED = ("io-heavy", "cpu-heavy", "sse-stream", "websocket-echo", "db-io", "db-rows",
+           "upstream-http")
 #: Files the wheel must carry for bench to run from any directory.
 DATA = ("harness/scenarios/io-heavy.toml", "harness/loadgen/locustfile.py",
         "harness/apps/Dockerfile", "harness/backends/compose.yaml")
@@ -161,7 +162,7 @@ def test_the_installed_tool_imports_nothing_from_the_checkout(installed: Path,
 
 
 def test_from_an_empty_directory_it_lists_and_runs(installed: Path, tmp_path: Path) -> None:
-    """The acceptance: ``bench list scenarios`` shows the four shipped scenarios; the
+    """The acceptance: ``bench list scenarios`` shows every shipped scenario; the
     short real run completes and writes ./results and ./reports there; outside any git
     work tree the run records no commit (nulls, no error)."""
     empty = tmp_path / "empty"

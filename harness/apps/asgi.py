@@ -1,4 +1,6 @@
-"""The ASGI app (ASGI 3.0): waits with ``await asyncio.sleep``, as an async driver would.
+"""The ASGI app (ASGI 3.0): waits with ``await asyncio.sleep``, as an async driver would;
+``/db``, ``/queries`` and ``/upstream`` wait on real ones (``asyncpg``, psycopg's async
+pool, ``httpx``, or the sync driver on purpose: harness.apps.drivers).
 
 CPU work runs on the event loop, blocking it, exactly as sync code inside an async
 handler does in production; offloading it would be a different workload.
@@ -16,7 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from harness.apps.work import SSE_HEADERS, Stream, route, ws_echo
+from harness.apps import drivers
+from harness.apps.work import JSON, SSE_HEADERS, Plan, Stream, dumps, route, ws_echo
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -46,6 +49,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if plan.wait_s:
         await asyncio.sleep(plan.wait_s)
+    if plan.io is not None:
+        plan = await _real_io(plan)
     body = plan.body()
     await send(
         {
@@ -56,6 +61,19 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _real_io(plan: Plan) -> Plan:
+    """``plan`` answered through the driver the harness chose (``asyncpg``,
+    ``psycopg-async``, ``httpx``, or the ``blocking`` sync one: harness.apps.drivers),
+    or a 503 saying why it failed."""
+    assert plan.io is not None and plan.render is not None
+    try:
+        body = plan.render(await drivers.run_async(plan.io, drivers.driver("asgi")))
+    except Exception as exc:  # noqa: BLE001 - the client gets the error, the trial counts it
+        message = f"{type(exc).__name__}: {exc}"
+        return Plan(503, JSON, 0.0, lambda: dumps({"error": message}))
+    return Plan(200, JSON, 0.0, lambda: body)
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs
 
 JSON = b"application/json"
@@ -33,6 +34,11 @@ PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "events": (1, 10_000),
     "interval_ms": (0, 10_000),
     "size": (0, 65_536),
+    # Real I/O (/db, /queries, /upstream): rows per request, the seed picking them,
+    # upstream calls per request.
+    "queries": (1, 500),
+    "seed": (0, 1_000_000),
+    "calls": (1, 100),
 }
 
 #: ``/sse`` parameters when the query string leaves them out.
@@ -74,6 +80,11 @@ class Plan:
     wait_s: float
     body: Callable[[], bytes]
     stream: Stream | None = None
+    #: Real I/O (/db, /queries, /upstream): what the app must read through its driver
+    #: (:class:`DbRead`, :class:`UpstreamCall`); the app then answers ``render(results)``
+    #: and ``body()`` is the reference, ``render`` of :func:`reference_results`.
+    io: DbRead | UpstreamCall | None = None
+    render: Callable[[Sequence[Any]], bytes] | None = None
 
 
 class BadRequest(ValueError):
@@ -176,6 +187,79 @@ def parse_ws_echo(reply: str | bytes) -> tuple[int, str | bytes]:
     return int(reply[:20]), reply[21:]
 
 
+# ------------------------------------------------------------------ real I/O (harness.realio)
+
+#: Rows of the seeded table ``world(id, randomnumber)`` (TechEmpower's World table).
+WORLD_ROWS = 10_000
+#: The upstream service's answer to ``GET /wait`` (harness.apps.upstream): fixed bytes.
+UPSTREAM_BODY = b'{"service":"upstream","status":"ok"}'
+
+
+def _lcg(x: int) -> int:
+    """One step of the ISO C example ``rand()`` LCG (7.22.2.2), 31 bits."""
+    return (x * 1103515245 + 12345) & 0x7FFFFFFF
+
+
+def world_randomnumber(row_id: int) -> int:
+    """The ``randomnumber`` (1..10,000) the harness seeds for row ``row_id``: two LCG
+    steps from the id, so the table, and every body read from it, is the same on every
+    run and the reference body needs no database."""
+    return 1 + (_lcg(_lcg(row_id)) >> 16) % 10_000
+
+
+def row_ids(seed: int, n: int) -> tuple[int, ...]:
+    """``n`` row ids in 1..:data:`WORLD_ROWS` drawn from ``seed`` (LCG steps): the rows a
+    request reads, the same for every request of a path, so bodies compare."""
+    out, x = [], seed
+    for _ in range(n):
+        x = _lcg(x)
+        out.append(1 + (x >> 8) % WORLD_ROWS)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class DbRead:
+    """Read rows ``ids`` of ``world``, one query each, in order, on one pooled
+    connection. ``sleep_s`` not None: one query that also waits that long in the
+    database (``pg_sleep``), the db-io shape."""
+
+    ids: tuple[int, ...]
+    sleep_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """``calls`` sequential ``GET /wait?latency_ms=...`` to the upstream service."""
+
+    calls: int
+    latency_ms: int
+
+    @property
+    def path(self) -> str:
+        return f"/wait?latency_ms={self.latency_ms}"
+
+
+def reference_results(io: DbRead | UpstreamCall) -> list[Any]:
+    """What a correct driver returns for ``io``: ``(id, randomnumber)`` per row, or the
+    upstream's body per call."""
+    if isinstance(io, DbRead):
+        return [(i, world_randomnumber(i)) for i in io.ids]
+    return [UPSTREAM_BODY] * io.calls
+
+
+def _row(r: Sequence[Any]) -> dict[str, int]:
+    return {"id": int(r[0]), "randomNumber": int(r[1])}
+
+
+def _io_plan(io: DbRead | UpstreamCall, render: Callable[[Sequence[Any]], bytes]) -> Plan:
+    return Plan(200, JSON, 0.0, lambda: render(reference_results(io)), io=io, render=render)
+
+
+def _upstream_body(bodies: Sequence[Any]) -> bytes:
+    return dumps({"calls": len(bodies), "route": "upstream",
+                  "upstream": [bytes(b).decode("utf-8", "replace") for b in bodies]})
+
+
 def route(method: str, path: str, query_string: str) -> Plan:
     """Map a request to a :class:`Plan`. Unknown paths give 404, bad parameters 400."""
     if method not in ("GET", "HEAD"):
@@ -201,6 +285,16 @@ def route(method: str, path: str, query_string: str) -> Plan:
             return Plan(200, EVENT_STREAM, 0.0,
                         lambda: b"".join(stream.event(i, 0) for i in range(stream.events)),
                         stream)
+        if path == "/db":  # TechEmpower's single query, waiting in the database
+            latency_ms = int_param(query, "latency_ms", 50)
+            ids = row_ids(int_param(query, "seed", 1), 1)
+            return _io_plan(DbRead(ids, latency_ms / 1000.0), lambda rows: dumps(_row(rows[0])))
+        if path == "/queries":  # TechEmpower's multiple queries
+            ids = row_ids(int_param(query, "seed", 1), int_param(query, "queries", 20))
+            return _io_plan(DbRead(ids), lambda rows: dumps([_row(r) for r in rows]))
+        if path == "/upstream":
+            call = UpstreamCall(int_param(query, "calls", 1), int_param(query, "latency_ms", 50))
+            return _io_plan(call, _upstream_body)
         # "/ws" is a WebSocket route (ASGI only): as plain HTTP it does not exist,
         # so both apps answer 404 here, and so does every WSGI handshake.
     except BadRequest as exc:

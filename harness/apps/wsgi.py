@@ -1,4 +1,6 @@
-"""The WSGI app (PEP 3333): waits with ``time.sleep``, as a blocking DB driver would.
+"""The WSGI app (PEP 3333): waits with ``time.sleep``, as a blocking DB driver would;
+``/db``, ``/queries`` and ``/upstream`` wait on real ones (``psycopg`` with its pool,
+``requests``: harness.apps.drivers).
 
 ``/sse`` returns a generator that sleeps between events and yields each one as it
 is produced; PEP 3333 requires servers to transmit every yielded block without
@@ -12,9 +14,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from harness.apps.work import SSE_HEADERS, Stream, route
+from harness.apps import drivers
+from harness.apps.work import JSON, SSE_HEADERS, Plan, Stream, dumps, route
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            503: "Service Unavailable"}
 _SSE_HEADERS = [(k.decode(), v.decode()) for k, v in SSE_HEADERS]
 
 
@@ -27,6 +31,8 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         return _events(plan.stream)
     if plan.wait_s:
         time.sleep(plan.wait_s)
+    if plan.io is not None:
+        plan = _real_io(plan)
     body = plan.body()
     start_response(
         f"{plan.status} {_REASONS[plan.status]}",
@@ -40,3 +46,15 @@ def _events(stream: Stream) -> Iterator[bytes]:
         if seq:
             time.sleep(stream.interval_s)
         yield stream.event(seq, time.time_ns())
+
+
+def _real_io(plan: Plan) -> Plan:
+    """``plan`` answered through the sync driver (harness.apps.drivers), or a 503 saying
+    why the driver failed (a failed response, never a number)."""
+    assert plan.io is not None and plan.render is not None
+    try:
+        body = plan.render(drivers.run_sync(plan.io))
+    except Exception as exc:  # noqa: BLE001 - the client gets the error, the trial counts it
+        message = f"{type(exc).__name__}: {exc}"
+        return Plan(503, JSON, 0.0, lambda: dumps({"error": message}))
+    return Plan(200, JSON, 0.0, lambda: body)

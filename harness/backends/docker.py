@@ -58,6 +58,10 @@ if TYPE_CHECKING:
 
 
 COMPOSE_FILE = PACKAGE_DIR / "backends" / "compose.yaml"
+#: A run with a database (harness.dockerdb) sets these; the server then joins the run's
+#: data network and gets the drivers' settings (:meth:`DockerServer._data_override`).
+REALIO_ENV = ("BENCH_DATA_NETWORK", "BENCH_PG_URL_CONTAINER", "BENCH_DRIVER_WSGI",
+              "BENCH_DRIVER_ASGI", "BENCH_POOL_SIZE")
 #: The port the server listens on inside the container (compose.yaml publishes it).
 CONTAINER_PORT = 8000
 #: Inside the image, ``python`` is the venv's interpreter (PATH in harness/apps/Dockerfile).
@@ -231,6 +235,9 @@ class DockerServer:
             "BENCH_WORKERS": str(workers),
             "BENCH_HOST_PORT": "",
             "BENCH_RUN_ID": run_id,
+            # the run's database and drivers (harness.realio sets them after the backend
+            # read its environment): _data_override passes them to the server
+            **{k: os.environ[k] for k in REALIO_ENV if os.environ.get(k)},
         }, backend.environ)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -257,9 +264,28 @@ class DockerServer:
         """
         # procs.run gives it its own session: a Ctrl-C at the terminal reaches bench,
         # which tears down in order, not compose halfway through a command.
-        argv = [*self.backend.compose, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
+        files = ["-f", str(COMPOSE_FILE)]
+        if self.env.get("BENCH_DATA_NETWORK"):  # a run with a database (harness.dockerdb)
+            files += ["-f", str(self._data_override())]
+        argv = [*self.backend.compose, "-p", self.project, *files, *args]
         return procs.run(argv, timeout_s=timeout_s, env=self.env, cwd=PROJECT_ROOT,
                          log_path=self.compose_log)
+
+    def _data_override(self) -> Path:
+        """A compose file (JSON is YAML) beside the compose log that puts this service on
+        the run's data network, where the database answers as ``db:5432``, with the
+        drivers' settings in its environment (harness.apps.drivers)."""
+        import json
+
+        # ${...}: compose fills them in from its environment, so the file holds no password
+        env = {"BENCH_PG_URL": "${BENCH_PG_URL_CONTAINER:-}",
+               **{k: f"${{{k}:-}}" for k in REALIO_ENV[2:]}}
+        path = self.compose_log.with_name(f"{self.project}.data.json")
+        path.write_text(json.dumps({
+            "services": {self.config.name: {"networks": ["default", "data"],
+                                            "environment": env}},
+            "networks": {"data": {"external": True, "name": self.env["BENCH_DATA_NETWORK"]}}}))
+        return path
 
     def _start(self, clock: Callable[[], float]) -> None:
         if tasks_needed(self.workers) > PIDS_LIMIT:

@@ -60,7 +60,7 @@ _OTHER_FAMILY: tuple[tuple[str, ...], str, str] = (("#7f7f7f", "#525252", "#bdbd
 _INTERFACE_ORDER = {"wsgi": 0, "asgi": 1}
 _TEXT_TRIAL_COLUMNS = frozenset({"trial_id", "scenario", "server", "interface", "backend",
                                  "status", "reason", "flags", "load_mode",
-                                 "app", "framework_version"})
+                                 "driver", "bound_by", "app", "framework_version"})
 _TEXT_SAMPLE_COLUMNS = frozenset({"source", "server", "app"})
 _PROTOCOL_NAMES = {"sse": "SSE", "websocket": "WebSocket", "http": "HTTP"}
 #: Severity order of non-ok statuses: the one a cell or row without any ok trial shows.

@@ -19,6 +19,7 @@ from harness.report.backends import _run_backend, backend_comparison
 from harness.report.charts import STACK_CHART_KEYS, _figures
 from harness.report.fmt import _DASH, _cpus, _num, _pairs, _percent, _run_id, _scenario
 from harness.report.model import Analysis, _check_options, analyse
+from harness.report.realio import pool_part, realio_part
 from harness.report.stacks import matrix_table, overhead_table, stacked
 from harness.report.tables import (
     _backend_pairs,
@@ -83,6 +84,8 @@ def render(runs: Sequence[RunData | Analysis], out: Path, *, target_rps: float |
                 fig, div_id=f"run{index}-{key}", include_js=include_js, height=CHART_HEIGHT))
             include_js = False
         sections.append(_section(a, index, charts, lead))
+        sections[-1]["realio"], include_js = realio_part(a, index, include_js=include_js)
+    realio_pool, include_js = pool_part(models, include_js=include_js)
     backends = backend_comparison(models)
     pairs = _backend_pairs(backends) if not backends.empty else []
     ids = [_run_id(a.run) for a in models]
@@ -95,7 +98,7 @@ def render(runs: Sequence[RunData | Analysis], out: Path, *, target_rps: float |
             nav.append(("#backends", "Backends side by side"))
     page = render_template("report.html.j2", ids=ids, dash=_DASH, nav=nav,
                            options=_options_text(models, target_rps, slo_p99_ms),
-                           sections=sections, backend_pairs=pairs)
+                           sections=sections, backend_pairs=pairs, realio_pool=realio_pool)
     atomic_write_bytes(out, page.encode("utf-8"))
     return out
 

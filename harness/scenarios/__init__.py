@@ -24,6 +24,7 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from harness.errors import UserError
+from harness.scenarios.own import Expect, OwnApp, own_app_tables
 
 Protocol = Literal["http", "sse", "websocket"]
 
@@ -37,7 +38,11 @@ def rate_unit(protocol: str) -> str:
     return RATE_UNITS.get(protocol, "req/s")
 
 
-ParamType = Literal["int", "float"]
+ParamType = Literal["int", "float", "choice"]
+#: Where a parameter goes: ``request`` parameters ride on the query string; ``server``
+#: parameters (a driver, a pool size) reach the server processes through their
+#: environment (harness.realio), never through the request.
+ParamScope = Literal["request", "server"]
 
 #: The scenarios that ship with bench: the TOML files beside this module.
 SCENARIOS_DIR = Path(__file__).resolve().parent
@@ -68,22 +73,38 @@ def check_levels(values: tuple[float, ...], where: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """A scenario parameter that reaches the app as a query parameter."""
+    """A scenario parameter: a query parameter of the request (``scope`` ``request``),
+    or a setting of the server processes (``scope`` ``server``). A ``choice``
+    parameter's value is one of ``choices`` (text); ``min``/``max`` are then unused."""
 
     name: str
     type: ParamType
-    default: float
+    default: float | str
     min: float
     max: float
     unit: str = ""
     description: str = ""
+    choices: tuple[str, ...] = ()
+    scope: ParamScope = "request"
 
-    def parse(self, raw: str) -> int | float:
+    def summary(self) -> str:
+        """``name=default [min..max]`` (``[a|b|c]`` for a choice), for listings."""
+        if self.type == "choice":
+            return f"{self.name}={self.default} [{'|'.join(self.choices)}]"
+        return f"{self.name}={self.default} [{self.min}..{self.max}]"
+
+    def parse(self, raw: str) -> int | float | str:
         """Parse and bound-check a ``--param`` value.
 
         Raises:
-            UserError: not of this parameter's type, or outside [min, max].
+            UserError: not of this parameter's type, outside [min, max], or not one of
+                the choices.
         """
+        if self.type == "choice":
+            if raw not in self.choices:
+                raise UserError(f"--param {self.name}={raw}: expected one of "
+                                f"{', '.join(self.choices)}" + _suggest(raw, list(self.choices)))
+            return raw
         try:
             value: int | float = int(raw) if self.type == "int" else float(raw)
         except ValueError:
@@ -100,34 +121,6 @@ class Param:
 
 
 @dataclass(frozen=True, slots=True)
-class OwnApp:
-    """A user's app to benchmark unmodified (``[app]``, or ``bench run --app``): the
-    import string its servers load, its interface, the folder put first on the server
-    processes' ``PYTHONPATH`` and extra environment for them. The harness never imports
-    it; only the server processes do."""
-
-    target: str
-    interface: Literal["wsgi", "asgi"]
-    app_dir: Path
-    env: Mapping[str, str] = field(default_factory=dict)
-    name: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Expect:
-    """What an own app must answer (``[expect]``, ``--expect-*``); None: not checked.
-    With no expectation at all, every stack must answer as the first one did."""
-
-    status: int | None = None
-    body: bytes | None = None
-    contains: bytes | None = None
-
-    @property
-    def given(self) -> bool:
-        return (self.status, self.body, self.contains) != (None, None, None)
-
-
-@dataclass(frozen=True, slots=True)
 class Scenario:
     """One workload. Durations in seconds, latencies in ms, error rates as fractions."""
 
@@ -137,7 +130,7 @@ class Scenario:
     method: str
     path: str
     params: Mapping[str, Param]
-    values: Mapping[str, int | float]
+    values: Mapping[str, int | float | str]
     users: tuple[int, ...]
     warmup_s: float
     duration_s: float
@@ -155,6 +148,12 @@ class Scenario:
     #: pure wait: the closed-loop ceiling is then min(users, concurrency) / wait
     #: (Little's law), recorded per trial as ``ceiling_rps`` and ``efficiency``.
     ceiling_wait_param: str = ""
+    #: The parameter counting how many such waits one request makes in sequence
+    #: (the ceiling's wait is then wait_param x calls_param); "" for one.
+    ceiling_calls_param: str = ""
+    #: The real components the harness starts for this scenario (harness.realio):
+    #: ``postgres``, ``upstream``.
+    components: tuple[str, ...] = ()
     #: A user's app (``[app]``): the scenario then runs it instead of the shipped apps.
     app: OwnApp | None = None
     #: Request headers and body (``[request].headers``, ``body_file``): own apps only.
@@ -164,9 +163,21 @@ class Scenario:
 
     @property
     def request_path(self) -> str:
-        """The path and query string every request of this scenario uses."""
-        query = urlencode({k: _fmt(v) for k, v in self.values.items()})
+        """The path and query string every request of this scenario uses (request-scope
+        parameters only)."""
+        query = urlencode({k: _fmt(v) for k, v in self.values.items()  # type: ignore[arg-type]
+                           if self.params[k].scope == "request"})
         return f"{self.path}?{query}" if query else self.path
+
+    @property
+    def ceiling_wait_ms(self) -> float | None:
+        """The wait (ms) one request makes without using CPU, for the Little's-law
+        ceiling: ``wait_param`` x ``calls_param`` (None without a wait_param)."""
+        if not self.ceiling_wait_param:
+            return None
+        wait = float(self.values[self.ceiling_wait_param])
+        return wait * float(self.values[self.ceiling_calls_param]) \
+            if self.ceiling_calls_param else wait
 
     def with_params(self, overrides: Mapping[str, str]) -> Scenario:
         """A copy with parameter values overridden from ``--param key=value`` strings.
@@ -290,8 +301,9 @@ def parse(path: Path) -> Scenario:
 
 
 _TOP = {"name", "description", "protocol", "request", "params", "load", "slo", "validity",
-        "app", "expect",
-        "ceiling"}
+        "ceiling", "components", "app", "expect"}
+#: Components a scenario may ask for (harness.realio starts them).
+COMPONENTS = ("postgres", "upstream")
 
 
 def _table(data: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
@@ -332,17 +344,24 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
     req_path = request.get("path")
     if not isinstance(req_path, str) or not req_path.startswith("/"):
         raise ValueError("[request].path must be a string starting with '/'")
-    app, headers, body, expect = _own_app(data, request, path.parent)
+    app, headers, body, expect = own_app_tables(data, request, path.parent)
     params: dict[str, Param] = {}
     raw_params = data.get("params", {})
     if not isinstance(raw_params, dict):
         raise TypeError("[params] must be a table of tables")
     for pname, spec in raw_params.items():
         where = f"params.{pname}"
-        spec = _table(raw_params, pname, {"type", "default", "min", "max", "unit", "description"})
+        spec = _table(raw_params, pname, {"type", "default", "min", "max", "unit", "description",
+                                          "choices", "scope"})
         ptype = spec.get("type")
-        if ptype not in ("int", "float"):
-            raise ValueError(f"[{where}].type must be 'int' or 'float', got {ptype!r}")
+        if ptype not in ("int", "float", "choice"):
+            raise ValueError(f"[{where}].type must be 'int', 'float' or 'choice', got {ptype!r}")
+        scope = spec.get("scope", "request")
+        if scope not in ("request", "server"):
+            raise ValueError(f"[{where}].scope must be 'request' or 'server', got {scope!r}")
+        if ptype == "choice":
+            params[pname] = _choice(pname, spec, where, scope)
+            continue
         is_int = ptype == "int"
         lo = _number(spec, "min", where, positive=False, integer=is_int)
         hi = _number(spec, "max", where, positive=False, integer=is_int)
@@ -350,7 +369,7 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
         if not lo <= default <= hi:
             raise ValueError(f"[{where}].default {default} is outside [{lo}, {hi}]")
         params[pname] = Param(pname, ptype, default, lo, hi, str(spec.get("unit", "")),
-                              str(spec.get("description", "")))
+                              str(spec.get("description", "")), scope=scope)
     load_t = _table(data, "load", {"users", "warmup_s", "max_warmup_s", "duration_s",
                                    "repeats"})
     # warmup_s alone: a fixed warm-up; max_warmup_s: steady-state detection up to it
@@ -371,10 +390,17 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
             or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in users)):
         raise ValueError("[load].users must be a non-empty list of positive integers")
     check_levels(tuple(users), "[load].users")
-    ceiling = _table(data, "ceiling", {"wait_param"})
+    ceiling = _table(data, "ceiling", {"wait_param", "calls_param"})
     wait_param = ceiling.get("wait_param", "")
     if wait_param and wait_param not in params:
         raise ValueError(f"[ceiling].wait_param {wait_param!r} is not one of [params]")
+    calls_param = ceiling.get("calls_param", "")
+    if calls_param and (calls_param not in params or not wait_param):
+        raise ValueError(f"[ceiling].calls_param {calls_param!r} needs a wait_param and must "
+                         "be one of [params]")
+    components = data.get("components", [])
+    if not isinstance(components, list) or not all(c in COMPONENTS for c in components):
+        raise ValueError(f"components must be a list of {', '.join(COMPONENTS)}")
     slo = _table(data, "slo", {"p99_ms", "max_error_rate"})
     validity = _table(data, "validity", {"max_error_rate", "max_generator_cpu_percent"})
     return Scenario(
@@ -390,6 +416,8 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
         steady=steady,
         max_warmup_s=max_warmup_s,
         ceiling_wait_param=str(wait_param),
+        ceiling_calls_param=str(calls_param),
+        components=tuple(dict.fromkeys(components)),
         duration_s=float(_number(load_t, "duration_s", "load")),
         repeats=int(_number(load_t, "repeats", "load", integer=True)),
         slo_p99_ms=float(_number(slo, "p99_ms", "slo")),
@@ -402,141 +430,15 @@ def _build(data: Mapping[str, Any], path: Path) -> Scenario:
     )
 
 
-_INTERFACES = ("wsgi", "asgi")
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-
-def _strings(table: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
-    value = table.get(key, {})
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                              for k, v in value.items()):
-        raise TypeError(f"[{where}].{key} must be a table of strings")
-    return dict(value)
-
-
-def _read(base: Path, name: Any, where: str) -> bytes:
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{where} must be a file name")
-    file = base / name
-    try:
-        return file.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{where} {file}: cannot read ({exc.strerror})") from None
-
-
-def _own_app(data: Mapping[str, Any], request: Mapping[str, Any],
-             base: Path) -> tuple[OwnApp | None, dict[str, str], bytes, Expect]:
-    """The ``[app]`` and ``[expect]`` tables and the request's headers and body; file
-    names (``app_dir``, ``body_file``, ``expect.body_file``) are relative to ``base``,
-    the scenario file's folder."""
-    raw_app = _table(data, "app", {"target", "interface", "app_dir", "env", "name"})
-    raw_expect = _table(data, "expect", {"status", "body_file", "contains"})
-    headers = _strings(request, "headers", "request")
-    if not raw_app:
-        if raw_expect or headers or "body_file" in request:
-            raise ValueError("[expect], [request].headers and body_file are for a scenario "
-                             "with an [app] table (an app of your own)")
-        return None, {}, b"", Expect()
-    target = raw_app.get("target")
-    if (not isinstance(target, str) or target.count(":") != 1
-            or not all(target.partition(":")[::2])):
-        raise ValueError(f"[app].target must be 'package.module:attribute', got {target!r}")
-    interface = raw_app.get("interface")
-    if interface not in _INTERFACES:
-        raise ValueError(f"[app].interface must be wsgi or asgi, got {interface!r}")
-    if data.get("protocol", "http") != "http":
-        raise ValueError("an [app] scenario is request/response HTTP (protocol = \"http\")")
-    if str(request.get("method", "GET")) not in _METHODS:
-        raise ValueError(f"[request].method must be one of {', '.join(_METHODS)}")
-    app_dir = raw_app.get("app_dir", ".")
-    if not isinstance(app_dir, str):
-        raise TypeError("[app].app_dir must be a folder name")
-    folder = (base / app_dir).resolve()
-    if not folder.is_dir():
-        raise ValueError(f"[app].app_dir {folder}: no such folder")
-    name = raw_app.get("name", "")
-    if not isinstance(name, str):
-        raise TypeError("[app].name must be a string")
-    app = OwnApp(target, interface, folder, MappingProxyType(_strings(raw_app, "env", "app")),
-                 name)
-    body = _read(base, request["body_file"], "[request].body_file") \
-        if "body_file" in request else b""
-    status = raw_expect.get("status")
-    if status is not None and (isinstance(status, bool) or not isinstance(status, int)
-                               or not 100 <= status <= 599):
-        raise ValueError(f"[expect].status must be an HTTP status (100-599), got {status!r}")
-    if "body_file" in raw_expect and "contains" in raw_expect:
-        raise ValueError("[expect]: body_file and contains exclude each other")
-    contains = raw_expect.get("contains")
-    if contains is not None and (not isinstance(contains, str) or not contains):
-        raise TypeError("[expect].contains must be a non-empty string")
-    expect = Expect(status=status,
-                    body=_read(base, raw_expect["body_file"], "[expect].body_file")
-                    if "body_file" in raw_expect else None,
-                    contains=contains.encode() if contains is not None else None)
-    return app, headers, body, expect
-
-
-#: The name of the scenario ``bench run --app`` makes (its run ids say it).
-OWN_APP_SCENARIO = "own-app"
-#: Load, SLO and validity of ``bench run --app`` (a scenario file with ``[app]`` states its
-#: own): three closed-loop levels, steady-state warm-up, p99 <= 250 ms.
-OWN_APP_DEFAULTS: Mapping[str, Any] = MappingProxyType({
-    "load": {"users": [10, 50, 100], "max_warmup_s": 12, "duration_s": 5, "repeats": 1},
-    "slo": {"p99_ms": 250, "max_error_rate": 0.01},
-    "validity": {"max_error_rate": 0.01, "max_generator_cpu_percent": 90},
-})
-
-
-def own_app(*, target: str, interface: str | None, path: str | None, method: str = "GET",
-            headers: Mapping[str, str] | None = None, body_file: str | None = None,
-            app_dir: str | None = None, env: Mapping[str, str] | None = None,
-            expect_status: int | None = None, expect_body_file: str | None = None,
-            expect_contains: str | None = None, base: Path | None = None) -> Scenario:
-    """The scenario ``bench run --app TARGET ...`` describes: the same tables a scenario
-    file with ``[app]`` holds, built from the options (file names relative to ``base``,
-    default the current folder) with :data:`OWN_APP_DEFAULTS` for load and SLO, and
-    validated by the same code.
-
-    Raises:
-        UserError: a missing ``--interface`` or ``--path``, or any value the ``[app]``,
-            ``[request]`` or ``[expect]`` tables would refuse, named by its option.
-    """
-    if interface is None:
-        raise UserError("--app needs --interface wsgi or asgi")
-    if path is None:
-        raise UserError("--app needs --path, the request to benchmark (e.g. '/items?id=1')")
-    app: dict[str, Any] = {"target": target, "interface": interface, "env": dict(env or {})}
-    if app_dir is not None:
-        app["app_dir"] = app_dir
-    request: dict[str, Any] = {"method": method.upper(), "path": path,
-                               "headers": dict(headers or {})}
-    if body_file is not None:
-        request["body_file"] = body_file
-    expect: dict[str, Any] = {}
-    for key, value in (("status", expect_status), ("body_file", expect_body_file),
-                       ("contains", expect_contains)):
-        if value is not None:
-            expect[key] = value
-    data = {"name": OWN_APP_SCENARIO, "protocol": "http",
-            "description": f"{method.upper()} {path} on the app {target} ({interface})",
-            "app": app, "request": request, "expect": expect,
-            **{k: dict(v) for k, v in OWN_APP_DEFAULTS.items()}}
-    folder = base or Path.cwd()
-    try:
-        return _build(data, folder / f"{OWN_APP_SCENARIO}.toml")
-    except UserError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        text = str(exc.args[0] if exc.args else exc)
-        for table, option in (("[app].target", "--app"), ("[app].interface", "--interface"),
-                              ("[app].app_dir", "--app-dir"), ("[request].path", "--path"),
-                              ("[request].method", "--method"),
-                              ("[request].body_file", "--body-file"),
-                              ("[expect].status", "--expect-status"),
-                              ("[expect].body_file", "--expect-body-file"),
-                              ("[expect]: body_file and contains",
-                               "--expect-body-file and --expect-contains"),
-                              ("[expect].contains", "--expect-contains")):
-            text = text.replace(table, option)
-        raise UserError(text) from None
+def _choice(name: str, spec: Mapping[str, Any], where: str, scope: Any) -> Param:
+    """A ``type = "choice"`` parameter: ``choices`` (non-empty list of text) and a
+    ``default`` among them."""
+    choices = spec.get("choices")
+    if (not isinstance(choices, list) or not choices
+            or not all(isinstance(c, str) and c for c in choices)):
+        raise ValueError(f"[{where}].choices must be a non-empty list of strings")
+    default = spec.get("default")
+    if default not in choices:
+        raise ValueError(f"[{where}].default {default!r} is not one of its choices")
+    return Param(name, "choice", str(default), math.nan, math.nan, str(spec.get("unit", "")),
+                 str(spec.get("description", "")), tuple(choices), scope)

@@ -3,7 +3,7 @@ run`` given ``--scenario`` or ``--app`` (an app of the user's) with its options.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -67,7 +67,8 @@ def run_scenario(name: str | None, own_app: str | None, params: dict[str, str],
     return own_app_scenario(target=own_app, **app_options)
 
 
-def list_apps() -> None:
+def list_apps(json_out: Annotated[bool, typer.Option(
+        "--json", help="One JSON document on stdout instead of the table.")] = False) -> None:
     """Apps: the raw callables and each framework flavour, with the framework's installed
     version, the interfaces it is served through and the scenarios it can serve."""
     out = Console(emoji=False)
@@ -76,6 +77,17 @@ def list_apps() -> None:
     loaded = [scenarios.load(name) for name in scenarios.available()]
     paths = {sc.name: sc.path for sc in loaded}
     websocket = {sc.name for sc in loaded if sc.protocol == "websocket"}
+    if json_out:
+        from harness import jsonout
+
+        jsonout.emit("list apps", {"apps": [
+            {"name": a.name, "framework": a.framework, "version": a.version() or None,
+             "interfaces": list(a.interfaces), "targets": dict(a.targets),
+             "workloads": stacks.workload_paths(a, paths),
+             "unsupported": {name: a.unsupported(path) for name, path in paths.items()
+                             if a.unsupported(path)},
+             "notes": a.notes} for a in stacks.APPS.values()]})
+        return
     table = Table()
     for col in ("app", "framework", "version", "interfaces", "workloads", "notes"):
         table.add_column(col, overflow="fold")

@@ -4,6 +4,7 @@ pairs, ``bench list apps``, bad ``--apps`` input, and runs stored before the app
 
 from __future__ import annotations
 
+import json
 import time
 from importlib import metadata
 from pathlib import Path
@@ -94,6 +95,12 @@ def test_list_apps_names_frameworks_versions_and_workloads() -> None:
     assert metadata.version("flask") in rows["flask"]
     assert "websocket-echo" not in rows["flask"] and "websocket-echo" in rows["starlette"]
     assert "io-heavy" in rows["quart"] and "sse-stream" in rows["litestar"]
+    r = bench("list", "apps", "--json")
+    apps = {a["name"]: a for a in json.loads(r.stdout)["apps"]}
+    assert apps["flask"]["version"] == metadata.version("flask")
+    assert apps["django"]["interfaces"] == ["wsgi", "asgi"]
+    assert "websocket-echo" in apps["quart"]["workloads"]
+    assert "WSGI cannot hand a connection over" in apps["flask"]["unsupported"]["websocket-echo"]
 
 
 @pytest.mark.parametrize(("args", "message"), [

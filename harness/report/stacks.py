@@ -237,9 +237,10 @@ def _signed(value: Any, digits: int) -> tuple[str, float]:
 
 
 def overhead_table(a: Analysis, index: int) -> Table | None:
-    """:func:`overhead` as a table, one row per framework stack, server by server."""
+    """:func:`overhead` as a table, one row per framework stack, server by server; None
+    when no stack could be compared with the raw app (none ran, or none had an ok level)."""
     frame = overhead(a)
-    if frame.empty:
+    if frame.empty or not (frame["basis"] != "").any():
         return None
     unit = a.rate_unit
     columns = [("server config", False), ("app", False), ("framework version", False),

@@ -3,7 +3,7 @@
 A change is reported only when it is both *statistically significant* and *large
 enough to matter*:
 
-1. Trials are matched by :data:`KEY` (scenario, server, workers, users, backend); only
+1. Trials are matched by :data:`KEY` (scenario, server, app, workers, users, backend); only
    trials with status ``ok`` take part (the others are counted and named).
 2. For every matched configuration and gated metric, the repeats of each side are
    compared with a one-sided Mann-Whitney U test (scipy.stats.mannwhitneyu; Mann &
@@ -51,7 +51,7 @@ from harness.results import RunData, load_run
 
 #: How trials of two runs are matched. ``offered_rps`` is the open-loop arrival rate of a
 #: level (None for closed-loop levels, and for runs written before it existed).
-KEY = ("scenario", "server", "workers", "users", "offered_rps", "backend")
+KEY = ("scenario", "server", "app", "workers", "users", "offered_rps", "backend")
 
 
 
@@ -297,14 +297,21 @@ def compare(baseline: Sequence[RunData], current: Sequence[RunData], *,
 
 
 def config_label(key: Mapping[str, Any]) -> str:
-    """``"gunicorn-sync · workers=1 · users=4"``; the open-loop rate and a backend other
-    than local are added when there."""
-    text = f"{key['server']} · workers={key['workers']} · users={key['users']}"
+    """``"gunicorn-sync · workers=1 · users=4"``; an app other than the raw one
+    (``uvicorn+fastapi``), the open-loop rate and a backend other than local are added when
+    there."""
+    app = key.get("app")
+    stack = key["server"] if app in (None, "raw") or _missing(app) else f"{key['server']}+{app}"
+    text = f"{stack} · workers={key['workers']} · users={key['users']}"
     rate = plain_value(key.get("offered_rps"))
     if rate is not None:
         text += f" · offered={rate:g} req/s"
     backend = key.get("backend")
     return text if backend in (None, "local") else f"{text} · {backend}"
+
+
+def _missing(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _fmt(value: float) -> str:

@@ -45,7 +45,10 @@ _GROUP = list(KEY)
 
 
 def _params(meta: dict[str, Any]) -> str:
-    params = (meta.get("scenario") or {}).get("params") or {}
+    scenario = meta.get("scenario")
+    params = scenario.get("params") if isinstance(scenario, dict) else None
+    if not isinstance(params, dict):  # absent, or a damaged run.json: no parameters to name
+        return ""
     return ",".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 

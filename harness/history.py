@@ -44,7 +44,7 @@ from harness.errors import UserError
 from harness.gates import DEFAULT_MIN_EFFECT, FALLBACK_MIN_EFFECT, METRICS, MetricSpec
 from harness.results import RunData, load_run
 
-_CONFIG = ("server", "workers", "users", "offered_rps", "backend")
+_CONFIG = ("server", "app", "workers", "users", "offered_rps", "backend")
 
 
 @dataclass(frozen=True, slots=True)

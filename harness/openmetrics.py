@@ -46,8 +46,8 @@ from harness.results import RunData
 Flavour = Literal["openmetrics", "prometheus"]
 
 #: Labels of every per-trial sample, in order.
-TRIAL_LABELS = ("run_id", "scenario", "params", "server", "interface", "workers", "backend",
-                "users", "offered_rps", "repeat", "status")
+TRIAL_LABELS = ("run_id", "scenario", "params", "server", "app", "interface", "workers",
+                "backend", "users", "offered_rps", "repeat", "status")
 #: Labels of ``bench_trials`` (a configuration and a status).
 CONFIG_LABELS = tuple(x for x in TRIAL_LABELS if x != "repeat")
 

@@ -15,7 +15,8 @@ from harness.errors import UserError
 from harness.scenarios import SCENARIOS_DIR
 from tests.support import bench
 
-SHIPPED = ["cpu-heavy", "io-heavy", "sse-stream", "websocket-echo"]
+SHIPPED = ["cpu-heavy", "db-io", "db-rows", "io-heavy", "sse-stream", "upstream-http",
+           "websocket-echo"]
 
 
 def own_scenario(folder: Path, name: str, users: str = "[3]") -> Path:

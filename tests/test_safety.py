@@ -299,7 +299,9 @@ def test_a_second_run_on_an_overlapping_cpu_is_refused_or_waits(tmp_path: Path) 
              "--duration", "1", "--server-cpus", "0", "--load-cpus", "1",
              "--results-dir", str(tmp_path / "results")],
             capture_output=True, text=True, timeout=60, check=False,
-            env={**os.environ, "BENCH_LOCK_DIR": str(folder), "COLUMNS": "300"})
+            # Without BENCH_WAIT_CPUS (a developer's shell may set it): refuse at once.
+            env={**{k: v for k, v in os.environ.items() if k != "BENCH_WAIT_CPUS"},
+                 "BENCH_LOCK_DIR": str(folder), "COLUMNS": "300"})
         assert r.returncode == 2, r.stdout + r.stderr
         assert r.stderr.startswith(f"bench: error: CPU 0 is in use by run R-holder (pid {holder.pid})")
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

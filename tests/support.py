@@ -8,21 +8,31 @@ the harness's own teardown removes the servers it started before the test fails.
 The real runs many tests only *read* are made once per session in ``conftest.py``
 (``io_sweep``, ``cpu_run``, ``sse_run``, ``websocket_run``); a test that needs a run of
 its own (interrupted, open loop, a saturated generator) makes it with :func:`run_bench`.
+
+``bench`` as users install it (a wheel built from this checkout, in a venv outside it,
+run from a folder that is not the checkout) is :func:`build_wheel`, :func:`install_wheel`
+and :func:`tool`.
 """
 
 from __future__ import annotations
 
+import email
 import os
 import re
 import subprocess
 import sys
 import time
+import zipfile
 from html.parser import HTMLParser
+from importlib import metadata
 from pathlib import Path
 
 import psutil
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from harness import PROJECT_ROOT
 from harness.report import find_browser
 from tests.conftest import stop_bench
 
@@ -192,3 +202,108 @@ def chart_problems(dom: str) -> dict[str, str]:
         elif not _DRAWN.search(region):
             problems[chart] = "drawn without data"
     return problems
+
+
+# --- bench as an installed tool (a wheel in a venv outside the checkout) ----------------
+
+
+def build_wheel(out: Path) -> Path:
+    """``pip wheel --no-deps`` of this checkout into ``out`` (setuptools of this
+    environment, no isolated build env: offline, ~2 s); the wheel's path."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", str(PROJECT_ROOT), "-w", str(out)],
+                   check=True, capture_output=True, text=True, timeout=180)
+    (wheel,) = out.glob("bench-*.whl")
+    return wheel
+
+
+def requires(wheel: Path) -> list[Requirement]:
+    """The wheel's own ``Requires-Dist``."""
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = email.message_from_bytes(z.read(name))
+    return [Requirement(r) for r in meta.get_all("Requires-Dist") or []]
+
+
+def closure(roots: list[Requirement]) -> dict[str, metadata.Distribution]:
+    """The installed distributions the requirements ``roots`` need, transitively: each
+    requirement's marker evaluated for the extras asked of its distribution (none for
+    the roots), each found distribution's version checked against the specifier."""
+    found: dict[str, metadata.Distribution] = {}
+    extras_done: set[tuple[str, str]] = set()
+    todo = [(r, "") for r in roots]
+    while todo:
+        req, extra = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(req.name)
+        dist = found.get(name) or metadata.distribution(req.name)
+        assert req.specifier.contains(dist.version, prereleases=True), (str(req), dist.version)
+        new = [e for e in ("", *sorted(req.extras)) if (name, e) not in extras_done]
+        found[name] = dist
+        for e in new:
+            extras_done.add((name, e))
+            todo.extend((Requirement(r), e) for r in dist.requires or [])
+    return found
+
+
+def link_into(site: Path, dists: dict[str, metadata.Distribution]) -> int:
+    """Symlink each distribution's top-level entries (packages, modules, its dist-info;
+    scripts outside site-packages left out: bench runs everything with ``python -m``)
+    into ``site``; how many links were made."""
+    made = 0
+    for dist in dists.values():
+        base = Path(str(dist.locate_file("")))
+        tops = {Path(str(f)).parts[0] for f in dist.files or []} - {".."}
+        for top in sorted(tops):
+            if (base / top).exists() and not (site / top).exists():
+                (site / top).symlink_to(base / top)
+                made += 1
+    return made
+
+
+def install_wheel(wheel: Path, venv: Path) -> Path:
+    """A fresh venv at ``venv`` (outside the checkout, no system site-packages) with
+    ``wheel`` installed by pip; its bin folder, holding the ``bench`` console script.
+
+    By default the wheel goes in with ``pip install --no-deps`` and the closure of its
+    ``Requires-Dist`` is linked in from the distributions this test session runs with
+    (seconds instead of a minute of resolving and unpacking ~80 distributions); ``pip
+    check`` then confirms every requirement there is met. ``BENCH_WHEEL_FULL_INSTALL=1``
+    makes it a real ``pip install`` of the wheel with its dependencies."""
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
+    if os.environ.get("BENCH_WHEEL_FULL_INSTALL") == "1":
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True,
+                       timeout=900)
+    else:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                       timeout=120)
+        subprocess.run([*pip, "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                       check=True, timeout=120, capture_output=True)
+        (site,) = (venv / "lib").glob("python*/site-packages")
+        assert link_into(site, closure(requires(wheel))) > 20
+    checked = subprocess.run([*pip, "check"], capture_output=True, text=True, timeout=120,
+                             check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    return venv / "bin"
+
+
+def tool_env() -> dict[str, str]:
+    """This session's environment minus anything pointing at the checkout."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONSTARTUP")}
+    return {**env, "COLUMNS": "200"}
+
+
+def tool(bin_dir: Path, cwd: Path, *args: str,
+         timeout: float = 280) -> subprocess.CompletedProcess[str]:
+    """``bench ARGS`` of the installed venv, run in ``cwd`` (stopped SIGTERM first on a
+    timeout, so its servers go with it)."""
+    proc = subprocess.Popen([str(bin_dir / "bench"), *args], cwd=cwd, env=tool_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        stop_bench(proc)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

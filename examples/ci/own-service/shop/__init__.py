@@ -1,0 +1,1 @@
+"""shop: the service this example repository ships (a stand-in for yours)."""

@@ -75,7 +75,9 @@ def test_io_heavy_follows_littles_law(uvicorn: LocalServer, tmp_path: Path) -> N
     # wrk's own CPU (its reaped child's rusage), the load CPUs' and the server's, during
     # the measured run: wrk at 80 req/s needs a few % of a core, never 0 or > 100.
     assert 0 < r.generator_cpu_percent < 50, r
-    assert 0 < r.load_cpus_busy_percent <= 100
+    # Measured (NaN would fail), but it may read 0.0: the kernel's per-CPU accounting is
+    # tick-based, and 4 connections keep wrk's CPU at a few percent for 2 s.
+    assert 0 <= r.load_cpus_busy_percent <= 100, r
     assert 0 <= r.server_cpu_percent and 0 < r.server_cpus_busy_percent <= 100
     # The warm-up ran (its figures kept apart) and the measured run's JSON is on disk.
     warm = json.loads((tmp_path / "io-warmup.json").read_text())

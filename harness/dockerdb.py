@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -95,40 +93,13 @@ def build_image(client: Any, *, mirror: str | None = None, cache: Path | None = 
     if not refresh and dockerimage._image_id(client, tag):
         log(f"database image: cached {tag}")
         return tag
-    debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
-    if os.geteuid() != 0 or not Path(debootstrap).exists():
-        raise UserError("making the database image needs root and debootstrap "
-                        "(apt-get install debootstrap)")
-    cache = cache or dockerimage.cache_root()
-    cache.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=cache, prefix=".db-rootfs-"))
-    try:
-        rootfs = work / "rootfs"
-        dockerimage._run([debootstrap, "--variant=minbase", f"--include={PACKAGE}",
-                          dockerimage.SUITE, str(rootfs), mirror], log=log,
-                         what="debootstrap (database)", timeout_s=1800)
-        for rel in dockerimage.ROOTFS_PRUNE:
-            target = rootfs / rel
-            if target.is_dir():
-                for child in target.iterdir():
-                    if child.is_dir() and not child.is_symlink():
-                        shutil.rmtree(child)
-                    else:
-                        child.unlink()
-        tarball = work / "rootfs.tar"
-        dockerimage._run(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf",
-                          str(tarball), "."], log=log, what="tar rootfs", timeout_s=600)
-        repo, _, tag_part = tag.partition(":")
-        log(f"docker import {tarball} {tag}")
-        client.api.import_image_from_file(
-            str(tarball), repository=repo, tag=tag_part,
-            changes=["ENV LANG=C.UTF-8", f"ENV PATH={BINDIR}:/usr/sbin:/usr/bin:/sbin:/bin",
-                     "USER postgres", f'CMD ["{BINDIR}/postgres", "--version"]'])
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if not dockerimage._image_id(client, tag):
-        raise UserError(f"docker import did not produce {tag}")
-    return tag
+    if os.geteuid() != 0:
+        raise UserError("making the database image needs root (debootstrap)")
+    return dockerimage.import_rootfs(
+        client, cache or dockerimage.cache_root(), tag=tag, mirror=mirror, include=[PACKAGE],
+        changes=["ENV LANG=C.UTF-8", f"ENV PATH={BINDIR}:/usr/sbin:/usr/bin:/sbin:/bin",
+                 "USER postgres", f'CMD ["{BINDIR}/postgres", "--version"]'],
+        what="debootstrap (database)", log=log)
 
 
 class DockerPostgres:

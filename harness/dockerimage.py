@@ -353,17 +353,33 @@ def debootstrap_base(client: docker.DockerClient, cache: Path, *, mirror: str | 
     if os.geteuid() != 0:
         raise UserError("making the base image needs root (debootstrap); run `bench docker "
                         f"build` as root, or load {DEFAULT_BASE_IMAGE} into the engine")
+    return import_rootfs(client, cache, tag=tag, mirror=mirror, include=DEBOOTSTRAP_INCLUDE,
+                         changes=['ENV LANG=C.UTF-8', 'CMD ["python3"]'], what="debootstrap",
+                         log=log, hint=f" (or load {DEFAULT_BASE_IMAGE} into the engine)")
+
+
+def import_rootfs(client: docker.DockerClient, cache: Path, *, tag: str, mirror: str,
+                  include: Iterable[str], changes: list[str], what: str, log: Log = _quiet,
+                  hint: str = "") -> str:
+    """Make image ``tag`` from nothing: ``debootstrap --variant=minbase`` of :data:`SUITE`
+    with the packages ``include`` into a temporary folder under ``cache``, prune
+    :data:`ROOTFS_PRUNE`, tar it and ``docker import`` it with the Dockerfile ``changes``.
+    The folder is removed in every case. Returns ``tag``.
+
+    Raises:
+        UserError: debootstrap missing (``hint`` appended), a step failed or timed out, or
+            the import produced no image.
+    """
     debootstrap = shutil.which("debootstrap") or next(
         (p for p in ("/usr/sbin/debootstrap", "/sbin/debootstrap") if Path(p).exists()), None)
     if debootstrap is None:
-        raise UserError("debootstrap not found: apt-get install debootstrap (or load "
-                        f"{DEFAULT_BASE_IMAGE} into the engine)")
+        raise UserError(f"debootstrap not found: apt-get install debootstrap{hint}")
     cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=cache, prefix=".rootfs-"))
     try:
         rootfs = work / "rootfs"
-        _run([debootstrap, "--variant=minbase", f"--include={','.join(DEBOOTSTRAP_INCLUDE)}",
-              SUITE, str(rootfs), mirror], log=log, what="debootstrap", timeout_s=1800)
+        _run([debootstrap, "--variant=minbase", f"--include={','.join(include)}",
+              SUITE, str(rootfs), mirror], log=log, what=what, timeout_s=1800)
         for rel in ROOTFS_PRUNE:
             target = rootfs / rel
             if target.is_dir():
@@ -377,9 +393,8 @@ def debootstrap_base(client: docker.DockerClient, cache: Path, *, mirror: str | 
              log=log, what="tar rootfs", timeout_s=600)
         repo, _, tag_part = tag.partition(":")
         log(f"docker import {tarball} {tag}")
-        client.api.import_image_from_file(
-            str(tarball), repository=repo, tag=tag_part,
-            changes=['ENV LANG=C.UTF-8', 'CMD ["python3"]'])
+        client.api.import_image_from_file(str(tarball), repository=repo, tag=tag_part,
+                                          changes=changes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not _image_id(client, tag):

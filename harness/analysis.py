@@ -103,6 +103,24 @@ def resource_metrics(samples: pd.DataFrame, t0: float, t1: float) -> dict[str, f
     }
 
 
+def engine_metrics(rows: pd.DataFrame, t0: float, t1: float) -> dict[str, float]:
+    """The container engine's figures over [t0, t1] (run-clock seconds) from its stats rows
+    (``samples.csv`` rows with ``source="engine"``: harness.backends.docker_stats.engine_row).
+
+    ``engine_cpu_percent_mean``: mean of the cgroup's CPU percent of one core (each reading
+    covers the ~1 s since the one before); ``engine_mib_mean`` / ``engine_mib_peak``: cgroup
+    memory usage less inactive page cache (what ``docker stats`` shows), MiB. NaN without
+    readings in the window.
+    """
+    s = rows[(rows["t_s"] >= t0) & (rows["t_s"] <= t1)]
+    cpu, mem = s["cpu_percent"].dropna(), s["rss_mib"].dropna()
+    return {
+        "engine_cpu_percent_mean": float(cpu.mean()) if len(cpu) else math.nan,
+        "engine_mib_mean": float(mem.mean()) if len(mem) else math.nan,
+        "engine_mib_peak": float(mem.max()) if len(mem) else math.nan,
+    }
+
+
 def littles_law(throughput_all_rps: float, mean_latency_ms: float, users: int) -> float:
     """Little's law (Little 1961), L = lambda W: users in the system implied by the
     measured throughput and mean latency, over the users locust actually ran.

@@ -173,6 +173,8 @@ def run(
     results_dir: Annotated[Path | None, typer.Option(help="Where run folders are written; default: the project's results_dir (bench.toml), else ./results.")] = None,
     report: Annotated[Path | None, typer.Option(help="Report path; default <reports_dir>/<run-id>.html (the project's reports_dir, else ./reports).")] = None,
     backend: Annotated[str, typer.Option(help="Where servers run: local (processes) or docker.")] = "local",
+    docker_host: Annotated[str | None, typer.Option(help="--backend docker: the engine, a URL (unix://, tcp://, ssh://user@host) or a docker context name; default: DOCKER_HOST, else the current docker context, else the local socket. Not a unix socket: CPU and memory from the engine's stats only (docs/remote-engine.md).")] = None,
+    target_host: Annotated[str | None, typer.Option(help="--backend docker: where the load reaches the published ports (127.0.0.1, the only target: loopback only); given, the servers count as on another host: CPU and memory from the engine's stats only.")] = None,
     load_processes: Annotated[int, typer.Option(help="locust processes (its master/worker mode when > 1).")] = 1,
     arrival_rate: Annotated[str | None, typer.Option(help="Open loop: constant arrival rates in req/s, one level each, e.g. 50,100; --users then caps requests in flight (default 1000).")] = None,
     cross_check: Annotated[bool, typer.Option("--cross-check", help="After each closed-loop HTTP trial, drive the same server at the same concurrency with wrk and record the agreement (needs wrk).")] = False,
@@ -220,8 +222,15 @@ def run(
         "expect_contains": expect_contains}, scenario_paths=cfg.scenarios)
     from harness import realio
 
+    # unknown backend, a target or engine it cannot use: one line, nothing started
+    engine = get_backend(backend, docker_host=docker_host, target_host=target_host)
     realio.check(sc, backend)  # components that cannot start here: one line, nothing started
-    get_backend(backend).check()  # unknown backend or unusable engine: one line, nothing started
+    engine.check()
+    if docker_host is not None:
+        from harness import dockerhost
+
+        # The database service, the watchdog and compose reach the same engine.
+        dockerhost.export(dockerhost.resolve(docker_host), os.environ)
     chosen = _servers(servers_opt, cfg, sc.protocol)
     apps = ([stacks.own_app_spec(sc.app, sc.request_path)] if sc.app is not None
             else stacks.select_apps(apps_opt))
@@ -273,6 +282,7 @@ def run(
         results_dir=results_dir.absolute(), command=["bench", *sys.argv[1:]],
         backend=backend, load_processes=load_processes, arrival_rates=rates,
         cross_check=cross_check, keep_requests=keep_requests, stacks=tuple(run_stacks),
+        docker_host=docker_host, target_host=target_host,
     )
     if not (math.isfinite(wait_cpus) and wait_cpus >= 0):
         raise UserError(f"--wait-cpus {wait_cpus}: must be a number of seconds >= 0")

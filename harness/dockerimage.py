@@ -93,23 +93,15 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
 
 
 def engine(environ: Mapping[str, str] | None = None) -> docker.DockerClient:
-    """A docker SDK client for the engine ``DOCKER_HOST`` (or the default socket) names.
+    """A docker SDK client for the engine ``environ`` names (``DOCKER_HOST``, a docker
+    context, else the local socket: :func:`harness.dockerhost.resolve`).
 
     Raises:
         UserError: no engine answers there (one line, with what to do).
     """
-    import docker
-    import docker.errors
+    from harness import dockerhost
 
-    env = dict(os.environ if environ is None else environ)
-    try:
-        client = docker.from_env(environment=env, timeout=60)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        where = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        raise UserError(f"no Docker engine reachable at {where} ({_first_line(exc, 120)}); "
-                        "start dockerd or set DOCKER_HOST") from None
-    return client
+    return dockerhost.client(dockerhost.resolve(None, environ))
 
 
 # ---------------------------------------------------------------------------- requirements

@@ -64,6 +64,12 @@ class RunPlan:
     #: An own app's answer to the scenario's request from its first stack (harness.ownapp
     #: .preflight): what every stack must answer when no expectation is given.
     own_answer: Answer | None = None
+    #: Docker backend: the engine (``--docker-host``: a URL or a docker context name; None:
+    #: DOCKER_HOST, the current context, the local socket) and the address the load
+    #: reaches the published ports at (``--target-host``; None: 127.0.0.1, psutil's view
+    #: if the engine is local). harness.dockerhost, harness.backends.check_target_host.
+    docker_host: str | None = None
+    target_host: str | None = None
 
     def __post_init__(self) -> None:
         if not self.stacks:

@@ -153,7 +153,8 @@ class Runner:
     def __init__(self, plan: RunPlan, reporter: Reporter | None = None) -> None:
         self.plan = plan
         self.reporter = reporter or SilentReporter()
-        self.backend = get_backend(plan.backend)
+        self.backend = get_backend(plan.backend, docker_host=plan.docker_host,
+                                   target_host=plan.target_host)
         self.run_id = new_run_id(plan.scenario.name)
         os.environ["BENCH_RUN_ID"] = self.run_id  # inherited by every child (procs.ENV_ALLOW)
         self.run_dir = make_run_dir(plan.results_dir, self.run_id)
@@ -168,6 +169,7 @@ class Runner:
         #: Each app's framework version, read once (importlib.metadata).
         self._versions = {st.app.name: st.app.version() for st in plan.stacks}
         self.state.meta["clock_origin_unix_s"] = self.t0_unix
+        self.state.meta.update(self.backend.run_meta())
         self._record_processes()
         self.state.save()
 
@@ -191,12 +193,16 @@ class Runner:
 
     def _start_watchdog(self) -> Popen[bytes] | None:
         """``harness.watchdog`` for this run: its own group, no parent-death signal, so it
-        outlives a ``kill -9`` of this process and cleans up after it."""
+        outlives a ``kill -9`` of this process and cleans up after it. It gets the
+        variables naming the docker engine (harness.dockerhost), so it sweeps that one."""
+        from harness.dockerhost import ENGINE_ENV
+
+        engine = {k: os.environ[k] for k in ENGINE_ENV if os.environ.get(k)}
         try:
             return procs.spawn([sys.executable, "-m", "harness.watchdog", str(self.run_dir)],
                                cpus=sorted(os.sched_getaffinity(0)),
                                log_path=self.run_dir / "logs" / "watchdog.log",
-                               die_with_parent=False)
+                               env=procs.child_env(engine), die_with_parent=False)
         except OSError as exc:  # the run still tears down in its finally; say what is missing
             self.state.meta["watchdog_error"] = f"{type(exc).__name__}: {exc}"
             return None
@@ -514,6 +520,12 @@ class Runner:
                                         self._current, trial["repeat"], [])
         server_frame = _frame(server_rows)
         trial.update(analysis.resource_metrics(server_frame, t0, t1))
+        engine = analysis.engine_metrics(_frame(server.engine_samples()), t0, t1)
+        trial.update(engine)
+        if not server.psutil_view:
+            # No psutil view of a remote engine's containers: the server's CPU is the
+            # cgroup's, as the engine reports it (harness.backends.docker_stats.engine_row).
+            trial["cpu_percent_mean"] = engine["engine_cpu_percent_mean"]
         if records is not None:
             trial.update(streams.stream_metrics(records, window.start, window.end,
                                                 protocol=protocol))

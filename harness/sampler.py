@@ -140,6 +140,20 @@ def read_tree(root: psutil.Process, *, full_memory: bool, t_s: float,
                   top, per_process)
 
 
+class NoSampler:
+    """The sampler of a deployment whose processes are not on this host (a remote docker
+    engine, harness.dockerhost): psutil cannot see them, so there are no samples. Has the
+    parts of :class:`TreeSampler` the runner uses."""
+
+    def __init__(self) -> None:
+        self.count_connections = False
+        self.samples: list[Sample] = []
+        self.root_exited = False
+
+    def stop(self) -> list[Sample]:
+        return self.samples
+
+
 class TreeSampler:
     """Samples a process tree on a daemon thread until :meth:`stop`.
 

@@ -76,6 +76,10 @@ class Trial:
     rss_mib_peak: float = NAN
     uss_mib_peak: float = NAN
     server_processes: float = NAN
+    # the container engine's view of the server (docker backend: cgroup figures)
+    engine_cpu_percent_mean: float = NAN
+    engine_mib_mean: float = NAN
+    engine_mib_peak: float = NAN
     # the load generator
     generator_cpu_percent: float = NAN
     generator_cpu_percent_peak: float = NAN

@@ -2,8 +2,10 @@
 
 A backend's :meth:`Backend.deploy` starts one server config and returns a
 :class:`Deployment` that is ready (``/health`` answered) on ``127.0.0.1:port``, with a
-psutil :class:`~harness.sampler.TreeSampler` already sampling its processes. The
-runner owns the deployment and calls :meth:`Deployment.stop` in a ``finally``.
+psutil :class:`~harness.sampler.TreeSampler` already sampling its processes, or, when
+those processes are not on this host (a remote docker engine: ``psutil_view`` False),
+a :class:`~harness.sampler.NoSampler`. The runner owns the deployment and calls
+:meth:`Deployment.stop` in a ``finally``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import UserError
-from harness.sampler import TreeSampler
+from harness.sampler import NoSampler, TreeSampler
 from harness.servers import ServerConfig
 
 
@@ -22,7 +24,10 @@ class Deployment(Protocol):
 
     config: ServerConfig
     port: int
-    sampler: TreeSampler
+    sampler: TreeSampler | NoSampler
+    #: psutil sees the server's processes (PSS, USS, RSS, fds...); False: only the
+    #: engine's figures exist (:meth:`engine_samples`).
+    psutil_view: bool
 
     def exit_code(self) -> int | None:
         """None while the server runs; its exit code (or -1 if unknown) once it stopped."""
@@ -36,6 +41,10 @@ class Deployment(Protocol):
     def extra_samples(self) -> list[dict[str, Any]]:
         """Backend-specific resource rows in ``samples.csv`` form (e.g. the engine's stats)."""
 
+    def engine_samples(self) -> list[dict[str, Any]]:
+        """The container engine's rows read so far (``samples.csv`` form, not consumed:
+        :meth:`extra_samples` still returns them); empty without an engine."""
+
     def info(self) -> dict[str, Any]:
         """What to record about this deployment in run.json (port, pids, limits, image...)."""
 
@@ -48,6 +57,10 @@ class Backend(Protocol):
 
     def check(self) -> None:
         """Raise UserError (one line) if this backend cannot run here (e.g. no engine)."""
+
+    def run_meta(self) -> dict[str, Any]:
+        """What run.json records about where the servers run (``resource_view``: whether
+        psutil sees their processes, and which figures are missing when it does not)."""
 
     def deploy(self, config: ServerConfig, *, workers: int, cpus: list[int], log_path: Path,
                clock: Callable[[], float], run_id: str, repeat: int) -> Deployment:
@@ -67,8 +80,22 @@ class Backend(Protocol):
         """
 
 
-def get_backend(name: str) -> Backend:
-    """The backend called ``name``. Raises UserError for an unknown one."""
+def get_backend(name: str, *, docker_host: str | None = None,
+                target_host: str | None = None) -> Backend:
+    """The backend called ``name``. Docker only: ``docker_host`` names the engine
+    (``--docker-host``: a URL or a docker context; harness.dockerhost), ``target_host`` the
+    address the load reaches the servers' published ports at (``--target-host``).
+
+    Raises:
+        UserError: an unknown backend, ``docker_host`` or ``target_host`` with the local
+            backend (the harness samples only what it started on this host), or a target
+            that is not 127.0.0.1.
+    """
+    if target_host is not None:
+        check_target_host(target_host, name)
+    if docker_host is not None and name != "docker":
+        raise UserError(f"--docker-host names a Docker engine: it needs --backend docker, "
+                        f"not {name}")
     if name == "local":
         from harness.backends.local import LocalBackend
 
@@ -76,7 +103,42 @@ def get_backend(name: str) -> Backend:
     if name == "docker":
         from harness.backends.docker import DockerBackend
 
-        docker_backend = DockerBackend()
+        docker_backend = DockerBackend(docker_host=docker_host, target_host=target_host)
         docker_backend.check()  # no engine, no compose or no image: one line, before any run
         return docker_backend
     raise UserError(f"unknown backend {name!r} (known: local, docker)")
+
+
+#: Where a port published by a container is reached: compose.yaml publishes on the
+#: engine host's 127.0.0.1, and bench targets loopback only (DESIGN.md, principle 6).
+TARGET_HOST = "127.0.0.1"
+
+
+def check_target_host(address: str, backend: str) -> None:
+    """Refuse a ``--target-host`` the run cannot honour, in one line.
+
+    The local backend starts and samples its servers on this host, so its target is
+    always 127.0.0.1; the docker backend's containers publish on 127.0.0.1 of the engine
+    host, and bench sends load to loopback only, so the one target is :data:`TARGET_HOST`
+    (the engine host's loopback as this host sees it: this host, or a port forward).
+
+    Raises:
+        UserError: local backend, a non-loopback address, or another loopback address.
+    """
+    import ipaddress
+
+    if backend == "local":
+        raise UserError(f"--target-host {address}: the local backend starts its servers on "
+                        "this host and samples them with psutil, so it can only target what it "
+                        "started (127.0.0.1); use --backend docker for a server elsewhere")
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        ip = None
+    if ip is None or not ip.is_loopback:
+        raise UserError(f"--target-host {address!r}: bench sends load to loopback addresses "
+                        "only (127.0.0.1); a load across a network is a deliberate change of "
+                        "that rule, not an option (docs/remote-engine.md)")
+    if str(ip) != TARGET_HOST:
+        raise UserError(f"--target-host {address}: containers publish on {TARGET_HOST} of the "
+                        f"engine host, so nothing listens on {ip}; use {TARGET_HOST}")

@@ -23,6 +23,14 @@ Every container and network also carries the run id (label ``io.bench.run``), so
 The services are hardened in compose.yaml (no capabilities, no privilege gain, read-only
 root, a task limit, a fixed non-root user, no NAT); :meth:`DockerServer.info` records
 what the engine applied.
+
+**A remote engine** (``--docker-host``, ``DOCKER_HOST`` or a docker context naming anything
+but a unix socket: :mod:`harness.dockerhost`), or any engine with ``--target-host``: the
+container's processes are not this host's, so there is no psutil view (a
+:class:`~harness.sampler.NoSampler`, no namespace reads, no pid checks); CPU and memory
+come from the engine's stats alone, and :meth:`DockerBackend.run_meta` records which
+figures are therefore missing. The published port must still be on 127.0.0.1 of the
+engine host, reached here at ``--target-host`` (127.0.0.1: this host, or a forward).
 """
 
 from __future__ import annotations
@@ -41,7 +49,8 @@ import docker
 import docker.errors
 import psutil
 
-from harness import PACKAGE_DIR, PROJECT_ROOT, dockerimage, procs
+from harness import PACKAGE_DIR, PROJECT_ROOT, dockerhost, dockerimage, procs
+from harness.backends import TARGET_HOST
 from harness.backends.docker_stats import (
     ENGINE_ERRORS,
     ContainerTreeSampler,
@@ -50,7 +59,7 @@ from harness.backends.docker_stats import (
 )
 from harness.errors import UserError
 from harness.procs import ProcessError, client_connections, poll_until
-from harness.sampler import TreeSampler
+from harness.sampler import NoSampler, TreeSampler
 from harness.servers import ServerConfig
 
 if TYPE_CHECKING:
@@ -203,7 +212,7 @@ def remove_run_containers(run_id: str, environ: Mapping[str, str] | None = None)
 class DockerServer:
     """A server config running as one compose service container; see :class:`Deployment`."""
 
-    sampler: TreeSampler
+    sampler: TreeSampler | NoSampler
 
     def __init__(self, backend: DockerBackend, config: ServerConfig, *, workers: int,
                  cpus: list[int], log_path: Path, clock: Callable[[], float], run_id: str,
@@ -218,6 +227,7 @@ class DockerServer:
         self.run_id = run_id
         self.repeat = repeat
         self.project = project_name(run_id, config)
+        self.psutil_view = backend.psutil_view
         self.container: Container | None = None
         self.pid = 0
         self.port = 0
@@ -239,6 +249,7 @@ class DockerServer:
             # read its environment): _data_override passes them to the server
             **{k: os.environ[k] for k in REALIO_ENV if os.environ.get(k)},
         }, backend.environ)
+        dockerhost.export(backend.endpoint, self.env)  # compose reaches the SDK's engine
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             try:
@@ -305,20 +316,29 @@ class DockerServer:
             raise ProcessError(f"compose.yaml's command for {self.config.name} differs from the "
                                f"server registry's: {cmd} != {self.argv}")
         self.port = self._published_port()
+        # The engine host's pid: a process of this host only when psutil sees the engine's.
         self.pid = int(attrs["State"].get("Pid") or 0)
-        if self.pid:
+        if self.pid and self.psutil_view:
             with contextlib.suppress(psutil.Error):
                 self._proc = psutil.Process(self.pid)
         # An exit before ready is a start failure, with the container's last output.
-        self.startup_s = procs.wait_ready(self.exit_code, self.port, self.log_tail,
-                                          deadline_s=READY_DEADLINE_S)
+        try:
+            self.startup_s = procs.wait_ready(self.exit_code, self.port, self.log_tail,
+                                              deadline_s=READY_DEADLINE_S)
+        except ProcessError as exc:
+            if self.psutil_view or self.exit_code() is not None:
+                raise
+            raise ProcessError(f"{exc} (the engine at {self.backend.endpoint.url} published it "
+                               f"on its own {TARGET_HOST}:{self.port}; this host must reach it "
+                               "there: docs/remote-engine.md)", exc.log_tail) from None
         try:
             self.packages = dockerimage.parse_freeze(
                 dockerimage.read_file_from(self.container, dockerimage.FREEZE_PATH))
         except (*ENGINE_ERRORS, tarfile.TarError) as exc:
             self.packages = {"error": f"{dockerimage.FREEZE_PATH} unreadable: {exc}"}
-        self.sampler = ContainerTreeSampler(self.pid, port=CONTAINER_PORT, clock=clock,
-                                            cpus=self.cpus).__enter__()
+        self.sampler = (ContainerTreeSampler(self.pid, port=CONTAINER_PORT, clock=clock,
+                                             cpus=self.cpus).__enter__()
+                        if self.psutil_view else NoSampler())
         self.stats = EngineStats(self.client, str(self.container.id), server=self.config.name,
                                  repeat=float(self.repeat), clock=clock).start()
 
@@ -361,8 +381,9 @@ class DockerServer:
         if state.get("Running"):
             # Cheap check failed but the engine says it runs: trust the engine.
             self.pid = int(state.get("Pid") or self.pid)
-            with contextlib.suppress(psutil.Error):
-                self._proc = psutil.Process(self.pid)
+            if self.psutil_view:
+                with contextlib.suppress(psutil.Error):
+                    self._proc = psutil.Process(self.pid)
             return None
         return int(state.get("ExitCode", -1))
 
@@ -370,7 +391,8 @@ class DockerServer:
         """No established connection to the server: neither in the container's network
         namespace (port 8000, accepted or queued) nor on the host's published port (the
         engine's proxy holds the client side there)."""
-        if self.pid and netns_connections(self.pid, CONTAINER_PORT, accepted_only=False):
+        if (self.psutil_view and self.pid
+                and netns_connections(self.pid, CONTAINER_PORT, accepted_only=False)):
             return False
         return client_connections(self.port) == 0
 
@@ -388,12 +410,17 @@ class DockerServer:
     def extra_samples(self) -> list[dict[str, Any]]:
         return self.stats.drain() if self.stats else []
 
+    def engine_samples(self) -> list[dict[str, Any]]:
+        return self.stats.peek() if self.stats else []
+
     def info(self) -> dict[str, Any]:
         host = (self.container.attrs.get("HostConfig") or {}) if self.container else {}
         config = (self.container.attrs.get("Config") or {}) if self.container else {}
         image = self.backend.image
         return {
             "backend": "docker", "port": self.port, "publish_ip": "127.0.0.1",
+            "target_host": self.backend.target_host or TARGET_HOST,
+            "psutil_view": self.psutil_view, "engine": self.backend.endpoint.url,
             "compose_project": self.project, "service": self.config.name,
             "container_id": self.container.id if self.container else None,
             "container_pid": self.pid, "startup_s": round(self.startup_s, 3),
@@ -480,12 +507,20 @@ class DockerBackend:
 
     ``BENCH_MEM_LIMIT`` (default :data:`DEFAULT_MEM_LIMIT`) sets every container's memory
     limit; ``BENCH_IMAGE`` runs that image instead of the one built for the current inputs.
+    The engine is ``docker_host`` (``--docker-host``: a URL or a context name), else the one
+    ``environ`` names (:func:`harness.dockerhost.resolve`);
+    ``target_host`` (``--target-host``, checked by :func:`harness.backends.check_target_host`)
+    says the load reaches the published ports there, i.e. the engine's processes are not
+    this host's even if its socket is (an engine in a VM).
     """
 
     name = "docker"
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, *,
+                 docker_host: str | None = None, target_host: str | None = None) -> None:
         self.environ = dict(os.environ if environ is None else environ)
+        self.target_host = target_host
+        self.endpoint = dockerhost.resolve(docker_host, self.environ)
         self.mem_limit = self.environ.get("BENCH_MEM_LIMIT") or DEFAULT_MEM_LIMIT
         self._client: docker.DockerClient | None = None
         self._image: dockerimage.ImageInfo | None = None
@@ -514,7 +549,7 @@ class DockerBackend:
             return
         if not re.fullmatch(r"\d+(\.\d+)?[bkmg]?", self.mem_limit.lower()):
             raise UserError(f"BENCH_MEM_LIMIT {self.mem_limit!r}: expected a size like 512m or 1g")
-        client = dockerimage.engine(self.environ)
+        client = dockerhost.client(self.endpoint)
         self.compose, self.compose_version = find_compose(self.environ)
         wanted = self.environ.get("BENCH_IMAGE")
         if wanted:
@@ -533,6 +568,27 @@ class DockerBackend:
             image = found
         self.engine_version = str(client.version().get("Version", ""))
         self._client, self._image = client, image
+
+    @property
+    def psutil_view(self) -> bool:
+        """psutil can read the containers' processes: a local engine (unix socket) and no
+        ``--target-host``."""
+        return self.endpoint.local and self.target_host is None
+
+    def run_meta(self) -> dict[str, Any]:
+        """The engine, the load's target and where the server figures come from."""
+        if self.psutil_view:
+            view = {"psutil": True, "source": "psutil on this host (the container's processes) "
+                    "and the engine's stats", "missing": []}
+        else:
+            why = (f"the engine at {self.endpoint.url} is not on this host" if not
+                   self.endpoint.local else f"--target-host {self.target_host}: the servers "
+                   "are taken to run on another host")
+            view = {"psutil": False, "source": "the engine's stats only (cgroup CPU and "
+                    "memory)", "reason": f"psutil's view was not available: {why}",
+                    "missing": list(dockerhost.PSUTIL_ONLY)}
+        return {"engine": self.endpoint.as_dict(),
+                "target_host": self.target_host or TARGET_HOST, "resource_view": view}
 
     def deploy(self, config: ServerConfig, *, workers: int, cpus: list[int], log_path: Path,
                clock: Callable[[], float], run_id: str, repeat: int) -> DockerServer:

@@ -176,6 +176,11 @@ class EngineStats:
             # The container went away under the stream: the end of the data, kept as a note.
             self.error = dockerimage._first_line(exc)
 
+    def peek(self) -> list[dict[str, Any]]:
+        """A copy of the rows read and not yet drained."""
+        with self._lock:
+            return list(self.rows)
+
     def drain(self) -> list[dict[str, Any]]:
         """The rows read so far, each returned once."""
         with self._lock:

@@ -114,7 +114,13 @@ class LocalServer:
     def log_tail(self, lines: int = 8) -> str:
         return tail(self.log_path, lines)
 
+    #: The servers are this host's processes: psutil sees them.
+    psutil_view = True
+
     def extra_samples(self) -> list[dict[str, Any]]:
+        return []
+
+    def engine_samples(self) -> list[dict[str, Any]]:
         return []
 
     def info(self) -> dict[str, Any]:
@@ -143,6 +149,10 @@ class LocalBackend:
 
     def check(self) -> None:
         """Local processes need nothing beyond the installed package."""
+
+    def run_meta(self) -> dict[str, Any]:
+        return {"resource_view": {"psutil": True, "source": "psutil on this host",
+                                  "missing": []}}
 
     def deploy(self, config: ServerConfig, *, workers: int, cpus: list[int], log_path: Path,
                clock: Callable[[], float], run_id: str, repeat: int,

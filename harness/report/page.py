@@ -227,7 +227,26 @@ def _header(meta: Mapping[str, Any], a: Analysis) -> list[tuple[str, str]]:
         ("CPU sets", (f"server: {_cpus(cpus.get('server'))}; load generator: "
                       f"{_cpus(cpus.get('load'))}")),
         ("versions", _pairs(meta.get("versions"))),
+        *_engine_rows(meta),
     ]
+
+
+def _engine_rows(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A docker run's engine and load target, and, when psutil could not see the
+    servers' processes (a remote engine: harness.dockerhost), where the server figures
+    come from and which are missing. None for other runs."""
+    rows = []
+    engine = meta.get("engine")
+    if isinstance(engine, Mapping):
+        rows.append(("docker engine", (f"{engine.get('url') or _DASH} (from "
+                     f"{engine.get('source') or _DASH}); load target "
+                     f"{meta.get('target_host') or '127.0.0.1'}")))
+    view = meta.get("resource_view")
+    if isinstance(view, Mapping) and view.get("psutil") is False:
+        missing = ", ".join(map(str, view.get("missing") or [])) or _DASH
+        rows.append(("server figures", (f"{view.get('source') or _DASH}. "
+                     f"{view.get('reason') or ''}; missing: {missing}")))
+    return rows
 
 
 def _shared_cpus(meta: Mapping[str, Any]) -> str:

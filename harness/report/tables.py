@@ -350,7 +350,13 @@ def _engine_table(a: Analysis) -> tuple[str, Table] | None:
                     f"({_num(ratio.min(), 2)}–{_num(ratio.max(), 2)}×) over "
                     f"{len(diff)} config(s). ")
     else:
-        measured = "PSS was not sampled in these windows, so the two cannot be compared. "
+        view = a.run.meta.get("resource_view")
+        if isinstance(view, Mapping) and view.get("psutil") is False:
+            measured = (f"{view.get('reason') or 'psutil had no view of the servers'}, so "
+                        "PSS, USS and RSS are missing: the engine's figure is this run's only "
+                        "memory figure, and the CPU figures are the engine's too. ")
+        else:
+            measured = "PSS was not sampled in these windows, so the two cannot be compared. "
     return measured, make_table(columns, rows)
 
 

@@ -224,7 +224,8 @@ def run(
 
     # unknown backend, a target or engine it cannot use: one line, nothing started
     engine = get_backend(backend, docker_host=docker_host, target_host=target_host)
-    realio.check(sc, backend)  # components that cannot start here: one line, nothing started
+    # components that cannot start (or be sampled) here: one line, nothing started
+    realio.check(sc, backend, psutil_view=bool(engine.run_meta()["resource_view"]["psutil"]))
     engine.check()
     if docker_host is not None:
         from harness import dockerhost

@@ -74,19 +74,25 @@ def _component(scenario: Any) -> str:
     return "postgres" if "postgres" in scenario.components else "upstream"
 
 
-def check(scenario: Any, backend: str) -> None:
+def check(scenario: Any, backend: str, *, psutil_view: bool = True) -> None:
     """Refuse, before anything starts, a run whose components cannot start here.
 
     The docker backend runs the database as a compose service (harness.dockerdb), not
-    the upstream service.
+    the upstream service, and only where psutil sees the engine's processes
+    (``psutil_view``): the database is sampled with psutil, and an engine elsewhere
+    (harness.dockerhost) has no such view.
 
     Raises:
-        UserError: the docker backend with the upstream service, or without the
-            database image; no PostgreSQL binaries (names the package); root without a
-            way to drop to the ``postgres`` user.
+        UserError: the docker backend with the upstream service, without psutil's view
+            or without the database image; no PostgreSQL binaries (names the package);
+            root without a way to drop to the ``postgres`` user.
     """
     if not scenario.components:
         return
+    if backend == "docker" and not psutil_view:
+        raise UserError(f"scenario {scenario.name} needs {', '.join(scenario.components)}, "
+                        "sampled with psutil, which cannot see the processes of an engine on "
+                        "another host (or with --target-host); run it on a local engine")
     if backend == "docker" and scenario.components == ("postgres",):
         from harness import dockerdb
 

@@ -108,10 +108,14 @@ def test_an_unreachable_ssh_engine_is_one_line() -> None:
     (("--target-host", "127.0.0.1"), "the local backend starts its servers on this host"),
     (("--backend", "docker", "--target-host", "192.168.1.10"), "loopback addresses only"),
     (("--docker-host", ENGINE_URL), "--docker-host names a Docker engine: it needs --backend"),
+    # the database is sampled with psutil: not without its view of the engine's processes
+    (("--backend", "docker", "--target-host", "127.0.0.1", "--scenario", "db-io"),
+     "scenario db-io needs postgres, sampled with psutil, which cannot see"),
 ])
 def test_cli_refusals_are_one_line_exit_2(tmp_path: Path, args: tuple[str, ...],
                                          says: str) -> None:
-    r = bench("run", "--scenario", "io-heavy", "--servers", "uvicorn", "--users", "10",
+    scenario = () if "--scenario" in args else ("--scenario", "io-heavy")
+    r = bench("run", *scenario, "--servers", "uvicorn", "--users", "10",
               "--duration", "2", "--results-dir", str(tmp_path / "results"), *args, timeout=60)
     assert r.returncode == 2, r.stdout + r.stderr
     (line,) = r.stderr.strip().splitlines()

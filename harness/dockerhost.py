@@ -66,9 +66,10 @@ class Endpoint:
         return self.url.startswith("unix://")
 
     def as_dict(self) -> dict[str, Any]:
-        """What run.json records (no key material: paths only)."""
+        """What run.json records; ``env`` lets ``bench clean`` and the watchdog reach this
+        engine again (variables and a certificate folder's path, no key material)."""
         return {"url": self.url, "source": self.source, "local": self.local,
-                "tls": self.env.get("DOCKER_TLS_VERIFY") == "1"}
+                "tls": self.env.get("DOCKER_TLS_VERIFY") == "1", "env": dict(self.env)}
 
 
 def _config_dir(environ: Mapping[str, str]) -> Path:

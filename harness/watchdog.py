@@ -64,9 +64,12 @@ def run_suffix(run_id: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _docker_leftovers(suffix: str, *, remove: bool) -> tuple[list[str], list[str], str]:
+def _docker_leftovers(suffix: str, *, remove: bool, engine: Any = None
+                      ) -> tuple[list[str], list[str], str]:
     """(containers, networks) of projects ``bench-<suffix>-*``, removed if ``remove``;
-    and a note when docker could not be asked."""
+    and a note when docker could not be asked. ``engine``: run.json's ``engine`` (the
+    engine the run used, harness.dockerhost), asked instead of the one this process's
+    environment names."""
     try:
         import docker
         from docker.errors import DockerException, NotFound
@@ -74,7 +77,10 @@ def _docker_leftovers(suffix: str, *, remove: bool) -> tuple[list[str], list[str
         return [], [], "docker SDK not installed"
     prefix = f"bench-{suffix}-"
     try:
-        client = docker.from_env(timeout=10)
+        env = engine.get("env") if isinstance(engine, dict) else None
+        named = ({str(k): str(v) for k, v in env.items()} if isinstance(env, dict) and env
+                 else None)
+        client = docker.from_env(timeout=10, environment=named)
         client.ping()
         label = {"label": COMPOSE_LABEL}
         containers = [c for c in client.containers.list(all=True, ignore_removed=True,
@@ -93,7 +99,11 @@ def _docker_leftovers(suffix: str, *, remove: bool) -> tuple[list[str], list[str
                 with contextlib.suppress(NotFound):
                     n.remove()
         return names, net_names, ""
-    except (DockerException, OSError) as exc:
+    except Exception as exc:
+        # paramiko's errors (an ssh engine) are neither DockerException nor OSError
+        if not (isinstance(exc, DockerException | OSError)
+                or type(exc).__module__.startswith("paramiko")):
+            raise
         return [], [], f"no docker engine answered ({type(exc).__name__})"
 
 
@@ -127,7 +137,7 @@ def clean_run(run_dir: Path, *, dry_run: bool = False, grace_s: float = GRACE_S,
     suffix = run_suffix(str(meta.get("run_id") or run_dir.name))
     if docker and suffix:
         report.containers, report.networks, report.docker_note = _docker_leftovers(
-            suffix, remove=not dry_run)
+            suffix, remove=not dry_run, engine=meta.get("engine"))
     if not dry_run:
         remove_component_dirs(meta)
     if status == "running" and not dry_run:

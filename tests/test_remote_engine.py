@@ -127,7 +127,7 @@ def test_remote_engine_run_takes_cpu_and_memory_from_the_engine(
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "complete" and meta["backend"] == "docker"
     assert meta["engine"] == {"url": ENGINE_URL, "source": f"context {CONTEXT}", "local": True,
-                              "tls": False}
+                              "tls": False, "env": {"DOCKER_HOST": ENGINE_URL}}
     view = meta["resource_view"]
     assert view["psutil"] is False and "psutil's view was not available" in view["reason"]
     assert {"PSS", "USS", "RSS"} <= set(view["missing"])
@@ -166,3 +166,14 @@ def test_remote_engine_report_shows_engine_stats_and_says_psutil_was_missing(
     (row,) = [[c[3] for c in r["cells"]] for r in table["rows"]]  # data-v: the numbers
     assert row[0] is None and float(row[3]) > 5  # the engine's memory peak, MiB
     assert row[5] == ""  # PSS peak: not measured, shown as a dash
+
+
+@needs_engine
+def test_bench_clean_asks_the_engine_the_run_used(remote_run: tuple[Path, Path],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.watchdog import clean_run
+
+    run_dir, _ = remote_run
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")  # not the run's engine
+    report = clean_run(run_dir, dry_run=True)
+    assert report.docker_note == "" and report.containers == [] and report.networks == []

@@ -205,7 +205,7 @@ def run(
     missing the SLO, 2 on bad input, 130/143 when interrupted.
     """
     from harness import limits
-    from harness.backends import get_backend
+    from harness.backends import get_backend, placement
     from harness.machine import default_cpu_sets, format_cpus, parse_cpus, require_disjoint
 
     if cross_check:
@@ -222,11 +222,11 @@ def run(
         "expect_contains": expect_contains}, scenario_paths=cfg.scenarios)
     from harness import realio
 
-    # unknown backend, a target or engine it cannot use: one line, nothing started
-    engine = get_backend(backend, docker_host=docker_host, target_host=target_host)
-    # components that cannot start (or be sampled) here: one line, nothing started
-    realio.check(sc, backend, psutil_view=bool(engine.run_meta()["resource_view"]["psutil"]))
-    engine.check()
+    # a target or engine the backend cannot use, components that cannot start (or be
+    # sampled) here, an unknown backend or an unusable engine: one line, nothing started
+    psutil_view = placement(backend, docker_host=docker_host, target_host=target_host)
+    realio.check(sc, backend, psutil_view=psutil_view)
+    get_backend(backend, docker_host=docker_host, target_host=target_host).check()
     if docker_host is not None:
         from harness import dockerhost
 

@@ -72,6 +72,13 @@ class Endpoint:
                 "tls": self.env.get("DOCKER_TLS_VERIFY") == "1", "env": dict(self.env)}
 
 
+def sees_processes(endpoint: Endpoint, target_host: str | None) -> bool:
+    """Whether psutil on this host can read the engine's container processes: a unix
+    socket (:attr:`Endpoint.local`) and no ``--target-host`` (which says the servers run
+    on another host, e.g. an engine in a VM behind a local socket)."""
+    return endpoint.local and target_host is None
+
+
 def _config_dir(environ: Mapping[str, str]) -> Path:
     """``$DOCKER_CONFIG``, else ``~/.docker`` (the docker CLI's config folder)."""
     given = environ.get("DOCKER_CONFIG")

@@ -91,11 +91,7 @@ def get_backend(name: str, *, docker_host: str | None = None,
             backend (the harness samples only what it started on this host), or a target
             that is not 127.0.0.1.
     """
-    if target_host is not None:
-        check_target_host(target_host, name)
-    if docker_host is not None and name != "docker":
-        raise UserError(f"--docker-host names a Docker engine: it needs --backend docker, "
-                        f"not {name}")
+    placement(name, docker_host=docker_host, target_host=target_host)
     if name == "local":
         from harness.backends.local import LocalBackend
 
@@ -107,6 +103,27 @@ def get_backend(name: str, *, docker_host: str | None = None,
         docker_backend.check()  # no engine, no compose or no image: one line, before any run
         return docker_backend
     raise UserError(f"unknown backend {name!r} (known: local, docker)")
+
+
+def placement(name: str, *, docker_host: str | None = None,
+              target_host: str | None = None) -> bool:
+    """Check ``--docker-host`` and ``--target-host`` for backend ``name`` without starting
+    or asking anything; whether psutil will see the servers' processes (False: a docker
+    engine elsewhere, or a target given: harness.dockerhost.sees_processes).
+
+    Raises:
+        UserError: as :func:`get_backend` for these options, or a context that does not exist.
+    """
+    if target_host is not None:
+        check_target_host(target_host, name)
+    if docker_host is not None and name != "docker":
+        raise UserError(f"--docker-host names a Docker engine: it needs --backend docker, "
+                        f"not {name}")
+    if name != "docker":
+        return True
+    from harness import dockerhost
+
+    return dockerhost.sees_processes(dockerhost.resolve(docker_host), target_host)
 
 
 #: Where a port published by a container is reached: compose.yaml publishes on the

@@ -573,7 +573,7 @@ class DockerBackend:
     def psutil_view(self) -> bool:
         """psutil can read the containers' processes: a local engine (unix socket) and no
         ``--target-host``."""
-        return self.endpoint.local and self.target_host is None
+        return dockerhost.sees_processes(self.endpoint, self.target_host)
 
     def run_meta(self) -> dict[str, Any]:
         """The engine, the load's target and where the server figures come from."""

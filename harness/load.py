@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from harness import PACKAGE_DIR
+from harness.errors import UserError
 from harness.procs import child_env, empty_config, free_port, poll_until, spawn, stop_group, tail
 from harness.sampler import Sample, TreeSampler
 from harness.steady import CHECK_EVERY_S, Detector, RecordTail, Steadiness
@@ -84,6 +85,12 @@ class LoadSpec:
     arrival_rate: float | None = None
     #: The record name the detector follows (the primary latency).
     record_name: str = "request"
+    #: Load agents (``bench agent``, locust workers on other hosts): the local locust is
+    #: then their master only, bound to ``master_bind`` (``HOST:PORT``; "": 127.0.0.1
+    #: on a free port), and waits up to ``agent_timeout_s`` for them.
+    agents: int = 0
+    master_bind: str = ""
+    agent_timeout_s: float = 60.0
 
     @property
     def users_offered(self) -> int:
@@ -167,7 +174,12 @@ def locust_argv(spec: LoadSpec, *, port: int, spec_path: Path, users: int | None
     users = spec.users if users is None else users
     stop_timeout = STOP_TIMEOUT_S.get(spec.user_class, STREAM_STOP_TIMEOUT_S)
     master: list[str] = []
-    if spec.processes > 1:
+    if spec.agents:
+        host, _, bind_port = (spec.master_bind or "127.0.0.1:0").rpartition(":")
+        bind_port = bind_port if bind_port != "0" else str(free_port(host))
+        master = ["--master", "--master-bind-host", host, "--master-bind-port", bind_port,
+                  "--expect-workers", str(spec.agents)]
+    elif spec.processes > 1:
         zmq_port = str(free_port())
         master = ["--master-bind-host", "127.0.0.1", "--master-bind-port", zmq_port,
                   "--master-host", "127.0.0.1", "--master-port", zmq_port]
@@ -192,6 +204,10 @@ def _level_entry(spec: LoadSpec, records_dir: Path) -> dict[str, Any]:
         "options": {**spec.options, "processes": spec.processes},
         "live": spec.steady,
     }
+
+
+class AgentsMissing(UserError):
+    """Fewer load agents than ``--load-agents`` connected within ``--agent-timeout``."""
 
 
 class LoadSession:
@@ -219,6 +235,9 @@ class LoadSession:
         self.max_run_s = max_run_s
         self.spec_path = run_dir / "locust" / f"{session_id}.spec.json"
         self.control_path = run_dir / "locust" / f"{session_id}.control.json"
+        #: Agents mode: the master's list of connected agents (harness/loadgen/agents.py).
+        self.agents_path = run_dir / "locust" / f"{session_id}.agents.json"
+        self.master_address = ""
         self.proc: Any = None
         self.sampler: TreeSampler | None = None
         self._seq = 0
@@ -244,9 +263,14 @@ class LoadSession:
             "control_path": str(self.control_path),
             "records_dir": str(self.run_dir / "requests" / f"_idle-{self.session_id}"),
             "start_spread_s": 0.0, "options": {**b.options, "processes": b.processes},
+            "agents": b.agents, "agents_path": str(self.agents_path),
+            "agents_wait_s": b.agent_timeout_s,
         })
         argv = locust_argv(b, port=self.port, spec_path=self.spec_path, users=0,
                            run_time_s=math.ceil(self.max_run_s))
+        if b.agents:
+            at = argv.index("--master-bind-host")
+            self.master_address = f"{argv[at + 1]}:{argv[at + 3]}"
         self.proc = spawn(argv, cpus=self.cpus, log_path=self.log_path, env=child_env())
         try:
             self.sampler = TreeSampler(self.proc.pid, clock=self.clock, full_memory=False,
@@ -254,6 +278,45 @@ class LoadSession:
         except BaseException:
             self.close()
             raise
+
+    def agents(self) -> list[dict[str, Any]]:
+        """The agents connected to this session's master so far (agents.json)."""
+        try:
+            return list(json.loads(self.agents_path.read_text()))
+        except (OSError, ValueError):
+            return []
+
+    def wait_for_agents(self, on_wait: Callable[[str], None] = lambda _address: None) -> None:
+        """Agents mode: start the master and wait until ``base.agents`` agents connected
+        and had their clock measured. ``on_wait(address)`` is called once with the
+        address the agents must reach (``HOST:PORT``).
+
+        Raises:
+            AgentsMissing: fewer connected within ``base.agent_timeout_s`` (the master is
+                stopped first); the message names how many and from where.
+        """
+        if self.proc is None:
+            self._start()
+        assert self.proc is not None
+        on_wait(self.master_address)
+        want = self.base.agents
+
+        def ready() -> bool:
+            return sum("offset_ms" in a for a in self.agents()) >= want
+
+        if not poll_until(lambda: ready() or self.proc.poll() is not None,
+                          self.base.agent_timeout_s, every_s=0.1) or not ready():
+            came = self.agents()
+            died = self.proc.poll() is not None
+            self.close()
+            where = ", ".join(f"agent {a['index']} from {a.get('address') or '?'} "
+                              f"(host {a.get('host')}, pid {a.get('pid')})" for a in came)
+            raise AgentsMissing(
+                f"--load-agents {want}: {len(came)} of {want} agents connected to "
+                f"{self.master_address} within {self.base.agent_timeout_s:g} s"
+                + (f" ({where})" if where else "")
+                + (f"; locust's master exited: {tail(self.log_path, 2)}" if died else
+                   f"; start one `bench agent --master {self.master_address}` per load host"))
 
     def close(self) -> int | None:
         """Stop locust's whole group (SIGTERM, grace, SIGKILL); its exit code."""
@@ -276,19 +339,24 @@ class LoadSession:
                                               "level": level or {}})
 
     def level(self, spec: LoadSpec, *, trial_id: str,
-              keep_going: Callable[[float], str] = lambda _elapsed: "") -> LoadResult:
+              keep_going: Callable[[float], str] = lambda _elapsed: "",
+              port: int | None = None) -> LoadResult:
         """Run one level and wait for its window to pass, with a hard deadline.
 
         ``keep_going(elapsed_s)`` is polled about 10 times a second; a non-empty string
-        aborts the level with that reason (e.g. the server died).
+        aborts the level with that reason (e.g. the server died). ``port``: the server's,
+        when it changed since the session started (agents mode only: the agents' master
+        outlives deployments, since agents end with their master).
         """
         records_dir = self.run_dir / "requests" / trial_id
         records_dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or self.port
         if self.proc is None:
             self._start()
         assert self.proc is not None and self.sampler is not None
         first_sample = len(self.sampler.samples)
-        self._order("run", _level_entry(spec, records_dir))
+        self._order("run", {**_level_entry(spec, records_dir),
+                            "host": f"http://127.0.0.1:{self.port}"})
         deadline_s = spec.run_time_s + KILL_AFTER_S
         timed_out, aborted, died = False, "", False
         window = _WindowClock(spec, records_dir)
@@ -311,7 +379,11 @@ class LoadSession:
             if not (died or timed_out or aborted):
                 self._order("idle")
                 want = 1 if spec.processes <= 1 else spec.processes + 1
-                poll_until(lambda: len(list(records_dir.glob("*.meta.json"))) >= want
+                # Agents: the master writes its own meta last (after the agents' or
+                # after giving up on them: harness/loadgen/agents.py META_WAIT_S).
+                lead = records_dir / f"{self.proc.pid}.meta.json"
+                poll_until(lambda: (lead.exists() if spec.agents else
+                                    len(list(records_dir.glob("*.meta.json"))) >= want)
                            or self.proc.poll() is not None, META_WAIT_S)
         except BaseException:
             self.close()

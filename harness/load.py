@@ -177,8 +177,9 @@ def locust_argv(spec: LoadSpec, *, port: int, spec_path: Path, users: int | None
     if spec.agents:
         host, _, bind_port = (spec.master_bind or "127.0.0.1:0").rpartition(":")
         bind_port = bind_port if bind_port != "0" else str(free_port(host))
-        master = ["--master", "--master-bind-host", host, "--master-bind-port", bind_port,
-                  "--expect-workers", str(spec.agents)]
+        # No --expect-workers N: locust installs its SIGTERM handler (which tells the
+        # workers to quit) only after that many connected; the locustfile waits instead.
+        master = ["--master", "--master-bind-host", host, "--master-bind-port", bind_port]
     elif spec.processes > 1:
         zmq_port = str(free_port())
         master = ["--master-bind-host", "127.0.0.1", "--master-bind-port", zmq_port,

@@ -94,12 +94,30 @@ def generator_figures(rows: list[dict[str, Any]]) -> dict[str, float]:
             "load_cpus_busy_percent": math.nan}
 
 
-def problems(rows: list[dict[str, Any]], meta: dict[str, Any], *, planned: int,
-             limit_percent: float) -> list[str]:
-    """Why the agents make this trial invalid (empty: they do not): an agent saturated
-    (CPU >= ``limit_percent`` of its core over the window, or locust's CPU warning), an
-    agent lost during the level, fewer than ``planned`` agents taking part."""
+def save(run_dir: Path, rows: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+    """Add a trial's ``new`` agent rows to ``rows`` and rewrite ``agents.csv``."""
+    if not new:
+        return
+    import pandas as pd
+
+    from harness.results import atomic_write_csv
+
+    rows.extend(new)
+    atomic_write_csv(run_dir / "agents.csv", pd.DataFrame(rows, columns=list(AGENT_COLUMNS)))
+
+
+def problems(rows: list[dict[str, Any]], meta: dict[str, Any], master: dict[str, float], *,
+             planned: int, limit_percent: float, protocol: str = "http") -> str:
+    """Why the agents make this trial invalid, ``"; "``-joined ("" when they do not):
+    an agent saturated (CPU >= ``limit_percent`` of its core over the window, or
+    locust's CPU warning), the master saturated (``master``: its
+    ``harness.analysis.generator_load`` figures), an agent lost during the level, fewer
+    than ``planned`` agents taking part, and for SSE :func:`clock_problem`."""
     out = []
+    top = master.get("generator_cpu_percent_top", math.nan)
+    if not math.isnan(top) and top >= limit_percent:
+        out.append(f"generator-saturated: locust master at {top:.0f}% of a core receiving "
+                   f"the agents' records (limit {limit_percent:.0f}%)")
     for r in rows:
         why = []
         if not math.isnan(r["cpu_percent"]) and r["cpu_percent"] >= limit_percent:
@@ -113,7 +131,9 @@ def problems(rows: list[dict[str, Any]], meta: dict[str, Any], *, planned: int,
     took_part = len(meta.get("agents", [])) - len(meta.get("agents_lost", []))
     if took_part < planned and not meta.get("agents_lost"):
         out.append(f"only {took_part} of {planned} load agents took part")
-    return out
+    if protocol == "sse" and clock_problem(rows):
+        out.append(clock_problem(rows))
+    return "; ".join(out)
 
 
 def clock_problem(rows: list[dict[str, Any]], bound_ms: float = CLOCK_BOUND_MS) -> str:

@@ -14,14 +14,11 @@ what it measured; ``run.json``'s status says how the run ended.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
@@ -32,6 +29,7 @@ import pandas as pd
 from harness import agents, analysis, cross_check, latency, procs, realio, stats, steady, streams
 from harness.apps.work import expected
 from harness.backends import Deployment, get_backend
+from harness.interrupts import INTERRUPT_SIGNALS, Interrupted, _signals_as_interrupt  # noqa: F401
 from harness.load import (
     KILL_AFTER_S,
     LOCUST_CONFIG,
@@ -72,15 +70,6 @@ USER_CLASSES = {"http": "BenchUser", "sse": "SSEUser", "websocket": "WebSocketUs
 PRIMARY_RECORDS = {"http": "request", "sse": "ttfe", "websocket": "rtt"}
 
 
-class Interrupted(Exception):
-    """SIGINT, SIGTERM or SIGHUP arrived; carries the exit code the CLI should use
-    (128 + the signal number: 130, 143, 129)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.exit_code = 128 + signum
-
-
 class Reporter(Protocol):
     """What the runner tells the user while it works (the CLI renders it with rich)."""
 
@@ -118,33 +107,6 @@ class RunState:
         atomic_write_csv(self.run_dir / "samples.csv",
                          pd.DataFrame(self.samples, columns=list(SAMPLE_COLUMNS)))
         atomic_write_json(self.run_dir / "run.json", self.meta)
-
-
-#: Signals that end a run in order (teardown, results kept). SIGHUP: the terminal
-#: closed, or a supervisor's reload-or-stop; handled like SIGTERM.
-INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@contextlib.contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
-    """Turn the first SIGINT, SIGTERM or SIGHUP into :class:`Interrupted` in the main
-    thread, so every ``finally`` runs; further signals are ignored until the block
-    exits, so a second Ctrl-C cannot cut the teardown short and leave a server behind
-    (``procs.stop_group`` also finishes a stop whatever arrives meanwhile)."""
-    def handler(signum: int, _frame: Any) -> None:
-        for sig in INTERRUPT_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        raise Interrupted(signum)
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in INTERRUPT_SIGNALS}
-    except ValueError:  # not the main thread (e.g. called from a test thread)
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 class Runner:
@@ -332,8 +294,8 @@ class Runner:
             session.close()
 
     def _session_for(self, port: int, spec: LoadSpec, trial: dict[str, Any]) -> LoadSession:
-        """The locust session serving ``port`` (one per deployment; a new one after a
-        server restart or a level that went wrong). With agents, one for the whole run."""
+        """The locust session serving ``port``: one per deployment (or, with agents, per
+        run), a new one after a server restart or a level that went wrong."""
         if self._session is not None and (self._session.proc is None or (
                 self._session.port != port and not self.plan.load_agents)):
             self._close_session(end=True)
@@ -522,10 +484,7 @@ class Runner:
         window_state: steady.Steadiness | None = None
         agent_rows = agents.agent_rows(result.records_dir, window, trial_id=trial["trial_id"],
                                        name=primary) if plan.load_agents else []
-        if agent_rows:
-            self._agent_rows.extend(agent_rows)
-            atomic_write_csv(self.run_dir / "agents.csv",
-                             pd.DataFrame(self._agent_rows, columns=list(agents.AGENT_COLUMNS)))
+        agents.save(self.run_dir, self._agent_rows, agent_rows)
         if protocol == "http":
             # Streamed into HDR histograms: bounded memory however long the trial
             # (harness.latency); the raw records are kept only with --keep-requests.
@@ -560,6 +519,7 @@ class Runner:
                 trial["status"], trial["reason"] = "unsupported", unsupported
                 return
         gen = analysis.generator_load(_frame(gen_rows), t0, t1)
+        master_gen = dict(gen)
         if plan.load_agents:  # the local locust is the master only: the agents' CPU
             gen.update(agents.generator_figures(agent_rows))
         trial.update(gen)
@@ -597,10 +557,9 @@ class Runner:
         if stopped < window.end:
             reasons.append("locust stopped before the measurement window ended")
         limit = plan.scenario.max_generator_cpu_percent
-        saturated = "; ".join(
-            [*agents.problems(agent_rows, meta, planned=plan.load_agents, limit_percent=limit),
-             agents.clock_problem(agent_rows) if protocol == "sse" else ""]).strip("; ") \
-            if plan.load_agents else analysis.generator_saturation(
+        saturated = agents.problems(
+            agent_rows, meta, master_gen, planned=plan.load_agents, limit_percent=limit,
+            protocol=protocol) if plan.load_agents else analysis.generator_saturation(
                 gen, load_cpus=len(plan.load_cpus), limit_percent=limit,
                 locust_warned=bool(meta.get("cpu_warning")))
         n_load = plan.load_agents or len(plan.load_cpus)

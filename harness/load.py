@@ -144,7 +144,8 @@ class LoadResult:
             return f"locust did not stop within its time limit: {tail(self.log_path, 3)}"
         if not self.meta or "spawn_complete_unix_s" not in self.meta:
             how = (f"exited with code {self.exit_code}" if self.exit_code is not None
-                   else "wrote no meta for the level")
+                   else "wrote no meta for the level" if not self.meta
+                   else f"reported {'; '.join(self.meta.get('errors', {})) or 'no start'}")
             return f"locust {how} without results: {tail(self.log_path)}"
         return ""
 
@@ -202,7 +203,8 @@ def _level_entry(spec: LoadSpec, records_dir: Path) -> dict[str, Any]:
         "users": spec.users,
         "records_dir": str(records_dir),
         "start_spread_s": start_spread_s(spec.longest_warmup_s),
-        "options": {**spec.options, "processes": spec.processes},
+        # Open loop: each locust process (or agent) sends rate / processes.
+        "options": {**spec.options, "processes": spec.agents or spec.processes},
         "live": spec.steady,
     }
 
@@ -263,7 +265,7 @@ class LoadSession:
             "expected_body": b.expected_body.decode("latin-1"),
             "control_path": str(self.control_path),
             "records_dir": str(self.run_dir / "requests" / f"_idle-{self.session_id}"),
-            "start_spread_s": 0.0, "options": {**b.options, "processes": b.processes},
+            "start_spread_s": 0.0, "options": {**b.options, "processes": b.agents or b.processes},
             "agents": b.agents, "agents_path": str(self.agents_path),
             "agents_wait_s": b.agent_timeout_s,
         })
@@ -376,6 +378,8 @@ class LoadSession:
                     break
                 if window.update(time.time()):
                     break  # the window is over
+                if spec.agents and (records_dir / f"{self.proc.pid}.meta.json").exists():
+                    break  # the master ended the level early (no agent connected)
                 time.sleep(0.1)
             if not (died or timed_out or aborted):
                 self._order("idle")

@@ -143,6 +143,8 @@ class Registry:
         self.metas: dict[str, dict[str, Any]] = {}
         self.in_level: dict[str, dict[str, Any]] = {}
         self.lost: dict[str, str] = {}
+        #: Seconds from asking the agents for their last records to having them all.
+        self.end_s = 0.0
         for kind in ("hello", "pong", "records", "meta"):
             runner.register_message(f"bench_{kind}", getattr(self, f"_on_{kind}"))
         self._save()
@@ -232,9 +234,10 @@ class Registry:
     def end(self) -> None:
         """Ask every agent of the level for what is left; write each agent's meta file
         (``agent-<index>.meta.json``), waiting at most :data:`META_WAIT_S`."""
+        t0 = time.time()
         for cid in self.in_level:
             self.runner.send_message("bench_end", {"seq": self.seq}, cid)
-        deadline = time.time() + META_WAIT_S
+        deadline = t0 + META_WAIT_S
         while time.time() < deadline:
             self.watch()
             if all(cid in self.metas or cid in self.lost for cid in self.in_level):
@@ -246,6 +249,7 @@ class Registry:
                                   f"{agent.get('pid')}) sent no results within {META_WAIT_S:g} s "
                                   "of the level's end")
         self.close_files()
+        self.end_s = time.time() - t0
         for cid, meta in self.metas.items():
             info = {k: v for k, v in self.agents[cid].items()}
             final = os.path.join(self.records_dir, f"agent-{info['index']}.meta.json")
@@ -261,4 +265,5 @@ class Registry:
     def summary(self) -> dict[str, Any]:
         """For the master's meta: the level's agents and those lost."""
         return {"agents": [self.in_level[c]["index"] for c in self.in_level],
-                "agents_lost": sorted(self.lost.values())}
+                "agents_lost": sorted(self.lost.values()),
+                "agents_end_s": self.end_s}

@@ -272,6 +272,10 @@ def _start_level(environment: Any, level: dict[str, Any]) -> None:
             gevent.sleep(0.05)
         environment.host = level["host"]
         registry.begin(level, _spec)
+        if not registry.in_level:  # nobody to run it: the master's meta ends the level
+            _errors["no load agent connected to the master"] += 1
+            _end_level(environment)
+            return
     elif _meta.get("role") == "master":
         # The harness may order the first level before every forked worker has
         # connected; starting then would spread the users over fewer workers (or, with

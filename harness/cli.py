@@ -435,7 +435,9 @@ def _print_plan(plan: Any, console: Console) -> None:
          f"{'configs' if all(st.app.is_raw for st in plan.stacks) else 'stacks'} × "
          f"{len(plan.levels)} "
          f"levels × {plan.repeats} repeats), {warm} + window {plan.duration_s:g} s each"),
-        f"backend:  {plan.backend}, {plan.load_processes} locust process(es)",
+        f"backend:  {plan.backend}, " + (f"{plan.load_agents} load agent(s) (bench agent)"
+                                         if plan.load_agents else
+                                         f"{plan.load_processes} locust process(es)"),
         f"results:  {plan.results_dir}",
         "dry run: nothing started, nothing written",
     ]

@@ -91,6 +91,9 @@ class LoadSpec:
     agents: int = 0
     master_bind: str = ""
     agent_timeout_s: float = 60.0
+    #: The address the load targets (the server's published port is on it): agents on
+    #: other hosts cannot reach a server on 127.0.0.1.
+    target_host: str = "127.0.0.1"
 
     @property
     def users_offered(self) -> int:
@@ -190,7 +193,7 @@ def locust_argv(spec: LoadSpec, *, port: int, spec_path: Path, users: int | None
         "--config", str(empty_config(LOCUST_CONFIG)),
         "--users", str(users), "--spawn-rate", str(max(users * 10, 100)),
         "--run-time", f"{run_time_s or spec.run_time_s}s", "--stop-timeout", str(stop_timeout),
-        "--host", f"http://127.0.0.1:{port}", "--only-summary", "--exit-code-on-error", "0",
+        "--host", f"http://{spec.target_host}:{port}", "--only-summary", "--exit-code-on-error", "0",
         "--loglevel", "WARNING", "--bench-spec", str(spec_path),
         *(["--processes", str(spec.processes)] if spec.processes > 1 else []), *master,
         spec.user_class,
@@ -359,7 +362,7 @@ class LoadSession:
         assert self.proc is not None and self.sampler is not None
         first_sample = len(self.sampler.samples)
         self._order("run", {**_level_entry(spec, records_dir),
-                            "host": f"http://127.0.0.1:{self.port}"})
+                            "host": f"http://{spec.target_host}:{self.port}"})
         deadline_s = spec.run_time_s + KILL_AFTER_S
         timed_out, aborted, died = False, "", False
         window = _WindowClock(spec, records_dir)

@@ -182,3 +182,52 @@ def test_an_agent_killed_mid_trial_invalidates_that_trial_only(tmp_path: Path) -
     finally:
         for a in agents:
             procs.stop_group(a, grace_s=5)
+
+
+def test_the_clock_offset_comes_from_the_shortest_round_trip() -> None:
+    """NTP's filter (RFC 5905): agent clock 5 ms ahead; the 1 ms round trip is kept,
+    the asymmetric 20 ms one (which alone would say 14.5 ms) is not."""
+    import importlib.util
+
+    from harness import PACKAGE_DIR
+
+    # The locust-side module (imports gevent, never locust), loaded by path as locust does.
+    spec = importlib.util.spec_from_file_location("bench_loadgen_agents",
+                                                  PACKAGE_DIR / "loadgen" / "agents.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    best_offset = module.best_offset
+    fast = (100.0, 100.0055, 100.0055, 100.001)        # 0.5 ms each way
+    skewed = (200.0, 200.024, 200.024, 200.020)         # 19 ms out, 1 ms back
+    offset, uncertainty, rtt = best_offset([skewed, fast])
+    assert math.isclose(offset, 0.005, abs_tol=1e-9)
+    assert math.isclose(rtt, 0.001, abs_tol=1e-9) and math.isclose(uncertainty, 0.0005,
+                                                                     abs_tol=1e-9)
+
+
+def test_agent_verdicts_name_the_agent() -> None:
+    """Saturation of one agent, a loose clock for SSE, a lost agent: each names it; a
+    healthy pair of agents gives nothing."""
+    from harness.agents import cpu_percent, problems
+
+    def row(agent: int, cpu: float, uncertainty: float = 0.2) -> dict:
+        return {"agent": agent, "address": f"127.0.0.{agent}", "pid": 100 + agent,
+                "cpu_percent": cpu, "cpu_warning": False, "clock_offset_ms": 0.1,
+                "clock_uncertainty_ms": uncertainty}
+
+    quiet = {"generator_cpu_percent_top": 5.0}
+    meta = {"agents": [1, 2], "agents_lost": []}
+    assert problems([row(1, 40), row(2, 45)], meta, quiet, planned=2, limit_percent=90) == ""
+    hot = problems([row(1, 40), row(2, 95)], meta, quiet, planned=2, limit_percent=90)
+    assert "agent 2 (127.0.0.2 pid 102): 95% of a core" in hot and "agent 1" not in hot
+    loose = problems([row(1, 40, 3.0), row(2, 45)], meta, quiet, planned=2,
+                     limit_percent=90, protocol="sse")
+    assert "agent 1 offset 0.100 ms +- 3.000 ms" in loose and "bound 1 ms" in loose
+    assert problems([row(1, 40, 3.0)], meta, quiet, planned=2, limit_percent=90) == ""
+    lost = {"agents": [1, 2], "agents_lost": ["agent 2 (127.0.0.2 pid 102) quit during the level"]}
+    assert "agent lost: agent 2" in problems([row(1, 40)], lost, quiet, planned=2,
+                                             limit_percent=90)
+    # CPU over the window only: 0.5 s of CPU in 1 s inside, the busy second outside ignored
+    samples = [[9.0, 0.0], [10.0, 1.0], [10.5, 1.25], [11.0, 1.5], [12.0, 2.5]]
+    assert math.isclose(cpu_percent(samples, 10.0, 11.0), 50.0)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -36,8 +35,23 @@ from harness import procs
 BENCH = [sys.executable, "-m", "harness.cli"]
 
 
+def wait_for_quiet_cpus(limit_percent: float = 20.0, quiet_s: int = 3,
+                        timeout_s: float = 120.0) -> None:
+    """Wait (bounded) until every CPU was below ``limit_percent`` busy for ``quiet_s`` s:
+    on a shared machine another process on the load CPU moves req/s by tens of %."""
+    import time
+
+    import psutil
+
+    deadline, quiet = time.monotonic() + timeout_s, 0
+    while quiet < quiet_s and time.monotonic() < deadline:
+        quiet = quiet + 1 if max(psutil.cpu_percent(interval=1.0, percpu=True)) < limit_percent \
+            else 0
+
+
 def one_run(mode: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
     """One ``bench run`` with ``mode`` agents (0: local locust); its figures."""
+    wait_for_quiet_cpus()
     out = base / f"m{mode}-{len(list(base.iterdir()))}"
     port = procs.free_port()
     agents = [procs.spawn([*BENCH, "agent", "--master", f"127.0.0.1:{port}", "--cpus",
@@ -106,8 +120,8 @@ def main() -> None:
                 rows.append(row)
     frame = pd.DataFrame(rows)
     print("\nmedian per mode (0 = local locust, N = N agents):")
-    print(frame.groupby("mode").agg(lambda s: statistics.median(s) if s.dtype.kind == "f"
-                                    else s.iloc[-1]).to_string())
+    numeric = frame.drop(columns=["status", "reason", "agent_rps"], errors="ignore")
+    print(numeric.groupby("mode").median().round(3).to_string())
     local = frame[frame["mode"] == 0]["rps"].median()
     for mode in (1, 2):
         print(f"{mode} agent(s) / local: {frame[frame['mode'] == mode]['rps'].median() / local:.3f}")

@@ -7,6 +7,11 @@ its request files, at the latest ``max_warmup_s`` after spawning. Once the windo
 is over the driver stops locust (SIGTERM: locust's own shutdown writes its files),
 so a level costs its warm-up plus its window, not a fixed run time.
 
+With ``agents`` (``bench run --load-agents N``) the local locust is the master only of
+``bench agent`` workers on load hosts; one session serves the whole run (the agents end
+with their master), :meth:`LoadSession.wait_for_agents` waits for them, and the master
+writes what they send into the same records folders (harness/loadgen/agents.py).
+
 locust is never imported here (it monkey-patches the process with gevent); it is
 run as ``python -m locust`` with ``harness/loadgen/locustfile.py``. It hands back files,
 not text to scrape: per-request records, a meta JSON from our listener, and
@@ -384,7 +389,10 @@ class LoadSession:
                 if spec.agents and (records_dir / f"{self.proc.pid}.meta.json").exists():
                     break  # the master ended the level early (no agent connected)
                 time.sleep(0.1)
-            if not (died or timed_out or aborted):
+            # Agents end with their master: a level aborted for the server's sake ends
+            # like any other, and the master (and its agents) serve the next one.
+            keep = not (died or timed_out or (aborted and not spec.agents))
+            if keep:
                 self._order("idle")
                 want = 1 if spec.processes <= 1 else spec.processes + 1
                 # Agents: the master writes its own meta last (after the agents' or
@@ -399,7 +407,7 @@ class LoadSession:
         # Taken before a close (which drops the sampler): a failed level keeps them too.
         samples = list(self.sampler.samples[first_sample:]) if self.sampler else []
         exit_code = None
-        if died or timed_out or aborted:
+        if not keep:
             exit_code = self.close()
         meta = merge_meta(records_dir)
         window.finish(meta)

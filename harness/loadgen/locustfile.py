@@ -27,6 +27,14 @@ level's ``records_dir``, takes its options, and (local runner or master) starts 
 write the level's ``<pid>.meta.json``. Without ``control_path`` the spec is the one
 level and locust's ``--users`` start it.
 
+Agents (``bench run --load-agents N``, harness/loadgen/agents.py). The harness's locust
+is then a master only (spec ``agents``): it waits for the agents' clocks, sends each level
+to them as a custom message, writes the records and meta they send back into the
+level's ``records_dir`` as ``agent-<n>.csv`` / ``agent-<n>.meta.json``, and writes its
+own meta last, naming the agents lost. A worker started without ``--bench-spec`` is an
+agent (``bench agent``): it takes its levels from those messages, ships its records
+instead of writing them, and records every time in the master's clock (``_now``).
+
 The generator measures itself, so a trial it slowed down can be told apart:
 
 * closed loop, *scheduling lag*: the time from a user's previous response being

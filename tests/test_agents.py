@@ -23,7 +23,7 @@ import pytest
 from harness import latency, procs
 from harness.results import REQUEST_COLUMNS
 from tests.conftest import project_processes
-from tests.support import BENCH, bench, only_run
+from tests.support import BENCH, bench, only_run, wait_for_quiet_cpus
 
 RUN = ("run", "--scenario", "io-heavy", "--servers", "uvicorn", "--param", "latency_ms=50",
        "--server-cpus", "0", "--load-cpus", "1", "--duration", "3")
@@ -45,18 +45,27 @@ def ended(agents: list, timeout_s: float = 15.0) -> bool:
 
 @pytest.fixture(scope="module")
 def agents_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list]]:
-    base = tmp_path_factory.mktemp("agents")
-    port = procs.free_port()
-    agents = start_agents(2, port, base)
-    try:
-        r = bench(*RUN, "--users", "40", "--load-agents", "2", "--master-bind",
-                  f"127.0.0.1:{port}", "--keep-requests", "--results-dir", str(base / "results"),
-                  "--report", str(base / "r.html"), timeout=180)
-        assert r.returncode == 0, r.stdout + r.stderr
-        yield only_run(base / "results"), agents
-    finally:
-        for a in agents:
-            procs.stop_group(a, grace_s=5)
+    """``bench run`` with two agents, the trial ``ok``: a busy shared machine makes the
+    harness mark it invalid (rightly), and such a run is made again after a quiet spell
+    (as tests.support.real_run does), with new agents (they end with their master)."""
+    for attempt in range(3):
+        if attempt:
+            wait_for_quiet_cpus()
+        base = tmp_path_factory.mktemp("agents")
+        port = procs.free_port()
+        agents = start_agents(2, port, base)
+        try:
+            r = bench(*RUN, "--users", "40", "--load-agents", "2", "--master-bind",
+                      f"127.0.0.1:{port}", "--keep-requests", "--results-dir",
+                      str(base / "results"), "--report", str(base / "r.html"), timeout=180)
+            assert r.returncode == 0, r.stdout + r.stderr
+            run_dir = only_run(base / "results")
+            if (pd.read_csv(run_dir / "trials.csv")["status"] == "ok").all() or attempt == 2:
+                yield run_dir, agents
+                return
+        finally:
+            for a in agents:
+                procs.stop_group(a, grace_s=5)
 
 
 def test_two_agents_give_the_io_ceiling_half_each(agents_run: tuple[Path, list]) -> None:

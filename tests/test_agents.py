@@ -26,7 +26,7 @@ from tests.conftest import project_processes
 from tests.support import BENCH, bench, only_run, wait_for_quiet_cpus
 
 RUN = ("run", "--scenario", "io-heavy", "--servers", "uvicorn", "--param", "latency_ms=50",
-       "--server-cpus", "0", "--load-cpus", "1", "--duration", "3")
+       "--server-cpus", "0", "--load-cpus", "1")
 
 
 def start_agents(n: int, port: int, log_dir: Path) -> list:
@@ -55,8 +55,8 @@ def agents_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
         port = procs.free_port()
         agents = start_agents(2, port, base)
         try:
-            r = bench(*RUN, "--users", "40", "--load-agents", "2", "--master-bind",
-                      f"127.0.0.1:{port}", "--keep-requests", "--results-dir",
+            r = bench(*RUN, "--duration", "3", "--users", "40", "--load-agents", "2",
+                      "--master-bind", f"127.0.0.1:{port}", "--keep-requests", "--results-dir",
                       str(base / "results"), "--report", str(base / "r.html"), timeout=180)
             assert r.returncode == 0, r.stdout + r.stderr
             run_dir = only_run(base / "results")
@@ -138,8 +138,8 @@ def test_a_missing_agent_ends_the_run_in_one_line(tmp_path: Path) -> None:
     agents = start_agents(1, port, tmp_path)
     try:
         t0 = time.monotonic()
-        r = bench(*RUN, "--users", "40", "--load-agents", "2", "--master-bind",
-                  f"127.0.0.1:{port}", "--agent-timeout", "4",
+        r = bench(*RUN, "--duration", "2", "--users", "40", "--load-agents", "2",
+                  "--master-bind", f"127.0.0.1:{port}", "--agent-timeout", "4",
                   "--results-dir", str(tmp_path / "results"), timeout=60)
         took = time.monotonic() - t0
         assert r.returncode == 2, r.stdout + r.stderr
@@ -174,8 +174,9 @@ def test_an_agent_killed_mid_trial_invalidates_that_trial_only(tmp_path: Path) -
     killer = threading.Thread(target=kill_one, daemon=True)
     killer.start()
     try:
-        r = bench(*RUN, "--users", "40,20", "--load-agents", "2", "--master-bind",
-                  f"127.0.0.1:{port}", "--agent-timeout", "4", "--max-warmup", "4",
+        r = bench(*RUN, "--duration", "2", "--users", "40,20", "--load-agents", "2",
+                  "--master-bind", f"127.0.0.1:{port}", "--agent-timeout", "3",
+                  "--max-warmup", "4",
                   "--results-dir", str(results), "--report", str(tmp_path / "r.html"),
                   timeout=180)
         killer.join(timeout=5)

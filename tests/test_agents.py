@@ -92,6 +92,11 @@ def test_two_agents_give_the_io_ceiling_half_each(agents_run: tuple[Path, list])
         assert 0 < a["uncertainty_ms"] < 50, a
     assert ended(agents)
     assert [a.returncode for a in agents] == [0, 0]
+    # The report shows each agent's own share.
+    page = (run_dir.parent.parent / "r.html").read_text()
+    table = page[page.index('id="agents-run0"'):]
+    table = table[:table.index("</table>")]
+    assert table.count(trial["trial_id"]) == 2 and table.count("127.0.0.1") == 2
 
 
 def test_merged_percentiles_are_those_of_the_union_of_the_agents_records(

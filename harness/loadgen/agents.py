@@ -19,6 +19,7 @@ message           direction       data
 ``bench_end``     master > agent  ``{seq}``: the level is over, send what is left
 ``bench_meta``    agent > master  ``{seq, meta}``: the agent's meta for the level (lag
                                   slices, errors, CPU warning, CPU time samples)
+``bench_bye``     agent > master  ``{}``: the agent is quitting (Ctrl-C, SIGTERM)
 ================  ==============  =====================================================
 
 ZeroMQ keeps the order of one connection's messages, so an agent's last records reach
@@ -145,7 +146,9 @@ class Registry:
         self.lost: dict[str, str] = {}
         #: Seconds from asking the agents for their last records to having them all.
         self.end_s = 0.0
-        for kind in ("hello", "pong", "records", "meta"):
+        #: Agents that said they quit (``bench_bye``).
+        self.gone: set[str] = set()
+        for kind in ("hello", "pong", "records", "meta", "bye"):
             runner.register_message(f"bench_{kind}", getattr(self, f"_on_{kind}"))
         self._save()
 
@@ -179,13 +182,17 @@ class Registry:
                                                  "uncertainty_s": uncertainty}, client_id)
         self._save()
 
+    def _on_bye(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        self.gone.add(msg.node_id)
+
     def _on_pong(self, environment: Any, msg: Any, **_kw: Any) -> None:
         d = msg.data
         self._pongs.setdefault(msg.node_id, []).append((d["t0"], d["t1"], d["t2"], time.time()))
 
     def ready(self) -> list[str]:
         """Client ids of the connected agents whose clock is measured."""
-        live = {c.id for c in self.runner.clients.all if c.state != "missing"}
+        live = {c.id for c in self.runner.clients.all
+                if c.state != "missing" and c.id not in self.gone}
         return [cid for cid, a in self.agents.items() if cid in live and "offset_ms" in a]
 
     def begin(self, level: dict[str, Any], spec: dict[str, Any]) -> None:
@@ -222,12 +229,16 @@ class Registry:
             self.metas[msg.node_id] = msg.data["meta"]
 
     def watch(self) -> None:
-        """Note agents of the running level that quit or went missing (call often)."""
+        """Note agents of the running level that quit or went missing (call often).
+
+        Not being among locust's clients is no sign: a worker leaves them from its
+        ``client_stopped`` to its ``client_ready`` (its users' stop timeout); one that
+        dies then is caught by :meth:`end` (no results)."""
         present = {c.id: c.state for c in self.runner.clients.all}
         for cid, agent in self.in_level.items():
-            state = present.get(cid)
-            if cid not in self.lost and (state is None or state == "missing"):
-                how = "quit" if state is None else "stopped answering locust's heartbeats"
+            missing = present.get(cid) == "missing"
+            if cid not in self.lost and (missing or cid in self.gone):
+                how = "stopped answering locust's heartbeats" if missing else "quit"
                 self.lost[cid] = (f"agent {agent['index']} ({agent.get('address') or '?'} "
                                   f"pid {agent.get('pid')}) {how} during the level")
 

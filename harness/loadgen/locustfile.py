@@ -188,6 +188,8 @@ def _agent_init(environment: Any) -> None:
                           ("end", on_end)):
         runner.register_message(f"bench_{kind}", handler)
     runner.send_message("bench_hello", agents.hello(runner))
+    environment.events.quitting.add_listener(
+        lambda **_kw: runner.send_message("bench_bye", {}))
     folder = environment.parsed_options.bench_agent_dir if environment.parsed_options else ""
     if folder:  # tells `bench agent` this worker reached its master
         with open(os.path.join(folder, f"{os.getpid()}.connected"), "w", encoding="utf-8") as f:

@@ -23,8 +23,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from harness import latency
-
 #: SSE event lag is trusted only when every agent's clock offset to the harness is known
 #: to within this (ms, half the best ping's round trip): 1 ms is 1% of a 100 ms lag,
 #: and a loopback or LAN ping's half round trip is well below it.
@@ -57,6 +55,8 @@ def agent_rows(records_dir: Path, window: Any, *, trial_id: str,
     throughput (req/s), latency (ms, from its own records' HDR histogram: see
     harness.latency), CPU (% of a core) over ``window`` (unix s), its clock, and its
     histogram (``latency.encode``), so adding them gives the trial's."""
+    from harness import latency
+
     rows = []
     for f in sorted(records_dir.glob("agent-*.meta.json")):
         try:

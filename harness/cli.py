@@ -176,6 +176,9 @@ def run(
     docker_host: Annotated[str | None, typer.Option(help="--backend docker: the engine, a URL (unix://, tcp://, ssh://user@host) or a docker context name; default: DOCKER_HOST, else the current docker context, else the local socket. Not a unix socket: CPU and memory from the engine's stats only (docs/remote-engine.md).")] = None,
     target_host: Annotated[str | None, typer.Option(help="--backend docker: where the load reaches the published ports (127.0.0.1, the only target: loopback only); given, the servers count as on another host: CPU and memory from the engine's stats only.")] = None,
     load_processes: Annotated[int, typer.Option(help="locust processes (its master/worker mode when > 1).")] = 1,
+    load_agents: Annotated[int, typer.Option(help="Load agents to wait for (`bench agent` processes, locust workers on load hosts); the local locust is then their master only. See docs/distributed.md.")] = 0,
+    master_bind: Annotated[str | None, typer.Option(help="With --load-agents: HOST:PORT the master listens on (default 127.0.0.1, a free port).")] = None,
+    agent_timeout: Annotated[float, typer.Option(help="With --load-agents: seconds to wait for them (exit 2 if fewer connect).")] = 60.0,
     arrival_rate: Annotated[str | None, typer.Option(help="Open loop: constant arrival rates in req/s, one level each, e.g. 50,100; --users then caps requests in flight (default 1000).")] = None,
     cross_check: Annotated[bool, typer.Option("--cross-check", help="After each closed-loop HTTP trial, drive the same server at the same concurrency with wrk and record the agreement (needs wrk).")] = False,
     wait_cpus: Annotated[float, typer.Option(envvar="BENCH_WAIT_CPUS", help="If another run holds one of our CPUs, wait up to this many seconds for it (default: refuse at once).")] = 0.0,
@@ -257,6 +260,9 @@ def run(
         if count is not None and count <= 0:
             raise UserError(f"{name} {count}: must be > 0")
     _finite("--max-warmup", max_warmup, minimum=0, strict=True)
+    from harness.agents import check_run_options
+
+    bind = check_run_options(load_agents, load_processes, master_bind, agent_timeout)
     if max_warmup is not None and not (0 < max_warmup < 3600):
         raise UserError(f"--max-warmup {max_warmup}: must be > 0 and < 3600 s")
     if warmup is not None and max_warmup is not None:
@@ -282,6 +288,7 @@ def run(
         server_cpus=s_cpus, load_cpus=l_cpus,
         results_dir=results_dir.absolute(), command=["bench", *sys.argv[1:]],
         backend=backend, load_processes=load_processes, arrival_rates=rates,
+        load_agents=load_agents, master_bind=bind, agent_timeout_s=agent_timeout,
         cross_check=cross_check, keep_requests=keep_requests, stacks=tuple(run_stacks),
         docker_host=docker_host, target_host=target_host,
     )
@@ -439,7 +446,9 @@ def _print_plan(plan: Any, console: Console) -> None:
          f"{'configs' if all(st.app.is_raw for st in plan.stacks) else 'stacks'} × "
          f"{len(plan.levels)} "
          f"levels × {plan.repeats} repeats), {warm} + window {plan.duration_s:g} s each"),
-        f"backend:  {plan.backend}, {plan.load_processes} locust process(es)",
+        f"backend:  {plan.backend}, " + (f"{plan.load_agents} load agent(s) (bench agent)"
+                                         if plan.load_agents else
+                                         f"{plan.load_processes} locust process(es)"),
         f"results:  {plan.results_dir}",
         "dry run: nothing started, nothing written",
     ]
@@ -545,6 +554,9 @@ cli_oracle.register(app)
 from harness import cli_clean
 
 cli_clean.register(app)
+from harness import cli_agent
+
+cli_agent.register(app)
 
 
 def main() -> None:

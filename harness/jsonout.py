@@ -93,7 +93,8 @@ def plan_document(plan: Any) -> dict[str, Any]:
         "warmup": ({"mode": "steady", "max_s": plan.max_warmup_s} if plan.steady
                    else {"mode": "fixed", "s": plan.warmup_s}),
         "duration_s": plan.duration_s, "backend": plan.backend,
-        "load_processes": plan.load_processes, "server_cpus": list(plan.server_cpus),
+        "load_processes": plan.load_processes, "load_agents": plan.load_agents,
+        "server_cpus": list(plan.server_cpus),
         "load_cpus": list(plan.load_cpus), "results_dir": str(plan.results_dir),
         "estimated_s": round(plan.estimated_seconds(), 1),
     }

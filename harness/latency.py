@@ -537,9 +537,10 @@ _DTYPES = {"start_unix_s": "float64", "latency_ms": "float64", "ok": "int8",
 
 
 def scan_records(records_dir: Path, window: Window, name: str = "request",
-                 chunk_rows: int = CHUNK_ROWS) -> WindowStats:
-    """Stream every ``*.csv`` record file of one trial (REQUEST_COLUMNS, no header) in
-    chunks of ``chunk_rows`` rows into a :class:`WindowStats` of ``window``.
+                 chunk_rows: int = CHUNK_ROWS, pattern: str = "*.csv") -> WindowStats:
+    """Stream every ``pattern`` record file of one trial (REQUEST_COLUMNS, no header) in
+    chunks of ``chunk_rows`` rows into a :class:`WindowStats` of ``window`` (one load
+    agent's: ``agent-<index>.csv``).
 
     Parsed with the same reader and dtypes as :func:`harness.analysis.read_records`
     (pandas' C parser), so every value, and so every completion time, is bit-for-bit the
@@ -551,7 +552,7 @@ def scan_records(records_dir: Path, window: Window, name: str = "request",
     from harness.results import REQUEST_COLUMNS
 
     stats = WindowStats(window, name=name)
-    for f in sorted(Path(records_dir).glob("*.csv")):
+    for f in sorted(Path(records_dir).glob(pattern)):
         try:
             reader = pd.read_csv(f, names=list(REQUEST_COLUMNS), header=None,
                                  usecols=_USECOLS, dtype=_DTYPES, chunksize=chunk_rows)

@@ -7,6 +7,11 @@ its request files, at the latest ``max_warmup_s`` after spawning. Once the windo
 is over the driver stops locust (SIGTERM: locust's own shutdown writes its files),
 so a level costs its warm-up plus its window, not a fixed run time.
 
+With ``agents`` (``bench run --load-agents N``) the local locust is the master only of
+``bench agent`` workers on load hosts; one session serves the whole run (the agents end
+with their master), :meth:`LoadSession.wait_for_agents` waits for them, and the master
+writes what they send into the same records folders (harness/loadgen/agents.py).
+
 locust is never imported here (it monkey-patches the process with gevent); it is
 run as ``python -m locust`` with ``harness/loadgen/locustfile.py``. It hands back files,
 not text to scrape: per-request records, a meta JSON from our listener, and
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from harness import PACKAGE_DIR
+from harness.errors import UserError
 from harness.procs import child_env, empty_config, free_port, poll_until, spawn, stop_group, tail
 from harness.sampler import Sample, TreeSampler
 from harness.steady import CHECK_EVERY_S, Detector, RecordTail, Steadiness
@@ -84,6 +90,15 @@ class LoadSpec:
     arrival_rate: float | None = None
     #: The record name the detector follows (the primary latency).
     record_name: str = "request"
+    #: Load agents (``bench agent``, locust workers on other hosts): the local locust is
+    #: then their master only, bound to ``master_bind`` (``HOST:PORT``; "": 127.0.0.1
+    #: on a free port), and waits up to ``agent_timeout_s`` for them.
+    agents: int = 0
+    master_bind: str = ""
+    agent_timeout_s: float = 60.0
+    #: The address the load targets (the server's published port is on it): agents on
+    #: other hosts cannot reach a server on 127.0.0.1.
+    target_host: str = "127.0.0.1"
 
     @property
     def users_offered(self) -> int:
@@ -137,7 +152,8 @@ class LoadResult:
             return f"locust did not stop within its time limit: {tail(self.log_path, 3)}"
         if not self.meta or "spawn_complete_unix_s" not in self.meta:
             how = (f"exited with code {self.exit_code}" if self.exit_code is not None
-                   else "wrote no meta for the level")
+                   else "wrote no meta for the level" if not self.meta
+                   else f"reported {'; '.join(self.meta.get('errors', {})) or 'no start'}")
             return f"locust {how} without results: {tail(self.log_path)}"
         return ""
 
@@ -167,7 +183,13 @@ def locust_argv(spec: LoadSpec, *, port: int, spec_path: Path, users: int | None
     users = spec.users if users is None else users
     stop_timeout = STOP_TIMEOUT_S.get(spec.user_class, STREAM_STOP_TIMEOUT_S)
     master: list[str] = []
-    if spec.processes > 1:
+    if spec.agents:
+        host, _, bind_port = (spec.master_bind or "127.0.0.1:0").rpartition(":")
+        bind_port = bind_port if bind_port != "0" else str(free_port(host))
+        # No --expect-workers N: locust installs its SIGTERM handler (which tells the
+        # workers to quit) only after that many connected; the locustfile waits instead.
+        master = ["--master", "--master-bind-host", host, "--master-bind-port", bind_port]
+    elif spec.processes > 1:
         zmq_port = str(free_port())
         master = ["--master-bind-host", "127.0.0.1", "--master-bind-port", zmq_port,
                   "--master-host", "127.0.0.1", "--master-port", zmq_port]
@@ -176,7 +198,7 @@ def locust_argv(spec: LoadSpec, *, port: int, spec_path: Path, users: int | None
         "--config", str(empty_config(LOCUST_CONFIG)),
         "--users", str(users), "--spawn-rate", str(max(users * 10, 100)),
         "--run-time", f"{run_time_s or spec.run_time_s}s", "--stop-timeout", str(stop_timeout),
-        "--host", f"http://127.0.0.1:{port}", "--only-summary", "--exit-code-on-error", "0",
+        "--host", f"http://{spec.target_host}:{port}", "--only-summary", "--exit-code-on-error", "0",
         "--loglevel", "WARNING", "--bench-spec", str(spec_path),
         *(["--processes", str(spec.processes)] if spec.processes > 1 else []), *master,
         spec.user_class,
@@ -189,9 +211,14 @@ def _level_entry(spec: LoadSpec, records_dir: Path) -> dict[str, Any]:
         "users": spec.users,
         "records_dir": str(records_dir),
         "start_spread_s": start_spread_s(spec.longest_warmup_s),
-        "options": {**spec.options, "processes": spec.processes},
+        # Open loop: each locust process (or agent) sends rate / processes.
+        "options": {**spec.options, "processes": spec.agents or spec.processes},
         "live": spec.steady,
     }
+
+
+class AgentsMissing(UserError):
+    """Fewer load agents than ``--load-agents`` connected within ``--agent-timeout``."""
 
 
 class LoadSession:
@@ -219,6 +246,9 @@ class LoadSession:
         self.max_run_s = max_run_s
         self.spec_path = run_dir / "locust" / f"{session_id}.spec.json"
         self.control_path = run_dir / "locust" / f"{session_id}.control.json"
+        #: Agents mode: the master's list of connected agents (harness/loadgen/agents.py).
+        self.agents_path = run_dir / "locust" / f"{session_id}.agents.json"
+        self.master_address = ""
         self.proc: Any = None
         self.sampler: TreeSampler | None = None
         self._seq = 0
@@ -243,10 +273,15 @@ class LoadSession:
             "expected_body": b.expected_body.decode("latin-1"),
             "control_path": str(self.control_path),
             "records_dir": str(self.run_dir / "requests" / f"_idle-{self.session_id}"),
-            "start_spread_s": 0.0, "options": {**b.options, "processes": b.processes},
+            "start_spread_s": 0.0, "options": {**b.options, "processes": b.agents or b.processes},
+            "agents": b.agents, "agents_path": str(self.agents_path),
+            "agents_wait_s": b.agent_timeout_s,
         })
         argv = locust_argv(b, port=self.port, spec_path=self.spec_path, users=0,
                            run_time_s=math.ceil(self.max_run_s))
+        if b.agents:
+            at = argv.index("--master-bind-host")
+            self.master_address = f"{argv[at + 1]}:{argv[at + 3]}"
         self.proc = spawn(argv, cpus=self.cpus, log_path=self.log_path, env=child_env())
         try:
             self.sampler = TreeSampler(self.proc.pid, clock=self.clock, full_memory=False,
@@ -254,6 +289,45 @@ class LoadSession:
         except BaseException:
             self.close()
             raise
+
+    def agents(self) -> list[dict[str, Any]]:
+        """The agents connected to this session's master so far (agents.json)."""
+        try:
+            return list(json.loads(self.agents_path.read_text()))
+        except (OSError, ValueError):
+            return []
+
+    def wait_for_agents(self, on_wait: Callable[[str], None] = lambda _address: None) -> None:
+        """Agents mode: start the master and wait until ``base.agents`` agents connected
+        and had their clock measured. ``on_wait(address)`` is called once with the
+        address the agents must reach (``HOST:PORT``).
+
+        Raises:
+            AgentsMissing: fewer connected within ``base.agent_timeout_s`` (the master is
+                stopped first); the message names how many and from where.
+        """
+        if self.proc is None:
+            self._start()
+        assert self.proc is not None
+        on_wait(self.master_address)
+        want = self.base.agents
+
+        def ready() -> bool:
+            return sum("offset_ms" in a for a in self.agents()) >= want
+
+        if not poll_until(lambda: ready() or self.proc.poll() is not None,
+                          self.base.agent_timeout_s, every_s=0.1) or not ready():
+            came = self.agents()
+            died = self.proc.poll() is not None
+            self.close()
+            where = ", ".join(f"agent {a['index']} from {a.get('address') or '?'} "
+                              f"(host {a.get('host')}, pid {a.get('pid')})" for a in came)
+            raise AgentsMissing(
+                f"--load-agents {want}: {len(came)} of {want} agents connected to "
+                f"{self.master_address} within {self.base.agent_timeout_s:g} s"
+                + (f" ({where})" if where else "")
+                + (f"; locust's master exited: {tail(self.log_path, 2)}" if died else
+                   f"; start one `bench agent --master {self.master_address}` per load host"))
 
     def close(self) -> int | None:
         """Stop locust's whole group (SIGTERM, grace, SIGKILL); its exit code."""
@@ -276,19 +350,24 @@ class LoadSession:
                                               "level": level or {}})
 
     def level(self, spec: LoadSpec, *, trial_id: str,
-              keep_going: Callable[[float], str] = lambda _elapsed: "") -> LoadResult:
+              keep_going: Callable[[float], str] = lambda _elapsed: "",
+              port: int | None = None) -> LoadResult:
         """Run one level and wait for its window to pass, with a hard deadline.
 
         ``keep_going(elapsed_s)`` is polled about 10 times a second; a non-empty string
-        aborts the level with that reason (e.g. the server died).
+        aborts the level with that reason (e.g. the server died). ``port``: the server's,
+        when it changed since the session started (agents mode only: the agents' master
+        outlives deployments, since agents end with their master).
         """
         records_dir = self.run_dir / "requests" / trial_id
         records_dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or self.port
         if self.proc is None:
             self._start()
         assert self.proc is not None and self.sampler is not None
         first_sample = len(self.sampler.samples)
-        self._order("run", _level_entry(spec, records_dir))
+        self._order("run", {**_level_entry(spec, records_dir),
+                            "host": f"http://{spec.target_host}:{self.port}"})
         deadline_s = spec.run_time_s + KILL_AFTER_S
         timed_out, aborted, died = False, "", False
         window = _WindowClock(spec, records_dir)
@@ -307,11 +386,20 @@ class LoadSession:
                     break
                 if window.update(time.time()):
                     break  # the window is over
+                if spec.agents and (records_dir / f"{self.proc.pid}.meta.json").exists():
+                    break  # the master ended the level early (no agent connected)
                 time.sleep(0.1)
-            if not (died or timed_out or aborted):
+            # Agents end with their master: a level aborted for the server's sake ends
+            # like any other, and the master (and its agents) serve the next one.
+            keep = not (died or timed_out or (aborted and not spec.agents))
+            if keep:
                 self._order("idle")
                 want = 1 if spec.processes <= 1 else spec.processes + 1
-                poll_until(lambda: len(list(records_dir.glob("*.meta.json"))) >= want
+                # Agents: the master writes its own meta last (after the agents' or
+                # after giving up on them: harness/loadgen/agents.py META_WAIT_S).
+                lead = records_dir / f"{self.proc.pid}.meta.json"
+                poll_until(lambda: (lead.exists() if spec.agents else
+                                    len(list(records_dir.glob("*.meta.json"))) >= want)
                            or self.proc.poll() is not None, META_WAIT_S)
         except BaseException:
             self.close()
@@ -319,7 +407,7 @@ class LoadSession:
         # Taken before a close (which drops the sampler): a failed level keeps them too.
         samples = list(self.sampler.samples[first_sample:]) if self.sampler else []
         exit_code = None
-        if died or timed_out or aborted:
+        if not keep:
             exit_code = self.close()
         meta = merge_meta(records_dir)
         window.finish(meta)

@@ -45,6 +45,12 @@ class RunPlan:
     backend: str = "local"
     #: locust processes (its own master/worker mode when > 1).
     load_processes: int = 1
+    #: Load agents (``bench agent``): the local locust is their master only, bound to
+    #: ``master_bind`` (HOST:PORT; "": 127.0.0.1 on a free port); the run waits up to
+    #: ``agent_timeout_s`` for them (harness.agents).
+    load_agents: int = 0
+    master_bind: str = ""
+    agent_timeout_s: float = 60.0
     #: Open loop: one level per arrival rate (req/s); ``users`` then holds the single
     #: cap on requests in flight. Empty: closed loop, one level per ``users`` value.
     arrival_rates: tuple[float, ...] = ()
@@ -157,6 +163,7 @@ def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
         "backend": plan.backend,
         "load_mode": "open-loop" if plan.arrival_rates else "closed-loop",
         "load_processes": plan.load_processes,
+        "load_agents": plan.load_agents,
         "requests_kept": plan.keep_requests,
         "keep_alive": True,
         "start_spread_s": start_spread_s(plan.longest_warmup_s),

@@ -71,7 +71,7 @@ class ProcessError(RuntimeError):
         self.log_tail = log_tail
 
 
-#: Signals that interrupt the harness (runner._signals_as_interrupt); held back while
+#: Signals that interrupt the harness (interrupts._signals_as_interrupt); held back while
 #: a group is being stopped so the stop always finishes.
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -14,14 +14,11 @@ what it measured; ``run.json``'s status says how the run ended.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
@@ -29,9 +26,10 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from harness import analysis, cross_check, latency, procs, realio, stats, steady, streams
+from harness import agents, analysis, cross_check, latency, procs, realio, stats, steady, streams
 from harness.apps.work import expected
 from harness.backends import Deployment, get_backend
+from harness.interrupts import INTERRUPT_SIGNALS, Interrupted, _signals_as_interrupt  # noqa: F401
 from harness.load import (
     KILL_AFTER_S,
     LOCUST_CONFIG,
@@ -70,15 +68,6 @@ USER_CLASSES = {"http": "BenchUser", "sse": "SSEUser", "websocket": "WebSocketUs
 #: throughput_rps, error_rate, SLO): time to first event for SSE, since it includes
 #: waiting for a worker; the echo round trip for WebSocket.
 PRIMARY_RECORDS = {"http": "request", "sse": "ttfe", "websocket": "rtt"}
-
-
-class Interrupted(Exception):
-    """SIGINT, SIGTERM or SIGHUP arrived; carries the exit code the CLI should use
-    (128 + the signal number: 130, 143, 129)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.exit_code = 128 + signum
 
 
 class Reporter(Protocol):
@@ -120,33 +109,6 @@ class RunState:
         atomic_write_json(self.run_dir / "run.json", self.meta)
 
 
-#: Signals that end a run in order (teardown, results kept). SIGHUP: the terminal
-#: closed, or a supervisor's reload-or-stop; handled like SIGTERM.
-INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@contextlib.contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
-    """Turn the first SIGINT, SIGTERM or SIGHUP into :class:`Interrupted` in the main
-    thread, so every ``finally`` runs; further signals are ignored until the block
-    exits, so a second Ctrl-C cannot cut the teardown short and leave a server behind
-    (``procs.stop_group`` also finishes a stop whatever arrives meanwhile)."""
-    def handler(signum: int, _frame: Any) -> None:
-        for sig in INTERRUPT_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        raise Interrupted(signum)
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in INTERRUPT_SIGNALS}
-    except ValueError:  # not the main thread (e.g. called from a test thread)
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 class Runner:
     """Carries out a :class:`RunPlan`; call :meth:`execute` once."""
 
@@ -163,6 +125,8 @@ class Runner:
         self.t0_unix = time.time()
         self._session: LoadSession | None = None
         self._sessions = 0
+        #: --load-agents: one row per (trial, agent), written to agents.csv.
+        self._agent_rows: list[dict[str, Any]] = []
         self.components = realio.Components(plan, self.run_dir, self.clock)  # started in execute
         #: The stack being run (set by :meth:`_stack`).
         self._current = plan.stacks[0] if plan.stacks else None  # type: ignore[assignment]
@@ -219,6 +183,8 @@ class Runner:
             watchdog = None
             try:
                 watchdog = self._start_watchdog()
+                if self.plan.load_agents:  # one master for the whole run: agents end with it
+                    self._wait_for_agents()
                 with realio.started(self.plan, self.run_dir, self.clock,
                                     self.state) as self.components:
                     for repeat in range(1, self.plan.repeats + 1):
@@ -229,6 +195,7 @@ class Runner:
                 status = "interrupted"
                 raise
             finally:
+                self._close_session(end=True)
                 self.state.meta["status"] = status
                 self.state.meta["ended_at"] = iso_time()
                 self.state.save()
@@ -326,26 +293,43 @@ class Runner:
                     server.stop()
                     self.state.save()
 
-    def _close_session(self) -> None:
-        if self._session is not None:
+    def _close_session(self, *, end: bool = False) -> None:
+        """Stop the locust session; with agents only at the run's ``end``."""
+        if self._session is not None and (end or not self.plan.load_agents):
             session, self._session = self._session, None
             session.close()
 
-    def _session_for(self, server: Deployment, spec: LoadSpec, trial: dict[str, Any]) -> LoadSession:
-        """The locust session serving ``server`` (one per deployment; a new one after a
-        server restart or a level that went wrong)."""
-        if self._session is not None and (self._session.port != server.port
-                                          or self._session.proc is None):
-            self._close_session()
+    def _session_for(self, port: int, spec: LoadSpec, trial: dict[str, Any]) -> LoadSession:
+        """The locust session serving ``port``: one per deployment (or, with agents, per
+        run), a new one after a server restart or a level that went wrong."""
+        if self._session is not None and (self._session.proc is None or (
+                self._session.port != port and not self.plan.load_agents)):
+            self._close_session(end=True)
         if self._session is None:
             self._sessions += 1
-            per_level = self.plan.longest_warmup_s + self.plan.duration_s + KILL_AFTER_S
+            plan = self.plan
+            per_level = plan.longest_warmup_s + plan.duration_s + KILL_AFTER_S
+            levels = len(plan.levels) * (len(plan.stacks) * plan.repeats
+                                         if plan.load_agents else 1)
             self._session = LoadSession(
-                spec, port=server.port, cpus=self.plan.load_cpus, run_dir=self.run_dir,
-                session_id=f"{self._current.name}-r{trial['repeat']}-s{self._sessions}",
+                spec, port=port, cpus=plan.load_cpus, run_dir=self.run_dir,
+                session_id=("agents" if plan.load_agents else
+                            f"{self._current.name}-r{trial['repeat']}-s{self._sessions}"),
                 log_dir=self.run_dir / "logs", clock=self.clock,
-                max_run_s=len(self.plan.levels) * per_level + 60)
+                max_run_s=levels * per_level + 60 + plan.agent_timeout_s)
         return self._session
+
+    def _wait_for_agents(self) -> None:
+        """Start the agents' master and wait for them (harness.load.AgentsMissing)."""
+        trial = self._base_trial(self._current, 1, *self.plan.levels[0], 1)
+        session = self._session_for(0, self._load_spec(trial), trial)
+        n = self.plan.load_agents
+        session.wait_for_agents(lambda address: self.reporter.message(
+            f"waiting up to {self.plan.agent_timeout_s:g} s for {n} load agent(s): run "
+            f"`bench agent --master {address}` on each load host"))
+        self.state.meta["agents"] = {"master": session.master_address,
+                                     "connected": session.agents()}
+        self.state.save()
 
     def _per_connection(self, stack: Stack, repeat: int) -> None:
         """Stream scenarios: PSS per held connection, the slope across this stack's
@@ -434,7 +418,7 @@ class Runner:
             rows.append(row)
         return rows
 
-    def _level(self, server: Deployment, trial: dict[str, Any]) -> None:
+    def _load_spec(self, trial: dict[str, Any]) -> LoadSpec:
         plan, sc = self.plan, self.plan.scenario
         status, _, body = expected(sc.request_path)
         open_loop = trial["load_mode"] == "open-loop"
@@ -443,15 +427,20 @@ class Runner:
             status, body = own_load_checks(plan, options)
         if open_loop:
             options.update(arrival_rate=trial["offered_rps"], max_in_flight=trial["users"])
-        spec = LoadSpec(
-            users=plan.load_processes if open_loop else trial["users"],
+        return LoadSpec(
+            users=(plan.load_agents or plan.load_processes) if open_loop else trial["users"],
             warmup_s=plan.warmup_s, duration_s=plan.duration_s, method=sc.method,
             path=sc.request_path, expected_status=status, expected_body=body, name=sc.name,
             user_class="OpenLoopUser" if open_loop else USER_CLASSES[sc.protocol],
             options=options, processes=plan.load_processes,
             steady=plan.steady and sc.protocol == "http", max_warmup_s=plan.max_warmup_s,
             arrival_rate=trial["offered_rps"] if open_loop else None,
-            record_name=PRIMARY_RECORDS[sc.protocol])
+            record_name=PRIMARY_RECORDS[sc.protocol], agents=plan.load_agents,
+            master_bind=plan.master_bind, agent_timeout_s=plan.agent_timeout_s)
+
+    def _level(self, server: Deployment, trial: dict[str, Any]) -> None:
+        plan = self.plan
+        spec = self._load_spec(trial)
         expected_s = (min(2.0, plan.longest_warmup_s) if spec.steady else plan.warmup_s) \
             + plan.duration_s
         self.reporter.trial_started(self._current.name, trial["users"], trial["repeat"],
@@ -465,8 +454,9 @@ class Runner:
                         f"{server.log_tail(5)}")
             return ""
 
-        session = self._session_for(server, spec, trial)
-        result = session.level(spec, trial_id=trial["trial_id"], keep_going=keep_going)
+        session = self._session_for(server.port, spec, trial)
+        result = session.level(spec, trial_id=trial["trial_id"], keep_going=keep_going,
+                               port=server.port)
         if result.problem:
             # Keep what was measured up to the fault; the trial is failed whatever it shows.
             trial["status"], trial["reason"] = "failed", result.problem
@@ -498,6 +488,9 @@ class Runner:
         primary = PRIMARY_RECORDS[protocol]
         closed = trial["load_mode"] == "closed-loop"
         window_state: steady.Steadiness | None = None
+        agent_rows = agents.agent_rows(result.records_dir, window, trial_id=trial["trial_id"],
+                                       name=primary) if plan.load_agents else []
+        agents.save(self.run_dir, self._agent_rows, agent_rows)
         if protocol == "http":
             # Streamed into HDR histograms: bounded memory however long the trial
             # (harness.latency); the raw records are kept only with --keep-requests.
@@ -538,6 +531,9 @@ class Runner:
                 trial["status"], trial["reason"] = "unsupported", unsupported
                 return
         gen = analysis.generator_load(_frame(gen_rows), t0, t1)
+        master_gen = dict(gen)
+        if plan.load_agents:  # the local locust is the master only: the agents' CPU
+            gen.update(agents.generator_figures(agent_rows))
         trial.update(gen)
         if closed:
             trial["littles_law_ratio"] = analysis.littles_law(
@@ -572,12 +568,15 @@ class Runner:
         reasons = [trial["reason"]] if trial["reason"] else []
         if stopped < window.end:
             reasons.append("locust stopped before the measurement window ended")
-        saturated = analysis.generator_saturation(
-            gen, load_cpus=len(plan.load_cpus),
-            limit_percent=plan.scenario.max_generator_cpu_percent,
-            locust_warned=bool(meta.get("cpu_warning")))
+        limit = plan.scenario.max_generator_cpu_percent
+        saturated = agents.problems(
+            agent_rows, meta, master_gen, planned=plan.load_agents, limit_percent=limit,
+            protocol=protocol) if plan.load_agents else analysis.generator_saturation(
+                gen, load_cpus=len(plan.load_cpus), limit_percent=limit,
+                locust_warned=bool(meta.get("cpu_warning")))
+        n_load = plan.load_agents or len(plan.load_cpus)
         limited = analysis.generator_limited(
-            trial, load_processes=plan.load_processes, load_cpus=len(plan.load_cpus),
+            trial, load_processes=plan.load_agents or plan.load_processes, load_cpus=n_load,
             server_cpus=len(plan.server_cpus),
             server_concurrency=capacity
         ) if not saturated else ""

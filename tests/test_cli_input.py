@@ -102,6 +102,34 @@ def test_repeated_levels_are_refused(args: tuple[str, ...], message: str, tmp_pa
     assert message in line
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (("--master-bind", "127.0.0.1:5557"), "--master-bind applies to --load-agents only"),
+    (("--load-agents", "2", "--load-processes", "2"), "exclude each other"),
+    (("--load-agents", "2", "--master-bind", "5557"), "expected HOST:PORT"),
+    (("--load-agents", "2", "--master-bind", "127.0.0.1:70000"), "expected HOST:PORT"),
+    (("--load-agents", "2", "--agent-timeout", "0"), "--agent-timeout 0.0: must be > 0"),
+    (("--load-agents", "-1",), "--load-agents -1: must be >= 0"),
+])
+def test_bad_agent_options_are_refused(args: tuple[str, ...], message: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    line = refused(capsys, monkeypatch, tmp_path, "--scenario", "io-heavy", *args)
+    assert message in line
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--master", "nowhere"), "--master 'nowhere': expected HOST:PORT"),
+    (("--master", "127.0.0.1:5557", "--processes", "0"), "--processes 0: must be > 0"),
+    (("--master", "127.0.0.1:5557", "--timeout", "nan"), "--timeout nan: must be"),
+])
+def test_bad_bench_agent_input_is_one_line(args: tuple[str, ...], message: str,
+                                           capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = bench(capsys, monkeypatch, "agent", *args)
+    assert code == 2 and err.count("\n") == 1 and message in err, (code, out, err)
+    assert not procs._started
+
+
 def test_repeated_levels_in_a_scenario_file_are_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

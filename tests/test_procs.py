@@ -108,6 +108,17 @@ def group_members(pgid: int) -> list[int]:
     return procs.live_members([pgid])
 
 
+def assert_loopback_listeners(pids: list[int]) -> None:
+    """``ss -ltnp``: every TCP listener of ``pids`` (locust's master with --processes 2:
+    its ZeroMQ port) is on 127.0.0.x, and there is one (locust's default is *:5557)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, timeout=10,
+                         check=True).stdout
+    ours = [line.split()[3] for line in out.splitlines()
+            if any(f"pid={pid}," in line for pid in pids)]
+    assert ours, f"no listener of {pids} in:\n{out}"
+    assert all(addr.startswith("127.0.0.") for addr in ours), ours
+
+
 def test_children_die_with_the_harness_by_parent_death_signal_alone(tmp_path: Path) -> None:
     """``kill -9`` of the process that spawned them, no watchdog, no finally: the kernel's
     parent-death signal reaches each group leader (gunicorn's arbiter, locust's master
@@ -124,6 +135,7 @@ def test_children_die_with_the_harness_by_parent_death_signal_alone(tmp_path: Pa
                                 and len(group_members(pgids["server"])) == 3
                                 and procs.client_connections(pgids["port"]) >= 4, 30), \
             (tmp_path / "locust.log").read_text()
+        assert_loopback_listeners(group_members(pgids["locust"]))
         members = [*group_members(pgids["server"]), *group_members(pgids["locust"])]
         start = time.monotonic()
         helper.kill()

@@ -27,6 +27,14 @@ level's ``records_dir``, takes its options, and (local runner or master) starts 
 write the level's ``<pid>.meta.json``. Without ``control_path`` the spec is the one
 level and locust's ``--users`` start it.
 
+Agents (``bench run --load-agents N``, harness/loadgen/agents.py). The harness's locust
+is then a master only (spec ``agents``): it waits for the agents' clocks, sends each level
+to them as a custom message, writes the records and meta they send back into the
+level's ``records_dir`` as ``agent-<n>.csv`` / ``agent-<n>.meta.json``, and writes its
+own meta last, naming the agents lost. A worker started without ``--bench-spec`` is an
+agent (``bench agent``): it takes its levels from those messages, ships its records
+instead of writing them, and records every time in the master's clock (``_now``).
+
 The generator measures itself, so a trial it slowed down can be told apart:
 
 * closed loop, *scheduling lag*: the time from a user's previous response being
@@ -63,6 +71,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import agents
 import gevent
 from gevent.pool import Pool
 from locust import FastHttpUser, constant, events, task
@@ -82,10 +91,18 @@ CONTROL_EVERY_S = 0.05
 WORKERS_WAIT_S = 60.0
 #: The control entry being served (its ``seq``), and whether a level is active.
 _control: dict[str, Any] = {"seq": -1, "active": False}
+#: A load agent's clock minus the master's (s), set at connect (harness/loadgen/agents.py):
+#: every time this process records is in the master's clock. 0 for a local run.
+_clock: dict[str, Any] = {"offset_s": 0.0, "agents": None, "cpu": []}
+
+
+def _now() -> float:
+    """Wall-clock time (unix s) in the harness's clock."""
+    return time.time() - _clock["offset_s"]
 
 
 def _note_lag(lag_s: float) -> None:
-    slot = _lag.setdefault(int(time.time()), [0, 0.0, 0.0])
+    slot = _lag.setdefault(int(_now()), [0, 0.0, 0.0])
     ms = lag_s * 1000.0
     slot[0] += 1
     slot[1] += ms
@@ -93,7 +110,7 @@ def _note_lag(lag_s: float) -> None:
 
 
 def _note_send(due_unix: float, late: bool, capped: bool, unsent: bool = False) -> None:
-    slot = _sends.setdefault(int(due_unix), [0, 0, 0, 0])
+    slot = _sends.setdefault(int(due_unix - _clock["offset_s"]), [0, 0, 0, 0])
     slot[0] += 1
     slot[1] += late
     slot[2] += capped
@@ -103,12 +120,16 @@ def _note_send(due_unix: float, late: bool, capped: bool, unsent: bool = False) 
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser: Any) -> None:
     parser.add_argument("--bench-spec", type=str, default="", help="bench: trial spec JSON")
+    parser.add_argument("--bench-agent-dir", type=str, default="",
+                        help="bench agent: folder for this worker's <pid>.connected")
 
 
 @events.init.add_listener
 def _on_init(environment: Any, **_kw: Any) -> None:
     path = environment.parsed_options.bench_spec if environment.parsed_options else ""
     if not path:
+        if type(environment.runner).__name__ == "WorkerRunner":
+            _agent_init(environment)
         return
     with open(path, encoding="utf-8") as f:
         _spec.update(json.load(f))
@@ -118,10 +139,85 @@ def _on_init(environment: Any, **_kw: Any) -> None:
         _drop_locust_request_stats(environment)
     _meta["pid"] = os.getpid()
     _meta["init_unix_s"] = time.time()
+    if _spec.get("agents") and _meta["role"] == "master":
+        _clock["agents"] = agents.Registry(environment.runner, _spec["agents_path"])
     if _spec.get("control_path"):
         gevent.spawn(_control_loop, environment)
     else:
         _control["active"] = True
+
+
+def _agent_init(environment: Any) -> None:
+    """A load agent (``bench agent``): follow the master's custom messages
+    (harness/loadgen/agents.py) instead of a spec file and a control file."""
+    runner = environment.runner
+    _meta["role"] = "worker"
+    _meta["pid"] = os.getpid()
+
+    def on_ping(msg: Any, **_kw: Any) -> None:
+        t1 = time.time()
+        runner.send_message("bench_pong", {"t0": msg.data["t0"], "t1": t1, "t2": time.time()})
+
+    def on_clock(msg: Any, **_kw: Any) -> None:
+        _clock["offset_s"] = float(msg.data["offset_s"])
+        _meta.update(agent_index=msg.data["index"], clock_offset_s=msg.data["offset_s"],
+                     clock_uncertainty_s=msg.data["uncertainty_s"])
+
+    def on_level(msg: Any, **_kw: Any) -> None:
+        global _records
+        if _records is not None:
+            _records.close()
+        _spec.clear()
+        _spec.update(msg.data)
+        _spec["expected_body_bytes"] = _spec["expected_body"].encode("latin-1")
+        for key in ("spawn_complete_unix_s", "test_stop_unix_s", "user_count"):
+            _meta.pop(key, None)
+        _meta["cpu_warning"] = False
+        _errors.clear()
+        _lag.clear()
+        _sends.clear()
+        _clock["cpu"] = []
+        _control.update(seq=msg.data["seq"], active=True)
+        _records = agents.Shipper(runner, msg.data["seq"])
+        gevent.spawn(_sample_cpu, msg.data["seq"])
+
+    def on_end(msg: Any, **_kw: Any) -> None:
+        gevent.spawn(_agent_end, runner, msg.data["seq"])
+
+    for kind, handler in (("ping", on_ping), ("clock", on_clock), ("level", on_level),
+                          ("end", on_end)):
+        runner.register_message(f"bench_{kind}", handler)
+    runner.send_message("bench_hello", agents.hello(runner))
+    environment.events.quitting.add_listener(
+        lambda **_kw: runner.send_message("bench_bye", {}))
+    folder = environment.parsed_options.bench_agent_dir if environment.parsed_options else ""
+    if folder:  # tells `bench agent` this worker reached its master
+        with open(os.path.join(folder, f"{os.getpid()}.connected"), "w", encoding="utf-8") as f:
+            f.write(runner.client_id)
+
+
+def _sample_cpu(seq: int) -> None:
+    """An agent's CPU time during a level: [master-clock unix s, process CPU s] pairs
+    every 0.25 s (``time.process_time``: every thread of this process)."""
+    while _control["active"] and _control["seq"] == seq:
+        _clock["cpu"].append([_now(), time.process_time()])
+        gevent.sleep(0.25)
+
+
+def _agent_end(runner: Any, seq: int) -> None:
+    """The level is over: wait for the master's stop to end the users (bounded), then
+    send the last records and the level's meta."""
+    deadline = time.time() + 2.0 + float(getattr(runner.environment, "stop_timeout", 0) or 0)
+    while runner.user_count and time.time() < deadline:
+        gevent.sleep(0.02)
+    _clock["cpu"].append([_now(), time.process_time()])
+    shipper = _records
+    meta = _level_meta()
+    _control["active"] = False
+    meta = {**meta, "cpu_samples": _clock["cpu"],
+            "shipped_bytes": getattr(shipper, "shipped_bytes", 0),
+            "shipped_batches": getattr(shipper, "batches", 0)}
+    runner.send_message("bench_meta", {"seq": seq, "meta": meta})
 
 
 def _drop_locust_request_stats(environment: Any) -> None:
@@ -148,6 +244,8 @@ def _control_loop(environment: Any) -> None:
                 order = json.load(f)
         except (OSError, ValueError):
             continue
+        if _clock["agents"] is not None and _control["active"]:
+            _clock["agents"].watch()
         if order.get("seq", -1) <= _control["seq"]:
             continue
         _control["seq"] = order["seq"]
@@ -174,7 +272,21 @@ def _start_level(environment: Any, level: dict[str, Any]) -> None:
         _meta.pop(key, None)
     _errors.clear()
     _control["active"] = True
-    if _meta.get("role") == "master":
+    registry = _clock["agents"]
+    if registry is not None:
+        # Agents: each one's clock measured, and locust's own headless start (with no
+        # users, once --expect-workers connected) behind us, or it would undo this one.
+        want, deadline = int(_spec["agents"]), time.time() + float(_spec["agents_wait_s"])
+        while ((len(registry.ready()) < want or runner.state == "ready")
+               and time.time() < deadline):
+            gevent.sleep(0.05)
+        environment.host = level["host"]
+        registry.begin(level, _spec)
+        if not registry.in_level:  # nobody to run it: the master's meta ends the level
+            _errors["no load agent connected to the master"] += 1
+            _end_level(environment)
+            return
+    elif _meta.get("role") == "master":
         # The harness may order the first level before every forked worker has
         # connected; starting then would spread the users over fewer workers (or, with
         # none yet, start nothing). Wait for all of them, bounded.
@@ -199,19 +311,30 @@ def _end_level(environment: Any) -> None:
         deadline = time.time() + 2.0
         while runner.user_count and time.time() < deadline:
             gevent.sleep(0.02)
+    if _clock["agents"] is not None:
+        _clock["agents"].end()
+        _meta.update(_clock["agents"].summary())
     _control["active"] = False
     _write_meta()
 
 
-def _write_meta() -> None:
+def _level_meta() -> dict[str, Any]:
+    """This process's meta for the level (closes its records first)."""
     global _records
     if _records is not None:
         _records.close()
         _records = None
-    _meta.setdefault("test_stop_unix_s", time.time())
+    _meta.setdefault("test_stop_unix_s", _now())
     _meta["errors"] = dict(_errors.most_common(20))
     _meta["lag_slices"] = {str(k): v for k, v in sorted(_lag.items())}
     _meta["open_loop_slices"] = {str(k): v for k, v in sorted(_sends.items())}
+    return _meta
+
+
+def _write_meta() -> None:
+    _level_meta()
+    if not _spec.get("records_dir"):
+        return  # an agent: its meta goes to the master (_agent_end)
     os.makedirs(_spec["records_dir"], exist_ok=True)
     final = os.path.join(_spec["records_dir"], f"{os.getpid()}.meta.json")
     with open(final + ".tmp", "w", encoding="utf-8") as f:
@@ -251,6 +374,11 @@ def _on_request(name: str, response_time: float, exception: BaseException | None
         _errors[f"{type(exception).__name__}: {exception}"[:200]] += 1
     if start_time is None:  # events fired by hand may omit it: start = end - duration
         start_time = time.time() - response_time / 1000.0
+    if _clock["offset_s"]:
+        if name == "event":  # SSE: the start is the server's send time (the harness's
+            response_time -= _clock["offset_s"] * 1000.0  # host); the lag ends on ours
+        else:
+            start_time -= _clock["offset_s"]
     kind = name.replace(",", ";")
     records.write(f"{start_time:.6f},{response_time:.4f},{int(ok)},{status},"
                   f"{response_length or 0},{kind}\n")
@@ -260,9 +388,9 @@ def _on_request(name: str, response_time: float, exception: BaseException | None
 def _on_spawned(user_count: int, **_kw: Any) -> None:
     if not _control["active"] or (_spec.get("control_path") and not user_count):
         return  # the session's start with no users, or after a level ended
-    _meta["spawn_complete_unix_s"] = time.time()
+    _meta["spawn_complete_unix_s"] = _now()
     _meta["user_count"] = user_count
-    if _spec:
+    if _spec.get("records_dir"):
         os.makedirs(_spec["records_dir"], exist_ok=True)
         final = os.path.join(_spec["records_dir"], f"{os.getpid()}.spawned")
         with open(final + ".tmp", "w", encoding="utf-8") as f:
@@ -279,7 +407,7 @@ def _on_cpu_warning(**_kw: Any) -> None:
 @events.test_stop.add_listener
 def _on_test_stop(**_kw: Any) -> None:
     if _control["active"]:
-        _meta.setdefault("test_stop_unix_s", time.time())
+        _meta.setdefault("test_stop_unix_s", _now())
 
 
 @events.quitting.add_listener

@@ -30,6 +30,7 @@ from harness.report.tables import (
     _servers_table,
     _trials_table,
     _validity_table,
+    agents_table,
     agreement_table,
 )
 from harness.report.templating import plot_div, render_template
@@ -152,6 +153,7 @@ def _section(a: Analysis, index: int, charts: Sequence[Any],
         "charts": charts,
         "trials": _trials_table(a, index),
         "agreement": agreement_table(a),
+        "agents": agents_table(a, index),
         "method": _method(meta, a),
         "shared_cpus": _shared_cpus(meta),
         "stacks": ({"matrix": matrix_table(a, index), "overhead": overhead_table(a, index),

@@ -325,6 +325,25 @@ def _trials_table(a: Analysis, index: int) -> Table | None:
                   status_cells=True)
 
 
+def agents_table(a: Analysis, index: int) -> Table | None:
+    """One row per (trial, load agent) from ``agents.csv`` (``bench run --load-agents``:
+    harness.agents.AGENT_COLUMNS); None for a run without agents."""
+    path = a.run.path / "agents.csv"
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path, dtype={"address": str, "host": str})
+    columns = [("trial", False), ("agent", True), ("address", False), ("host", False),
+               ("req/s", True), ("p50 ms", True), ("p99 ms", True), ("CPU % of a core", True),
+               ("CPU warning", False), ("clock offset ms", True), ("± ms", True)]
+    rows: list[tuple[str, Sequence[Cell]]] = [("", [
+        str(r.trial_id), _n(r.agent, 0), _text(r.address), _text(r.host), _n(r.throughput_rps),
+        _n(r.latency_p50_ms, 2), _n(r.latency_p99_ms, 2), _n(r.cpu_percent, 0),
+        "yes" if r.cpu_warning is True or str(r.cpu_warning) == "True" else "no",
+        _n(r.clock_offset_ms, 3), _n(r.clock_uncertainty_ms, 3)])
+        for r in frame.itertuples(index=False)]
+    return make_table(columns, rows, table_id=f"agents-run{index}", sortable=True)
+
+
 def _engine_table(a: Analysis) -> tuple[str, Table] | None:
     """The engine's memory beside PSS (:func:`engine_memory`): a sentence saying how far
     apart they were here, and the table; None when the run has no engine samples."""

@@ -467,13 +467,13 @@ def started(plan: Any, run_dir: Path, clock: Callable[[], float],
     try:
         components.start()
         if components.names:
-            state.meta["components"] = components.info()
+            state.meta = state.meta.updated({"components": components.info()})
             state.save()
         yield components
     finally:
         try:
             if components.names:
-                state.meta["components"] = components.info()
+                state.meta = state.meta.updated({"components": components.info()})
         finally:
             components.stop()
             if components.names:

@@ -99,6 +99,18 @@ class ScenarioMeta(Record):
     expect: ExpectMeta = optional(ExpectMeta)
     validity: ValidityMeta = optional(ValidityMeta)
 
+    def params_text(self) -> str:
+        """``"k=v,k2=v2"``, sorted by name ("" without parameters): what tells two
+        workloads of one scenario apart in names, labels and history keys."""
+        return ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+
+    def label(self, name: str | None = None, unnamed: str = "") -> str:
+        """``"io-heavy latency_ms=50"``: ``name`` (default: the scenario's, else
+        ``unnamed``) and :meth:`params_text`."""
+        name = name or self.name or unnamed
+        text = self.params_text()
+        return f"{name} {text}" if text else name
+
 
 @dataclass(frozen=True, kw_only=True)
 class WarmupMeta(Record):
@@ -184,6 +196,11 @@ class MachineMeta(Record):
     python: str | None = None
     python_implementation: str | None = None
 
+    def label(self, times: str = "×") -> str:
+        """``"AMD EPYC ×2"``: the CPU model and logical CPUs, for grouping runs."""
+        cpus = "?" if self.logical_cpus is None else self.logical_cpus
+        return f"{self.cpu_model or 'unknown CPU'} {times}{cpus}"
+
 
 @dataclass(frozen=True, kw_only=True)
 class GitMeta(Record):
@@ -258,9 +275,11 @@ class CpuLocksMeta(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class PostgresMeta(Record):
-    """The PostgreSQL component (harness.postgres / harness.dockerdb ``info``); the
-    other keys it records (bindir, command settings, sampling, ...) are in ``extra``."""
+    """The PostgreSQL component (harness.postgres / harness.dockerdb ``info``): ``dir``
+    is the cluster folder the harness made (removed after the run); the other keys it
+    records (bindir, command settings, the docker container, ...) are in ``extra``."""
 
+    dir: str | None = optional()
     host: str | None = optional()
     port: int | None = optional()
     os_user: str | None = optional()
@@ -356,6 +375,19 @@ class OracleMeta(Record):
         return {tid: str(entry.get("reason", "")) for tid, entry in self.trials.items()}
 
 
+@dataclass(frozen=True, kw_only=True)
+class CrashMeta(Record):
+    """Written by harness.watchdog / ``bench clean`` when the harness died mid-run: who
+    found it, when (ISO 8601 UTC), and what they stopped and removed."""
+
+    detected_by: str | None = None
+    detected_at: str | None = None
+    reason: str | None = None
+    stopped_groups: tuple[int, ...] = ()
+    removed_containers: tuple[str, ...] = ()
+    removed_networks: tuple[str, ...] = ()
+
+
 # ------------------------------------------------------------------------------- the run
 
 @dataclass(frozen=True, kw_only=True)
@@ -400,7 +432,7 @@ class RunMeta(Record):
     deployments: tuple[DeploymentEntry, ...] = optional(())
     oracle: OracleMeta = optional(OracleMeta)
     analysis_error: str | None = optional()
-    crash: Mapping[str, Any] = optional({})
+    crash: CrashMeta = optional(CrashMeta)
     crash_reason: str | None = optional()
     migrated_from: int | None = optional()
 

@@ -10,7 +10,7 @@ Reading (:meth:`Record.from_dict`): nested objects become nested records, arrays
 tuples; keys the record does not know are kept in ``extra`` (a newer bench's key, or an
 older one's that this version dropped), and the order the keys were read in is kept, so
 ``from_dict(d).to_dict() == d`` with the same key order: a stored file written back is
-the same bytes.
+the same bytes (but for NaN tokens an old bench wrote in free-form values: ``null``).
 
 Writing (:meth:`Record.to_dict`): a record built in code writes its fields in declared
 order, then ``extra``; a field declared with :func:`optional` is left out until it is
@@ -31,11 +31,9 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from harness.atomic import finite_json
-
-R = TypeVar("R", bound="Record")
 
 _OPTIONAL = {"optional": True}
 _JSON_TYPES = {dict: "object", list: "array", tuple: "array", str: "string", int: "number",

@@ -138,7 +138,9 @@ def load_run(path: Path) -> RunData:
 
     Raises:
         UserError: no run.json there, or a damaged file: run.json that is not a JSON
-            object, not UTF-8, without schema_version or with a newer one; trials.csv or
+            object, not UTF-8, without schema_version or with a newer one, or with a
+            key of the wrong type (harness.runmeta; the message names the key path,
+            e.g. ``'scenario.users[1]'``; unknown keys are kept, not refused); trials.csv or
             samples.csv that is not UTF-8, not CSV, or lacks a column readers need. The
             message names the file and what is wrong with it, in one line.
     """

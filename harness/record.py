@@ -260,14 +260,17 @@ class Record:
 
     def updated(self, values: Mapping[str, Any]) -> typing.Self:
         """A copy with JSON ``values`` (objects, arrays) for its own keys, converted as
-        :meth:`from_dict` does, and any other keys added to ``extra``; e.g. what a
-        backend or component says of itself as a dict.
+        :meth:`from_dict` does: what a backend or component says of itself as a dict.
 
         Raises:
-            RecordError: a value of the wrong type (a writer's bug).
+            RecordError: a key that is not a field (writing, an unknown key is a typo or
+                a field not yet declared; reading keeps them in ``extra``), or a value
+                of the wrong type (a writer's bug).
         """
         hints = self.known()
-        own = {k: _convert(v, hints[k], k) for k, v in values.items() if k in hints}
-        other = {k: v for k, v in values.items() if k not in hints}
-        return dataclasses.replace(self, **own, extra={**self.extra, **other})
+        unknown = sorted(set(values) - set(hints))
+        if unknown:
+            raise RecordError(unknown[0], f"is not a key of {type(self).__name__}")
+        return dataclasses.replace(self, **{k: _convert(v, hints[k], k)
+                                            for k, v in values.items()})
 

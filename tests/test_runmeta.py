@@ -109,6 +109,8 @@ def test_a_wrong_type_fails_where_it_is_written() -> None:
         meta.updated({"machine": {"logical_cpus": True}})
     with pytest.raises(TypeError):  # a key that is no field is a typo, not an extra
         meta.replace(satus="complete")  # type: ignore[call-arg]
+    with pytest.raises(RecordError, match="'engin' is not a key of RunMeta"):
+        meta.updated({"engin": {"url": "unix:///x"}})
     assert DeploymentEntry.from_dict({"port": 80}).port == 80
 
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness import cli_apps, config, cpulock, servers, stacks
+from harness import cli_apps, config, cpulock, runmeta, servers, stacks
 from harness.cli_check import AtUsersOpt, SloOpt
 from harness.cli_check import show as show_check
 from harness.errors import UserError
@@ -343,8 +343,8 @@ def run(
     os.sched_setaffinity(0, l_cpus)
     runner = Runner(plan)
     cpu_locks.note(run_id=runner.run_id, run_dir=str(runner.run_dir), command=plan.command)
-    runner.state.meta["cpu_locks"] = {"folder": str(cpu_locks.folder), "cpus": cpu_locks.cpus,
-                                      "waited_s": round(cpu_locks.waited_s, 3)}
+    runner.state.meta = runner.state.meta.replace(cpu_locks=runmeta.CpuLocksMeta(
+        folder=str(cpu_locks.folder), cpus=cpu_locks.cpus, waited_s=round(cpu_locks.waited_s, 3)))
     exit_code = 0
     with Progress(TextColumn("{task.description:<42}"), BarColumn(), TimeRemainingColumn(),
                   console=human, transient=True) as progress:
@@ -494,8 +494,8 @@ def _summary(run_dir: Path, console: Console) -> Any:
     from harness.results import load_run
 
     data = load_run(run_dir)
-    table = Table(title=escape(f"{data.meta['scenario']['name']} · {data.meta['run_id']}"))
-    unit = rate_unit(str(data.meta["scenario"].get("protocol") or "http"))
+    table = Table(title=escape(f"{data.meta.scenario.name} · {data.meta.run_id}"))
+    unit = rate_unit(data.meta.scenario.protocol or "http")
     several = set(data.trials["app"]) - {stacks.RAW}
     for col in ("server", *(("app",) if several else ()), "interface", "users", "status", unit,
                 "p50 ms", "p99 ms", "CPU %", "PSS MiB", "gen CPU %", "reason"):
@@ -526,7 +526,7 @@ def report_cmd(
     from harness.results import load_run
 
     runs = [load_run(d) for d in run_dirs]
-    name = (str(runs[0].meta.get("run_id") or runs[0].path.name) if len(runs) == 1
+    name = (runs[0].meta.run_id or runs[0].path.name if len(runs) == 1
             else f"combined-{len(runs)}-runs")
     path = _render([r.path for r in runs], output or config.load().reports() / f"{name}.html",
                    target_rps=target_rps, slo_p99_ms=slo_p99_ms, png_dir=png)

@@ -264,7 +264,7 @@ def export_cmd(
         raise UserError(f"-o {output}: a folder; csv-history appends to a CSV file")
     appended: list[bool] = []
     _write(output, "-o", lambda: appended.append(append_csv_history(data, output)))
-    run_id = data.meta.get("run_id")
+    run_id = data.meta.run_id
     out.print(f"appended {run_id} to {output}" if appended[0]
               else f"{run_id} already in {output}; nothing appended", markup=False,
               highlight=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -30,20 +30,18 @@ def dead_runs(results_dir: Path) -> list[Path]:
     import socket
 
     from harness.procs import same_process
+    from harness.runmeta import RunMeta
 
     found = []
     single = results_dir / "run.json"
     for meta_path in [single] if single.is_file() else sorted(results_dir.glob("*/run.json")):
         try:
-            meta: Any = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            meta = RunMeta.from_dict(json.loads(meta_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):  # unreadable or damaged (RecordError): not ours to judge
             continue
-        if not isinstance(meta, dict) or meta.get("status") != "running":
+        if meta.status != "running" or meta.harness.host != socket.gethostname():
             continue
-        recorded = meta.get("harness")
-        if not isinstance(recorded, dict) or recorded.get("host") != socket.gethostname():
-            continue
-        if same_process(recorded) is False:
+        if same_process(meta.harness.identity()) is False:
             found.append(meta_path.parent)
     return found
 

@@ -53,7 +53,7 @@ def cross_check_cmd(
         err.print(f"[bold yellow]interrupted[/]: levels checked so far kept in "
                   f"{run.path / 'oracle.csv'}")
         raise typer.Exit(exit_code)
-    _render(table, title=f"bench vs wrk · {run.meta.get('run_id', run.path.name)}")
+    _render(table, title=f"bench vs wrk · {run.meta.run_id or run.path.name}")
     out.print(f"oracle: {run.path / 'oracle.csv'}")
 
 

@@ -36,7 +36,7 @@ Everything but :func:`load_side` is a pure function of data.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from harness.compare_defaults import DEFAULT_ALPHA
 from harness.errors import UserError
 from harness.gates import Decision, Gate, Verdict, decide, make_gates
 from harness.results import RunData, load_run
+from harness.runmeta import RunMeta
 
 #: How trials of two runs are matched. ``offered_rps`` is the open-loop arrival rate of a
 #: level (None for closed-loop levels, and for runs written before it existed).
@@ -74,37 +75,33 @@ def load_side(path: Path) -> list[RunData]:
     raise UserError(f"{path}: no run here (no run.json in it or in its sub-folders)")
 
 
-#: (what, path in run.json) that must be equal on both sides unless --force.
-_MUST_MATCH = (
-    ("CPU model", ("machine", "cpu_model")),
-    ("logical CPUs", ("machine", "logical_cpus")),
-    ("scenario", ("scenario", "name")),
-    ("request", ("scenario", "request_path")),
-    ("scenario parameters", ("scenario", "params")),
+def _cpu_sets(meta: RunMeta) -> dict[str, list[int]] | None:
+    cpus = meta.cpus
+    return {"server": list(cpus.server), "load": list(cpus.load)} if cpus else None
+
+
+#: (what, its value in run.json) that must be equal on both sides unless --force.
+_MUST_MATCH: tuple[tuple[str, Callable[[RunMeta], Any]], ...] = (
+    ("CPU model", lambda m: m.machine.cpu_model),
+    ("logical CPUs", lambda m: m.machine.logical_cpus),
+    ("scenario", lambda m: m.scenario.name),
+    ("request", lambda m: m.scenario.request_path),
+    ("scenario parameters", lambda m: dict(m.scenario.params)),
 )
 #: Differences worth a note but no refusal.
-_SHOULD_MATCH = (
-    ("measurement window s", ("scenario", "duration_s")),
-    ("warm-up s", ("scenario", "warmup_s")),
-    ("CPU sets", ("cpus",)),
-    ("Python", ("machine", "python")),
+_SHOULD_MATCH: tuple[tuple[str, Callable[[RunMeta], Any]], ...] = (
+    ("measurement window s", lambda m: m.scenario.duration_s),
+    ("warm-up s", lambda m: m.scenario.warmup_s),
+    ("CPU sets", _cpu_sets),
+    ("Python", lambda m: m.machine.python),
 )
 
 
-def _get(meta: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = meta
-    for part in path:
-        value = value.get(part) if isinstance(value, Mapping) else None
-    if isinstance(value, Mapping) and path[-1] == "cpus":
-        return {k: value.get(k) for k in ("server", "load")}
-    return value
-
-
-def differences(a: Mapping[str, Any], b: Mapping[str, Any],
-                fields: Sequence[tuple[str, tuple[str, ...]]] = _MUST_MATCH) -> list[str]:
-    """``"CPU model 'X' vs 'Y'"`` for every field of ``fields`` on which two run.json differ."""
-    return [f"{what} {_get(a, p)!r} vs {_get(b, p)!r}" for what, p in fields
-            if _get(a, p) != _get(b, p)]
+def differences(a: RunMeta, b: RunMeta,
+                fields: Sequence[tuple[str, Callable[[RunMeta], Any]]] = _MUST_MATCH
+                ) -> list[str]:
+    """``"CPU model 'X' vs 'Y'"`` for every field of ``fields`` on which two runs differ."""
+    return [f"{what} {get(a)!r} vs {get(b)!r}" for what, get in fields if get(a) != get(b)]
 
 
 @dataclass(frozen=True)
@@ -179,9 +176,9 @@ def _side_info(runs: Sequence[RunData]) -> list[dict[str, Any]]:
     out = []
     for r in runs:
         status = r.trials["status"] if len(r.trials) else pd.Series(dtype=object)
-        out.append({"path": str(r.path), "run_id": r.meta.get("run_id"),
-                    "status": r.meta.get("status"), "started_at": r.meta.get("started_at"),
-                    "commit": (r.meta.get("git") or {}).get("commit"),
+        out.append({"path": str(r.path), "run_id": r.meta.run_id,
+                    "status": r.meta.status, "started_at": r.meta.started_at,
+                    "commit": r.meta.git.commit,
                     "ok_trials": int((status == "ok").sum()),
                     "excluded_trials": int((status != "ok").sum())})
     return out
@@ -191,7 +188,7 @@ def _trials(runs: Sequence[RunData]) -> pd.DataFrame:
     frames = []
     for r in runs:
         t = r.trials.copy()
-        t["run_id"] = r.meta.get("run_id") or r.path.name
+        t["run_id"] = r.meta.run_id or r.path.name
         frames.append(t)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -243,8 +240,8 @@ def compare(baseline: Sequence[RunData], current: Sequence[RunData], *,
     notes = [f"{d} (baseline vs current)"
              for d in differences(baseline[0].meta, current[0].meta, _SHOULD_MATCH)]
     for r in (*baseline, *current):
-        if r.meta.get("status") != "complete":
-            notes.append(f"run {r.meta.get('run_id')} is {r.meta.get('status')}: "
+        if r.meta.status != "complete":
+            notes.append(f"run {r.meta.run_id} is {r.meta.status}: "
                          "only its ok trials take part")
 
     sides = {"baseline": _trials(baseline), "current": _trials(current)}

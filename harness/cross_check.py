@@ -23,6 +23,7 @@ from harness.oracle import (
     warmup_used,
     wrk_version,
 )
+from harness.runmeta import OracleMeta, RunMeta
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,16 +87,15 @@ def fill_trial(trial: dict[str, Any], result: OracleResult) -> None:
         trial["flags"] = ";".join(kept)
 
 
-def _oracle_meta(meta: dict[str, Any], wrk: str) -> dict[str, Any]:
-    existing = meta.get("oracle")
-    if isinstance(existing, dict):
-        return existing
-    return meta.setdefault("oracle", {
-        "tool": "wrk", "path": wrk, "version": wrk_version(wrk),
-        "tolerance": AGREEMENT_TOLERANCE, "timeout_s": WRK_TIMEOUT_S,
-        "warmup": "separate wrk run of the trial's warm-up length, discarded",
-        "trials": {},
-    })
+def _with_entry(meta: RunMeta, wrk: str, trial_id: str, entry: dict[str, Any]) -> RunMeta:
+    """``meta`` with the oracle's ``entry`` for ``trial_id`` (the oracle section made on
+    the first one)."""
+    oracle = meta.oracle
+    if oracle.tool is None:
+        oracle = OracleMeta(tool="wrk", path=wrk, version=wrk_version(wrk),
+                            tolerance=AGREEMENT_TOLERANCE, timeout_s=WRK_TIMEOUT_S,
+                            warmup="separate wrk run of the trial's warm-up length, discarded")
+    return meta.replace(oracle=oracle.replace(trials={**oracle.trials, trial_id: entry}))
 
 
 class PlanView(Protocol):
@@ -112,31 +112,30 @@ class PlanView(Protocol):
 
 
 def cross_check_trial(trial: dict[str, Any], server: Deployment, plan: PlanView, *,
-                      run_dir: Path, meta: dict[str, Any]) -> None:
+                      run_dir: Path, meta: RunMeta) -> RunMeta:
     """``bench run --cross-check``: run the oracle on the server that just served
     (and recorded) ``trial``, at its concurrency, on the plan's load CPUs, with the plan's warm-up and
     window lengths; fill the trial's ``oracle_*`` columns and record the run (argv,
-    version, errors) or why there is none in ``meta["oracle"]["trials"][trial_id]``.
+    version, errors) or why there is none in the run's ``oracle.trials[trial_id]``:
+    returns ``meta`` with it.
 
     Never raises for wrk's own failures (they become the reason); Ctrl-C and SIGTERM
     pass through, after wrk was stopped. The caller saves the run afterwards.
     """
     wrk = require_wrk()
-    entries = _oracle_meta(meta, wrk)["trials"]
     reason = not_checked_reason(trial, plan.scenario.protocol)
     if reason:
-        entries[trial["trial_id"]] = {"reason": reason}
-        return
+        return _with_entry(meta, wrk, trial["trial_id"], {"reason": reason})
     try:
         result = drive(server, plan.scenario.request_path, users=int(trial["users"]),
                        cpus=list(plan.load_cpus), warmup_s=warmup_used(trial, plan.warmup_s),
                        duration_s=plan.duration_s, out_dir=run_dir / "oracle",
                        label=trial["trial_id"], wrk=wrk)
     except OracleError as exc:
-        entries[trial["trial_id"]] = {"reason": f"not cross-checked: {exc}"}
-        return
+        return _with_entry(meta, wrk, trial["trial_id"], {"reason": f"not cross-checked: {exc}"})
     fill_trial(trial, result)
-    entries[trial["trial_id"]] = {"reason": _result_reason(result), **result.as_dict()}
+    return _with_entry(meta, wrk, trial["trial_id"],
+                       {"reason": _result_reason(result), **result.as_dict()})
 
 
 #: A CPU set busier than this (% of its capacity) during the wrk run is noted in the
@@ -158,10 +157,9 @@ def _result_reason(result: OracleResult) -> str:
     return "; ".join(notes)
 
 
-def reasons_from_meta(meta: Mapping[str, Any]) -> dict[str, str]:
+def reasons_from_meta(meta: RunMeta) -> dict[str, str]:
     """trial_id -> the oracle's reason (why not checked, or wrk's errors) from run.json."""
-    trials = (meta.get("oracle") or {}).get("trials") or {}
-    return {tid: str(entry.get("reason", "")) for tid, entry in trials.items()}
+    return meta.oracle.reasons()
 
 
 # ----------------------------------------------------------------------- agreement table
@@ -294,9 +292,9 @@ def cross_check_run(run_dir: Path, servers: list[str] | None = None, *, pin_self
     wrk = require_wrk()
     data = load_run(run_dir)
     meta, trials = data.meta, data.trials
-    sc = meta.get("scenario") or {}
-    protocol, path = str(sc.get("protocol") or "http"), str(sc.get("request_path") or "")
-    recorded = {s["name"]: s for s in meta.get("servers", [])}
+    sc = meta.scenario
+    protocol, path = sc.protocol or "http", sc.request_path or ""
+    recorded = {s.name: s for s in meta.servers if s.name}
     names = list(recorded)
     if servers:
         unknown = [s for s in servers if s not in recorded]
@@ -306,13 +304,12 @@ def cross_check_run(run_dir: Path, servers: list[str] | None = None, *, pin_self
         names = [n for n in names if n in servers]
     configs = ({n: server_registry.select([n], protocol)[0] for n in names}
                if protocol == "http" else {})
-    cpus = meta.get("cpus") or {}
-    server_cpus = parse_cpus(format_cpus(cpus.get("server") or []), "the run's server CPUs")
-    load_cpus = parse_cpus(format_cpus(cpus.get("load") or []), "the run's load CPUs")
-    backend = get_backend(str(meta.get("backend") or "local"))
+    server_cpus = parse_cpus(format_cpus(list(meta.cpus.server)), "the run's server CPUs")
+    load_cpus = parse_cpus(format_cpus(list(meta.cpus.load)), "the run's load CPUs")
+    backend = get_backend(meta.backend or "local")
     if pin_self:
         os.sched_setaffinity(0, load_cpus)
-    warmup_s, duration_s = float(sc.get("warmup_s") or 0), float(sc.get("duration_s") or 1)
+    warmup_s, duration_s = float(sc.warmup_s or 0), float(sc.duration_s or 1)
     out_dir = data.path / "oracle"
     rows: list[dict[str, Any]] = []
     previous = data.path / "oracle.csv"
@@ -344,13 +341,13 @@ def cross_check_run(run_dir: Path, servers: list[str] | None = None, *, pin_self
         if not checked:
             save()
             continue
-        log(f"{name}: deploying ({meta.get('backend') or 'local'}, "
-            f"{recorded[name].get('workers')} workers, CPUs {format_cpus(server_cpus)})")
+        log(f"{name}: deploying ({meta.backend or 'local'}, "
+            f"{recorded[name].workers} workers, CPUs {format_cpus(server_cpus)})")
         server = None
         try:
             try:
-                server = backend.deploy(configs[name], workers=int(recorded[name]["workers"]),
-                                        cpus=server_cpus, run_id=str(meta.get("run_id") or ""),
+                server = backend.deploy(configs[name], workers=recorded[name].workers or 1,
+                                        cpus=server_cpus, run_id=meta.run_id or "",
                                         repeat=0,
                                         log_path=data.path / "logs" / f"oracle-server-{name}.log",
                                         clock=lambda: time.monotonic() - t0)

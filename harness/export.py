@@ -29,6 +29,7 @@ from harness.compare import KEY, config_label, plain_value
 from harness.errors import UserError
 from harness.gates import METRICS
 from harness.results import RunData, atomic_write_csv, atomic_write_json
+from harness.runmeta import RunMeta
 
 #: Exported metrics: trials.csv columns (direction and unit from harness.gates.METRICS).
 EXPORT_METRICS = ("throughput_rps", "latency_p50_ms", "latency_p99_ms", "pss_mib_peak")
@@ -42,14 +43,6 @@ HISTORY_RUN_COLUMNS = ("timestamp", "commit", "run_id", "run_status", "backend",
                        "params")
 
 _GROUP = list(KEY)
-
-
-def _params(meta: dict[str, Any]) -> str:
-    scenario = meta.get("scenario")
-    params = scenario.get("params") if isinstance(scenario, dict) else None
-    if not isinstance(params, dict):  # absent, or a damaged run.json: no parameters to name
-        return ""
-    return ",".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
 def summarise(run: RunData, metrics: Sequence[str] = EXPORT_METRICS) -> pd.DataFrame:
@@ -79,11 +72,11 @@ def summarise(run: RunData, metrics: Sequence[str] = EXPORT_METRICS) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def benchmark_name(meta: dict[str, Any], row: dict[str, Any]) -> str:
+def benchmark_name(meta: RunMeta, row: dict[str, Any]) -> str:
     """Stable chart name: ``"io-heavy latency_ms=50 · gunicorn-sync · workers=1 · users=4 ·
     throughput"``. Scenario parameters are part of it, so a different workload is a
     different chart, never a false step."""
-    params = _params(meta)
+    params = meta.scenario.params_text()
     scenario = f"{row['scenario']} {params}" if params else str(row["scenario"])
     return f"{scenario} · {config_label(row)} · {METRICS[row['metric']].label}"
 
@@ -99,7 +92,7 @@ def github_action_benchmark(run: RunData) -> tuple[list[dict[str, Any]], list[di
         UserError: the run has no ok trial at all (the action rejects an empty file).
     """
     meta = run.meta
-    commit = str((meta.get("git") or {}).get("commit") or "unknown")
+    commit = meta.git.commit or "unknown"
     bigger: list[dict[str, Any]] = []
     smaller: list[dict[str, Any]] = []
     for row in summarise(run).to_dict("records"):
@@ -112,7 +105,7 @@ def github_action_benchmark(run: RunData) -> tuple[list[dict[str, Any]], list[di
             "value": row["median"],
             "range": f"{row['min']:.6g}..{row['max']:.6g}",
             "extra": (f"median of {row['n']} ok repeats (min..max in range); "
-                      f"{row['excluded']} trials not ok\nrun: {meta.get('run_id')}\n"
+                      f"{row['excluded']} trials not ok\nrun: {meta.run_id}\n"
                       f"commit: {commit[:12]}"),
         }
         (bigger if spec.higher_is_better else smaller).append(entry)
@@ -141,13 +134,13 @@ def history_row(run: RunData) -> dict[str, Any]:
     workers = sorted({str(w) for w in run.trials.get("workers", pd.Series(dtype=object))})
     backends = sorted({str(b) for b in run.trials.get("backend", pd.Series(dtype=object))})
     row: dict[str, Any] = {
-        "timestamp": meta.get("started_at"),
-        "commit": (meta.get("git") or {}).get("commit") or "",
-        "run_id": meta.get("run_id") or run.path.name,
-        "run_status": meta.get("status"),
-        "backend": ";".join(backends) or meta.get("backend") or "",
+        "timestamp": meta.started_at,
+        "commit": meta.git.commit or "",
+        "run_id": meta.run_id or run.path.name,
+        "run_status": meta.status,
+        "backend": ";".join(backends) or meta.backend or "",
         "workers": ";".join(workers),
-        "params": _params(meta),
+        "params": meta.scenario.params_text(),
     }
     metrics: dict[str, float] = {}
     for r in summarise(run).to_dict("records"):

@@ -43,6 +43,7 @@ from harness.compare_defaults import DEFAULT_ALPHA, DEFAULT_METRICS
 from harness.errors import UserError
 from harness.gates import DEFAULT_MIN_EFFECT, FALLBACK_MIN_EFFECT, METRICS, MetricSpec
 from harness.results import RunData, load_run
+from harness.runmeta import RunMeta
 
 _CONFIG = ("server", "app", "workers", "users", "offered_rps", "backend")
 
@@ -150,28 +151,16 @@ def detect_change_points(groups: Sequence[Sequence[float]], *, alpha: float = DE
     return sorted(found)
 
 
-def _machine(meta: Mapping[str, Any]) -> str:
-    m = meta.get("machine") or {}
-    return f"{m.get('cpu_model', 'unknown CPU')} ×{m.get('logical_cpus', '?')}"
-
-
-def _label(meta: Mapping[str, Any], run_id: str) -> str:
-    git = meta.get("git") or {}
-    commit = str(git.get("commit") or "")
-    return (commit[:7] + ("*" if git.get("dirty") else "")) if commit else run_id
-
-
-def _scenario(meta: Mapping[str, Any], name: str) -> str:
-    params = (meta.get("scenario") or {}).get("params") or {}
-    text = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return f"{name} {text}" if text else name
+def _label(meta: RunMeta, run_id: str) -> str:
+    commit = meta.git.commit or ""
+    return (commit[:7] + ("*" if meta.git.dirty else "")) if commit else run_id
 
 
 def start_key(run: RunData) -> tuple[bool, int, str]:
     """Start time first (runs without a readable one last), then run id."""
-    ts = pd.to_datetime(run.meta.get("started_at"), utc=True, errors="coerce")
+    ts = pd.to_datetime(run.meta.started_at, utc=True, errors="coerce")
     missing = ts is None or pd.isna(ts)
-    return missing, 0 if missing else int(ts.value), str(run.meta.get("run_id") or run.path.name)
+    return missing, 0 if missing else int(ts.value), run.meta.run_id or run.path.name
 
 
 def load_runs(results_dir: Path) -> tuple[list[RunData], list[str]]:
@@ -251,20 +240,19 @@ def from_runs(runs: Sequence[RunData], skipped: Sequence[str],
     infos: list[RunInfo] = []
     frames = []
     for pos, r in enumerate(order):
-        run_id = str(r.meta.get("run_id") or r.path.name)
+        run_id = r.meta.run_id or r.path.name
         t = r.trials
         ok = t[t["status"] == "ok"].copy() if len(t) else t.copy()
-        infos.append(RunInfo(pos, run_id, str(r.meta.get("started_at") or ""),
-                             str((r.meta.get("git") or {}).get("commit") or ""),
-                             str(r.meta.get("status") or "unknown"), _label(r.meta, run_id),
-                             _machine(r.meta), len(ok), len(t)))
+        infos.append(RunInfo(pos, run_id, r.meta.started_at or "", r.meta.git.commit or "",
+                             r.meta.status or "unknown", _label(r.meta, run_id),
+                             r.meta.machine.label(), len(ok), len(t)))
         if len(ok):
             for col in _CONFIG:
                 if col not in ok:
                     ok[col] = math.nan
             ok["position"] = pos
-            ok["scenario_id"] = [_scenario(r.meta, s) for s in ok["scenario"]]
-            ok["machine"] = _machine(r.meta)
+            ok["scenario_id"] = [r.meta.scenario.label(str(s)) for s in ok["scenario"]]
+            ok["machine"] = r.meta.machine.label()
             frames.append(ok)
     machines = {i.machine for i in infos}
     series: list[Series] = []

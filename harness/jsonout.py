@@ -65,16 +65,17 @@ def run_document(data: RunData, *, report: Path | None, exit_code: int,
     from harness.trial import TRIAL_STATUSES
 
     meta = data.meta
-    scenario = meta.get("scenario") if isinstance(meta.get("scenario"), dict) else {}
+    scenario = meta.scenario
     trials = data.trials.sort_values(["users", "interface", "server", "repeat"])
     statuses = {s: int((trials["status"] == s).sum()) for s in TRIAL_STATUSES}
     return {
-        "run_id": meta.get("run_id"), "run_dir": str(data.path.absolute()),
+        "run_id": meta.run_id, "run_dir": str(data.path.absolute()),
         "report": str(report.absolute()) if report is not None else None,
-        "status": meta.get("status"), "exit_code": exit_code,
-        "scenario": {k: scenario.get(k) for k in ("name", "protocol", "request_path",
-                                                  "params", "slo")},
-        "commit": (meta.get("git") or {}).get("commit"),
+        "status": meta.status, "exit_code": exit_code,
+        "scenario": {"name": scenario.name, "protocol": scenario.protocol,
+                     "request_path": scenario.request_path, "params": dict(scenario.params),
+                     "slo": scenario.slo.to_dict() if scenario.slo else None},
+        "commit": meta.git.commit,
         "counts": {"trials": len(trials), **statuses},
         "trials": [{k: _scalar(t.get(k)) for k in TRIAL_KEYS} for _, t in trials.iterrows()],
         "slo_check": slo.to_json() if slo is not None else None,

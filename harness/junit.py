@@ -34,6 +34,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from harness.compare import KEY, Comparison, config_keys, config_label
+from harness.runmeta import RunMeta
 
 Outcome = Literal["passed", "failure", "skipped"]
 
@@ -68,14 +69,6 @@ def _float(value: Any) -> float:
         return math.nan
 
 
-def _scenario_text(meta: Mapping[str, Any]) -> str:
-    scenario = meta.get("scenario") or {}
-    params = scenario.get("params") or {}
-    text = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    name = str(scenario.get("name") or "")
-    return f"{name} {text}" if text else name
-
-
 def _sort_key(key: tuple[Any, ...]) -> tuple[tuple[int, float, str], ...]:
     return tuple((0, float(x), "") if isinstance(x, int | float) else (1, 0.0, str(x))
                  for x in key)
@@ -93,20 +86,19 @@ def _not_ok_text(group: pd.DataFrame) -> str:
                      for r in bad.to_dict("records"))
 
 
-def _bounds(meta: Mapping[str, Any]) -> list[tuple[str, str, float, float, str]]:
+def _bounds(meta: RunMeta) -> list[tuple[str, str, float, float, str]]:
     """(column, label, bound, scale to the shown unit, unit) of each SLO check; a bound of
     NaN when the scenario sets none."""
-    scenario = meta.get("scenario") or {}
-    slo, validity = scenario.get("slo") or {}, scenario.get("validity") or {}
-    p99 = _float(slo.get("p99_ms"))
-    errors = _float(slo.get("max_error_rate"))
+    slo, validity = meta.scenario.slo, meta.scenario.validity
+    p99 = _float(slo.p99_ms)
+    errors = _float(slo.max_error_rate)
     if math.isnan(errors):
-        errors = _float(validity.get("max_error_rate"))
+        errors = _float(validity.max_error_rate)
     return [("latency_p99_ms", "p99 latency", p99 if p99 > 0 else math.nan, 1.0, "ms"),
             ("error_rate", "error rate", errors if errors >= 0 else math.nan, 100.0, "%")]
 
 
-def slo_suite(meta: Mapping[str, Any], trials: pd.DataFrame) -> Suite:
+def slo_suite(meta: RunMeta, trials: pd.DataFrame) -> Suite:
     """The ``slo`` suite of one run (module docstring); configurations in
     :data:`harness.compare.KEY` order, checks p99 then error rate."""
     cases: list[Case] = []
@@ -174,33 +166,33 @@ def regression_suite(comparison: Comparison) -> Suite:
     return Suite("regressions", tuple(cases), props)
 
 
-def _timestamp(meta: Mapping[str, Any]) -> str:
-    ts = pd.to_datetime(meta.get("started_at"), utc=True, errors="coerce")
+def _timestamp(meta: RunMeta) -> str:
+    ts = pd.to_datetime(meta.started_at, utc=True, errors="coerce")
     # junit-10.xsd: an ISO 8601 date-time without a time zone (here UTC)
     return "" if ts is None or pd.isna(ts) else ts.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def to_xml(meta: Mapping[str, Any], suites: Sequence[Suite]) -> bytes:
+def to_xml(meta: RunMeta, suites: Sequence[Suite]) -> bytes:
     """The JUnit XML document of ``suites`` (UTF-8, with an XML declaration)."""
-    run_id = str(meta.get("run_id") or "")
-    root = ET.Element("testsuites", name=f"bench {_scenario_text(meta)} {run_id}".strip())
+    run_id = meta.run_id or ""
+    scenario = meta.scenario.label()
+    root = ET.Element("testsuites", name=f"bench {scenario} {run_id}".strip())
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     total_time = 0.0
-    hostname = str((meta.get("machine") or {}).get("hostname") or "localhost")
+    hostname = meta.machine.hostname or "localhost"
     for number, suite in enumerate(suites):
         time = sum(c.time for c in suite.cases)
         counts = {"tests": len(suite.cases), "failures": suite.count("failure"), "errors": 0,
                   "skipped": suite.count("skipped")}
-        el = ET.SubElement(root, "testsuite", name=f"{suite.name} · {_scenario_text(meta)}",
+        el = ET.SubElement(root, "testsuite", name=f"{suite.name} · {scenario}",
                            id=str(number), package=f"bench.{suite.name}", hostname=hostname,
                            timestamp=_timestamp(meta), time=f"{time:.3f}",
                            **{k: str(v) for k, v in counts.items()})
         if not el.get("timestamp"):
             del el.attrib["timestamp"]
         props = ET.SubElement(el, "properties")
-        commit = str((meta.get("git") or {}).get("commit") or "")
-        for name, value in (("run_id", run_id), ("commit", commit),
-                            ("run_status", str(meta.get("status") or "")), *suite.properties):
+        for name, value in (("run_id", run_id), ("commit", meta.git.commit or ""),
+                            ("run_status", meta.status or ""), *suite.properties):
             ET.SubElement(props, "property", name=name, value=value)
         for c in suite.cases:
             case = ET.SubElement(el, "testcase", name=c.name, classname=c.classname,
@@ -222,7 +214,7 @@ def to_xml(meta: Mapping[str, Any], suites: Sequence[Suite]) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
-def build(meta: Mapping[str, Any], trials: pd.DataFrame,
+def build(meta: RunMeta, trials: pd.DataFrame,
           comparison: Comparison | None = None) -> tuple[bytes, list[Suite]]:
     """(the JUnit XML, its suites) of one run: the ``slo`` suite, and the
     ``regressions`` suite when ``comparison`` (baseline vs this run) is given."""

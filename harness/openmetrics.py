@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Sample
 
 from harness.results import RunData
+from harness.runmeta import RunMeta
 
 Flavour = Literal["openmetrics", "prometheus"]
 
@@ -155,13 +156,8 @@ def _float(value: Any) -> float:
         return math.nan
 
 
-def _params(meta: dict[str, Any]) -> str:
-    params = (meta.get("scenario") or {}).get("params") or {}
-    return ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-
-
-def _protocol(meta: dict[str, Any], trials: pd.DataFrame) -> str:
-    recorded = str((meta.get("scenario") or {}).get("protocol") or "").lower()
+def _protocol(meta: RunMeta, trials: pd.DataFrame) -> str:
+    recorded = (meta.scenario.protocol or "").lower()
     if recorded:
         return recorded
     for protocol, column in (("sse", "ttfe_ms_p50"), ("websocket", "rtt_ms_p50")):
@@ -180,7 +176,8 @@ class RunCollector(Collector):
 
     def _labels(self, row: dict[str, Any]) -> list[str]:
         meta = self.run.meta
-        values = {"run_id": meta.get("run_id") or self.run.path.name, "params": _params(meta)}
+        values = {"run_id": meta.run_id or self.run.path.name,
+                  "params": meta.scenario.params_text()}
         return [_text(values[k] if k in values else row.get(k)) for k in TRIAL_LABELS]
 
     def collect(self) -> Iterator[Metric]:
@@ -236,35 +233,32 @@ class RunCollector(Collector):
 
     def _run_families(self) -> Iterator[Metric]:
         meta = self.run.meta
-        run_id = _text(meta.get("run_id") or self.run.path.name)
-        scenario = meta.get("scenario") or {}
-        machine = meta.get("machine") or {}
+        run_id = _text(meta.run_id or self.run.path.name)
+        scenario, params = meta.scenario, meta.scenario.params_text()
         info = InfoMetricFamily("bench_run", "The run: its scenario, commit, status, machine.",
                                 labels=("run_id",))
         info.add_metric([run_id], {
-            "scenario": _text(scenario.get("name")), "params": _params(meta),
-            "status": _text(meta.get("status")),
-            "commit": _text((meta.get("git") or {}).get("commit")),
-            "backend": _text(meta.get("backend")),
-            "machine": f"{machine.get('cpu_model', 'unknown CPU')} x{machine.get('logical_cpus', '?')}",
+            "scenario": _text(scenario.name), "params": params,
+            "status": _text(meta.status), "commit": _text(meta.git.commit),
+            "backend": _text(meta.backend), "machine": meta.machine.label(times="x"),
         })
         yield info
-        started = pd.to_datetime(meta.get("started_at"), utc=True, errors="coerce")
+        started = pd.to_datetime(meta.started_at, utc=True, errors="coerce")
         if started is not None and not pd.isna(started):
             start = GaugeMetricFamily("bench_run_start_time_seconds",
                                       "Start of the run, seconds since the Unix epoch.",
                                       labels=("run_id",))
             start.add_metric([run_id], started.value / 1e9)
             yield start
-        slo = scenario.get("slo") or {}
-        for name, key, scale, help in (
-                ("bench_slo_latency_p99_seconds", "p99_ms", 0.001, "The scenario's SLO on p99."),
-                ("bench_slo_error_ratio", "max_error_rate", 1.0,
+        for name, bound, scale, help in (
+                ("bench_slo_latency_p99_seconds", scenario.slo.p99_ms, 0.001,
+                 "The scenario's SLO on p99."),
+                ("bench_slo_error_ratio", scenario.slo.max_error_rate, 1.0,
                  "The scenario's SLO on the error ratio.")):
-            value = _float(slo.get(key))
+            value = _float(bound)
             if math.isfinite(value) and value > 0:
                 g = GaugeMetricFamily(name, help, labels=("run_id", "scenario", "params"))
-                g.add_metric([run_id, _text(scenario.get("name")), _params(meta)],
+                g.add_metric([run_id, _text(scenario.name), params],
                              value * scale)
                 yield g
 

@@ -2,8 +2,9 @@
 
 Describing is separate from doing: a :class:`RunPlan` is cheap and starts nothing
 (``bench run --dry-run`` prints one); :class:`harness.runner.Runner` carries it out.
-:func:`initial_meta` is the run's metadata as written to ``run.json`` when it starts
-(the runner adds deployments, the harness's pid and the trials as it goes).
+:func:`initial_meta` is the run's metadata (harness.runmeta.RunMeta) as written to
+``run.json`` when it starts (the runner adds deployments, the harness's pid and the
+trials as it goes).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from harness import procs, steady
+from harness import runmeta as rm
 from harness.load import start_spread_s
 from harness.machine import git_info, machine_info, package_versions
 from harness.results import SCHEMA_VERSION
+from harness.runmeta import RunMeta
 from harness.scenarios import Scenario
 from harness.servers import GUNICORN_CONFIG, ServerConfig
 from harness.stacks import APPS, RAW, Stack
@@ -149,75 +151,76 @@ def iso_time(ts: float | None = None) -> str:
     return datetime.fromtimestamp(ts if ts is not None else time.time(), UTC).isoformat()
 
 
-def initial_meta(plan: RunPlan, run_id: str) -> dict[str, Any]:
+def initial_meta(plan: RunPlan, run_id: str) -> RunMeta:
+    """run.json as a run starts (status ``running``): the plan, the scenario as run, the
+    server configs, apps and stacks with their command lines, the CPU sets, the machine,
+    package versions and git commit.
+
+    Raises:
+        harness.record.RecordError: a value of the wrong type (a bug).
+    """
     sc = plan.scenario
     config_file = (str(procs.empty_config(GUNICORN_CONFIG)) if plan.backend == "local"
                    else None)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "status": "running",
-        "started_at": iso_time(),
-        "ended_at": None,
-        "command": plan.command,
-        "backend": plan.backend,
-        "load_mode": "open-loop" if plan.arrival_rates else "closed-loop",
-        "load_processes": plan.load_processes,
-        "load_agents": plan.load_agents,
-        "requests_kept": plan.keep_requests,
-        "keep_alive": True,
-        "start_spread_s": start_spread_s(plan.longest_warmup_s),
-        "warmup": ({"mode": "steady", "min_s": plan.warmup_s, "max_s": plan.max_warmup_s,
-                    "drift_bound": steady.DRIFT_BOUND, "drift_floor_ms": steady.DRIFT_FLOOR_MS,
-                    "littles_law_tolerance": steady.LITTLES_LAW_TOLERANCE,
-                    "eval_min_s": steady.EVAL_MIN_S,
-                    "eval_min_requests": steady.EVAL_MIN_REQUESTS}
-                   if plan.steady else {"mode": "fixed", "s": plan.warmup_s}),
-        "scenario": {
-            "name": sc.name, "description": sc.description, "protocol": sc.protocol,
-            "method": sc.method, "request_path": sc.request_path, "params": dict(sc.values),
-            "users": list(plan.users), "arrival_rates": list(plan.arrival_rates),
-            "warmup_s": plan.warmup_s, "max_warmup_s": plan.max_warmup_s,
-            "steady": plan.steady, "duration_s": plan.duration_s,
-            "repeats": plan.repeats,
-            "slo": {"p99_ms": sc.slo_p99_ms, "max_error_rate": sc.slo_max_error_rate},
-            **({"app": {"target": sc.app.target, "interface": sc.app.interface,
-                        "app_dir": str(sc.app.app_dir), "env": sorted(sc.app.env)},
-                "headers": sorted(sc.headers), "body_bytes": len(sc.body),
-                "expect": {"status": sc.expect.status,
-                           "body_bytes": None if sc.expect.body is None else len(sc.expect.body),
-                           "contains": (sc.expect.contains.decode(errors="replace")
-                                        if sc.expect.contains is not None else None)}}
-               if sc.app is not None else {}),
-            "validity": {"max_error_rate": sc.max_error_rate,
-                         "max_generator_cpu_percent": sc.max_generator_cpu_percent},
-        },
-        "servers": [
-            {"name": c.name, "interface": c.interface, "workers": plan.workers,
-             "threads": c.threads, "worker_connections": c.worker_connections,
-             "argv": c.argv(port=0, workers=plan.workers, python="python",
-                            config_file=config_file)}
-            for c in plan.servers
-        ],
-        "apps": [
-            {"name": a.name, "framework": a.framework, "framework_version": a.version(),
-             "interfaces": list(a.interfaces), "targets": dict(a.targets),
-             "notes": a.notes}
-            for a in dict.fromkeys(st.app for st in plan.stacks)
-        ],
-        "stacks": [
-            {"name": st.name, "server": st.server.name, "app": st.app.name,
-             "interface": st.server.interface, "target": st.target,
-             "unsupported": plan.unsupported(st),
-             "argv": st.server.argv(port=0, workers=plan.workers, python="python",
-                                    config_file=config_file, app=st.target)}
-            for st in plan.stacks
-        ],
-        "cpus": {"server": plan.server_cpus, "load": plan.load_cpus,
-                 "harness": sorted(os.sched_getaffinity(0)),
-                 "shared": bool(set(plan.server_cpus) & set(plan.load_cpus))},
-        "machine": machine_info(),
-        "versions": package_versions(),
-        "git": git_info(),
-        "trials": [],
-    }
+    own = {} if sc.app is None else {
+        "app": rm.OwnAppMeta(target=sc.app.target, interface=sc.app.interface,
+                             app_dir=str(sc.app.app_dir), env=tuple(sorted(sc.app.env))),
+        "headers": tuple(sorted(sc.headers)), "body_bytes": len(sc.body),
+        "expect": rm.ExpectMeta(
+            status=sc.expect.status,
+            body_bytes=None if sc.expect.body is None else len(sc.expect.body),
+            contains=(sc.expect.contains.decode(errors="replace")
+                      if sc.expect.contains is not None else None))}
+    warmup = (rm.WarmupMeta(mode="steady", min_s=plan.warmup_s, max_s=plan.max_warmup_s,
+                            drift_bound=steady.DRIFT_BOUND,
+                            drift_floor_ms=steady.DRIFT_FLOOR_MS,
+                            littles_law_tolerance=steady.LITTLES_LAW_TOLERANCE,
+                            eval_min_s=steady.EVAL_MIN_S,
+                            eval_min_requests=steady.EVAL_MIN_REQUESTS)
+              if plan.steady else rm.WarmupMeta(mode="fixed", s=plan.warmup_s))
+    return RunMeta(
+        schema_version=SCHEMA_VERSION, run_id=run_id, status="running",
+        started_at=iso_time(), ended_at=None, command=tuple(plan.command),
+        backend=plan.backend,
+        load_mode="open-loop" if plan.arrival_rates else "closed-loop",
+        load_processes=plan.load_processes, load_agents=plan.load_agents,
+        requests_kept=plan.keep_requests,
+        keep_alive=True, start_spread_s=start_spread_s(plan.longest_warmup_s),
+        warmup=warmup,
+        scenario=rm.ScenarioMeta(
+            name=sc.name, description=sc.description, protocol=sc.protocol,
+            method=sc.method, request_path=sc.request_path, params=dict(sc.values),
+            users=tuple(plan.users), arrival_rates=tuple(plan.arrival_rates),
+            warmup_s=plan.warmup_s, max_warmup_s=plan.max_warmup_s, steady=plan.steady,
+            duration_s=plan.duration_s, repeats=plan.repeats,
+            slo=rm.SloMeta(p99_ms=sc.slo_p99_ms, max_error_rate=sc.slo_max_error_rate),
+            **own,
+            validity=rm.ValidityMeta(max_error_rate=sc.max_error_rate,
+                                     max_generator_cpu_percent=sc.max_generator_cpu_percent)),
+        servers=tuple(
+            rm.ServerEntry(name=c.name, interface=c.interface, workers=plan.workers,
+                           threads=c.threads, worker_connections=c.worker_connections,
+                           argv=tuple(c.argv(port=0, workers=plan.workers, python="python",
+                                             config_file=config_file)))
+            for c in plan.servers),
+        apps=tuple(
+            rm.AppEntry(name=a.name, framework=a.framework, framework_version=a.version(),
+                        interfaces=tuple(a.interfaces), targets=dict(a.targets),
+                        notes=a.notes)
+            for a in dict.fromkeys(st.app for st in plan.stacks)),
+        stacks=tuple(
+            rm.StackEntry(name=st.name, server=st.server.name, app=st.app.name,
+                          interface=st.server.interface, target=st.target,
+                          unsupported=plan.unsupported(st),
+                          argv=tuple(st.server.argv(port=0, workers=plan.workers,
+                                                    python="python", config_file=config_file,
+                                                    app=st.target)))
+            for st in plan.stacks),
+        cpus=rm.CpusMeta(server=tuple(plan.server_cpus), load=tuple(plan.load_cpus),
+                         harness=tuple(sorted(os.sched_getaffinity(0))),
+                         shared=bool(set(plan.server_cpus) & set(plan.load_cpus))),
+        machine=rm.MachineMeta.from_dict(machine_info()),
+        versions=package_versions(),
+        git=rm.GitMeta.from_dict(git_info()),
+        trials=(),
+    )

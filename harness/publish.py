@@ -21,7 +21,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -74,14 +73,6 @@ def _file_name(folder: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", folder) + ".html"
 
 
-def _scenario(meta: Mapping[str, Any]) -> str:
-    scenario = meta.get("scenario") or {}
-    params = scenario.get("params") or {}
-    text = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    name = str(scenario.get("name") or "?")
-    return f"{name} {text}" if text else name
-
-
 def _levels(trials: pd.DataFrame) -> str:
     for column, unit in (("offered_rps", " req/s"), ("users", "")):
         values = pd.to_numeric(trials.get(column, pd.Series(dtype=float)), errors="coerce").dropna()
@@ -99,12 +90,12 @@ def entry(run: RunData) -> RunEntry:
     servers = list(dict.fromkeys(t["server"].astype(str))) if len(t) else []
     folder = run.path.name
     return RunEntry(
-        run_id=str(meta.get("run_id") or folder), folder=folder,
-        started_at=str(meta.get("started_at") or ""), scenario=_scenario(meta),
+        run_id=meta.run_id or folder, folder=folder,
+        started_at=meta.started_at or "", scenario=meta.scenario.label(unnamed="?"),
         configs=", ".join(servers), levels=_levels(t),
         counts=tuple((s, int(statuses[s])) for s in order),
-        status=str(meta.get("status") or "unknown"),
-        commit=str((meta.get("git") or {}).get("commit") or "")[:7],
+        status=meta.status or "unknown",
+        commit=(meta.git.commit or "")[:7],
         href=f"{RUNS}/{quote(_file_name(folder))}")
 
 

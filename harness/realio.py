@@ -459,7 +459,7 @@ def _max(values: list[float]) -> float:
 @contextlib.contextmanager
 def started(plan: Any, run_dir: Path, clock: Callable[[], float],
             state: Any) -> Iterator[Components]:
-    """The run's components, up for the ``with`` block (a runner's ``RunState`` as
+    """The run's components, up for the ``with`` block (a ``harness.results.RunState`` as
     ``state``: its meta gets ``components``, its samples the components' rows, and
     ``db_activity.csv`` is written beside them). Stopped, and the cluster folder
     removed, however the block ends."""
@@ -467,13 +467,13 @@ def started(plan: Any, run_dir: Path, clock: Callable[[], float],
     try:
         components.start()
         if components.names:
-            state.meta["components"] = components.info()
+            state.meta = state.meta.updated({"components": components.info()})
             state.save()
         yield components
     finally:
         try:
             if components.names:
-                state.meta["components"] = components.info()
+                state.meta = state.meta.updated({"components": components.info()})
         finally:
             components.stop()
             if components.names:

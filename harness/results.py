@@ -22,7 +22,7 @@ import json
 import math
 import socket
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import pandas as pd
 
 from harness import trial
 from harness.errors import UserError
+from harness.runmeta import RecordError, RunMeta
 
 #: 4: the app axis: ``app`` and ``framework_version`` at the end of trials.csv, ``app``
 #:    at the end of samples.csv (runs before it served the raw apps: ``raw``, "").
@@ -94,21 +95,42 @@ def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 @dataclass(frozen=True)
 class RunData:
-    """One stored run read back: ``meta`` from run.json, trials and samples as DataFrames."""
+    """One stored run read back: ``meta`` from run.json (typed, migrated to this
+    schema), trials and samples as DataFrames."""
 
     path: Path
-    meta: dict[str, Any]
+    meta: RunMeta
     trials: pd.DataFrame
     samples: pd.DataFrame
 
     def requests(self, trial_id: str) -> pd.DataFrame:
         """The per-request records of one trial (REQUEST_COLUMNS); empty if none were kept."""
         flat = self.path / "requests" / f"{trial_id}.csv"
-        if self.meta.get("migrated_from", SCHEMA_VERSION) < 2 and flat.is_file():
+        if (self.meta.migrated_from or SCHEMA_VERSION) < 2 and flat.is_file():
             # schema 1: one file per trial, no `name` column (every row was a request)
             records = pd.read_csv(flat, names=list(REQUEST_COLUMNS[:-1]), header=None)
             return records.assign(name="request")
         return read_records(self.path / "requests" / trial_id)
+
+
+@dataclass
+class RunState:
+    """What a run has recorded so far (harness.runner keeps it current); ``meta`` is
+    replaced as the run goes (it is frozen). :meth:`save` writes the run folder."""
+
+    run_dir: Path
+    meta: RunMeta
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self) -> None:
+        """trials.csv, samples.csv and run.json (the typed record, with the trials so far)."""
+        self.meta = self.meta.replace(trials=tuple(self.trials))
+        atomic_write_csv(self.run_dir / "trials.csv",
+                         pd.DataFrame(self.trials, columns=list(TRIAL_COLUMNS)))
+        atomic_write_csv(self.run_dir / "samples.csv",
+                         pd.DataFrame(self.samples, columns=list(SAMPLE_COLUMNS)))
+        atomic_write_json(self.run_dir / "run.json", self.meta.to_dict())
 
 
 def load_run(path: Path) -> RunData:
@@ -116,7 +138,9 @@ def load_run(path: Path) -> RunData:
 
     Raises:
         UserError: no run.json there, or a damaged file: run.json that is not a JSON
-            object, not UTF-8, without schema_version or with a newer one; trials.csv or
+            object, not UTF-8, without schema_version or with a newer one, or with a
+            key of the wrong type (harness.runmeta; the message names the key path,
+            e.g. ``'scenario.users[1]'``; unknown keys are kept, not refused); trials.csv or
             samples.csv that is not UTF-8, not CSV, or lacks a column readers need. The
             message names the file and what is wrong with it, in one line.
     """
@@ -141,15 +165,13 @@ def load_run(path: Path) -> RunData:
     if version > SCHEMA_VERSION:
         raise UserError(f"{meta_path}: schema_version {version} is newer than this bench "
                         f"understands ({SCHEMA_VERSION}); upgrade bench to read it")
-    for key, kind in (("scenario", dict), ("machine", dict), ("git", dict), ("cpus", dict),
-                      ("versions", dict), ("servers", list), ("command", list)):
-        if meta.get(key) is not None and not isinstance(meta[key], kind):
-            raise UserError(f"{meta_path}: damaged: {key!r} is a JSON "
-                            f"{_JSON_TYPES.get(type(meta[key]), 'value')}, not "
-                            f"{'an object' if kind is dict else 'an array'}")
+    try:
+        record = RunMeta.from_dict(meta)
+    except RecordError as exc:
+        raise UserError(f"{meta_path}: damaged: {exc}") from None
     if version < SCHEMA_VERSION:
-        meta = {**meta, "migrated_from": version, "schema_version": SCHEMA_VERSION}
-    meta = crashed_if_harness_gone(meta)
+        record = record.replace(migrated_from=version, schema_version=SCHEMA_VERSION)
+    record = crashed_if_harness_gone(record)
     trials_csv = run_dir / "trials.csv"
     if trials_csv.is_file() and trials_csv.stat().st_size > 0:
         # Text columns read as text: a framework version like "2.10" is not the number 2.1.
@@ -157,10 +179,7 @@ def load_run(path: Path) -> RunData:
                                           "flags": "object", "app": "object",
                                           "framework_version": "object"})
     else:
-        rows = meta.get("trials", [])
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise UserError(f"{meta_path}: damaged: 'trials' is not a list of objects")
-        trials = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
+        trials = pd.DataFrame(list(record.trials), columns=list(TRIAL_COLUMNS))
         # run.json writes null for a missing figure; back to NaN, numbers as numbers.
         trials = trials.astype(object).where(trials.notna(), math.nan).infer_objects()
     samples_csv = run_dir / "samples.csv"
@@ -191,10 +210,10 @@ def load_run(path: Path) -> RunData:
     _numbers(trials, NUMERIC_TRIAL_COLUMNS, trials_csv)
     _numbers(samples, tuple(c for c in SAMPLE_COLUMNS if c not in TEXT_SAMPLE_COLUMNS),
              samples_csv)
-    return RunData(run_dir, meta, trials, samples)
+    return RunData(run_dir, record, trials, samples)
 
 
-def crashed_if_harness_gone(meta: dict[str, Any]) -> dict[str, Any]:
+def crashed_if_harness_gone(meta: RunMeta) -> RunMeta:
     """``meta`` with status ``crashed`` (and ``crash_reason``) if it says ``running`` but
     the ``bench`` process it names is gone: its pid missing, or now another process
     (different start time, ``harness.procs.identity``). Unchanged when the run was
@@ -202,13 +221,13 @@ def crashed_if_harness_gone(meta: dict[str, Any]) -> dict[str, Any]:
     only: the watchdog or ``bench clean`` write the status into run.json."""
     from harness.procs import same_process
 
-    if meta.get("status") != "running" or not isinstance(meta.get("harness"), dict):
+    recorded = meta.harness
+    if meta.status != "running" or recorded.pid is None:
         return meta
-    recorded = meta["harness"]
-    if recorded.get("host") != socket.gethostname() or same_process(recorded) is not False:
+    if recorded.host != socket.gethostname() or same_process(recorded.to_dict()) is not False:
         return meta
-    return {**meta, "status": "crashed",
-            "crash_reason": f"bench process {recorded.get('pid')} is gone; the run never finished"}
+    return meta.replace(status="crashed", crash_reason=f"bench process {recorded.pid} is "
+                        "gone; the run never finished")
 
 
 #: trials.csv columns every reader (report, compare, export, history) relies on.

@@ -19,7 +19,6 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
 from typing import Any, Protocol
@@ -50,9 +49,11 @@ from harness.procs import ProcessError
 from harness.results import (
     SAMPLE_COLUMNS,
     TRIAL_COLUMNS,
+    RunState,
     atomic_write_csv,
     atomic_write_json,
 )
+from harness.runmeta import AgentsMeta, ChildrenMeta, HarnessProcess
 from harness.sampler import Sample
 from harness.servers import GUNICORN_CONFIG
 from harness.stacks import Stack
@@ -93,20 +94,6 @@ class SilentReporter:
         pass
 
 
-@dataclass
-class RunState:
-    run_dir: Path
-    meta: dict[str, Any]
-    trials: list[dict[str, Any]] = field(default_factory=list)
-    samples: list[dict[str, Any]] = field(default_factory=list)
-
-    def save(self) -> None:
-        self.meta["trials"] = self.trials
-        atomic_write_csv(self.run_dir / "trials.csv",
-                         pd.DataFrame(self.trials, columns=list(TRIAL_COLUMNS)))
-        atomic_write_csv(self.run_dir / "samples.csv",
-                         pd.DataFrame(self.samples, columns=list(SAMPLE_COLUMNS)))
-        atomic_write_json(self.run_dir / "run.json", self.meta)
 
 
 class Runner:
@@ -132,8 +119,8 @@ class Runner:
         self._current = plan.stacks[0] if plan.stacks else None  # type: ignore[assignment]
         #: Each app's framework version, read once (importlib.metadata).
         self._versions = {st.app.name: st.app.version() for st in plan.stacks}
-        self.state.meta["clock_origin_unix_s"] = self.t0_unix
-        self.state.meta.update(self.backend.run_meta())
+        self.state.meta = self.state.meta.replace(
+            clock_origin_unix_s=self.t0_unix).updated(self.backend.run_meta())
         self._record_processes()
         self.state.save()
 
@@ -144,15 +131,16 @@ class Runner:
         crashed run from a running one and stop exactly what it left; plus the empty
         folder and config files children run with (no stray gunicorn.conf.py/locust.conf)."""
         me = procs.identity(os.getpid()) or {"pid": os.getpid()}
-        self.state.meta["harness"] = {**me, "host": socket.gethostname()}
-        self.state.meta["process_groups_file"] = GROUPS_FILE
         home = procs.child_dir() / "cwd"
-        self.state.meta["children"] = {
-            "dir": str(procs.child_dir()), "cwd": str(home), "home": str(home),
-            "gunicorn_config": str(procs.empty_config(GUNICORN_CONFIG)),
-            "locust_config": str(procs.empty_config(LOCUST_CONFIG)),
-            "note": "children run in an empty folder that is also their HOME; gunicorn and "
-                    "locust are given these empty config files, so no default config is read"}
+        self.state.meta = self.state.meta.replace(
+            harness=HarnessProcess(**me, host=socket.gethostname()),
+            process_groups_file=GROUPS_FILE,
+            children=ChildrenMeta(
+                dir=str(procs.child_dir()), cwd=str(home), home=str(home),
+                gunicorn_config=str(procs.empty_config(GUNICORN_CONFIG)),
+                locust_config=str(procs.empty_config(LOCUST_CONFIG)),
+                note="children run in an empty folder that is also their HOME; gunicorn and "
+                     "locust are given these empty config files, so no default config is read"))
         procs.record_groups(self.run_dir / GROUPS_FILE)
 
     def _start_watchdog(self) -> Popen[bytes] | None:
@@ -168,7 +156,8 @@ class Runner:
                                log_path=self.run_dir / "logs" / "watchdog.log",
                                env=procs.child_env(engine), die_with_parent=False)
         except OSError as exc:  # the run still tears down in its finally; say what is missing
-            self.state.meta["watchdog_error"] = f"{type(exc).__name__}: {exc}"
+            self.state.meta = self.state.meta.replace(
+                watchdog_error=f"{type(exc).__name__}: {exc}")
             return None
 
     def clock(self) -> float:
@@ -196,8 +185,7 @@ class Runner:
                 raise
             finally:
                 self._close_session(end=True)
-                self.state.meta["status"] = status
-                self.state.meta["ended_at"] = iso_time()
+                self.state.meta = self.state.meta.replace(status=status, ended_at=iso_time())
                 self.state.save()
                 self._write_analysis()
                 if watchdog is not None:
@@ -215,7 +203,8 @@ class Runner:
             summary = stats.summarize_repeats(trials)
             capacity = stats.capacity_table(trials, sc.slo_p99_ms, sc.slo_max_error_rate)
         except Exception as exc:  # noqa: BLE001 - in a finally: never mask why the run ended
-            self.state.meta["analysis_error"] = f"{type(exc).__name__}: {exc}"
+            self.state.meta = self.state.meta.replace(
+                analysis_error=f"{type(exc).__name__}: {exc}")
             self.state.save()
             return
         atomic_write_csv(self.run_dir / "summary.csv", summary)
@@ -327,8 +316,8 @@ class Runner:
         session.wait_for_agents(lambda address: self.reporter.message(
             f"waiting up to {self.plan.agent_timeout_s:g} s for {n} load agent(s): run "
             f"`bench agent --master {address}` on each load host"))
-        self.state.meta["agents"] = {"master": session.master_address,
-                                     "connected": session.agents()}
+        self.state.meta = self.state.meta.replace(agents=AgentsMeta.from_dict(
+            {"master": session.master_address, "connected": session.agents()}))
         self.state.save()
 
     def _per_connection(self, stack: Stack, repeat: int) -> None:
@@ -374,7 +363,7 @@ class Runner:
         try:
             # Stream scenarios need held connections counted (costly, so off for http).
             server.sampler.count_connections = self.plan.scenario.protocol != "http"
-            self.state.meta.setdefault("deployments", []).append(
+            self.state.meta = self.state.meta.with_deployment(
                 {"server": config.name, "app": stack.app.name, "repeat": repeat,
                  **server.info()})
             if stack.app.reference:
@@ -463,8 +452,8 @@ class Runner:
         self._measure(trial, result, server)
         self._record(trial)
         if plan.cross_check:  # after recording it: a Ctrl-C during wrk loses no trial
-            cross_check.cross_check_trial(trial, server, plan, run_dir=self.run_dir,
-                                     meta=self.state.meta)
+            self.state.meta = cross_check.cross_check_trial(
+                trial, server, plan, run_dir=self.run_dir, meta=self.state.meta)
             self.state.save()
 
     def _measure(self, trial: dict[str, Any], result: LoadResult, server: Deployment) -> None:

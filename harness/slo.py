@@ -38,6 +38,7 @@ from harness.errors import UserError
 
 if TYPE_CHECKING:
     from harness.results import RunData
+    from harness.runmeta import RunMeta
 
 Kind = Literal["latency", "fraction", "rate", "memory"]
 
@@ -181,24 +182,21 @@ def parse(text: str, option: str = "--slo") -> tuple[Objective, ...]:
     return tuple(objectives)
 
 
-def scenario_slo(meta: dict[str, Any]) -> tuple[Objective, ...]:
+def scenario_slo(meta: RunMeta) -> tuple[Objective, ...]:
     """The SLO a run's scenario recorded (run.json ``scenario.slo``): ``p99 <= p99_ms``
     and ``errors <= max_error_rate``, each when present and a finite number >= 0.
 
     Raises:
         UserError: the run recorded neither (give ``--slo``).
     """
-    scenario = meta.get("scenario")
-    slo = scenario.get("slo") if isinstance(scenario, dict) else None
-    slo = slo if isinstance(slo, dict) else {}
+    slo = meta.scenario.slo
     objectives = []
-    for key, metric in (("p99_ms", METRICS["p99"]), ("max_error_rate", METRICS["errors"])):
-        value = slo.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) \
-                and math.isfinite(value) and value >= 0 and (value > 0 or key != "p99_ms"):
+    for value, metric, zero_ok in ((slo.p99_ms, METRICS["p99"], False),
+                                   (slo.max_error_rate, METRICS["errors"], True)):
+        if value is not None and value >= 0 and (value > 0 or zero_ok):
             objectives.append(Objective(metric, "<=", float(value)))
     if not objectives:
-        raise UserError(f"run {meta.get('run_id', '?')}: its scenario records no SLO; give "
+        raise UserError(f"run {meta.run_id or '?'}: its scenario records no SLO; give "
                         "--slo, like 'p99<150ms,errors<1%'")
     return tuple(objectives)
 
@@ -338,7 +336,7 @@ def judge(run: RunData, objectives: tuple[Objective, ...] | None = None, *,
     from harness.scenarios import rate_unit
 
     meta = run.meta
-    run_id = str(meta.get("run_id") or run.path.name)
+    run_id = meta.run_id or run.path.name
     source: Literal["--slo", "scenario"] = "--slo" if objectives is not None else "scenario"
     chosen = objectives if objectives is not None else scenario_slo(meta)
     trials = run.trials
@@ -355,8 +353,7 @@ def judge(run: RunData, objectives: tuple[Objective, ...] | None = None, *,
             repeat=int(t["repeat"]),
             outcomes=tuple(Outcome(o, float(t[o.metric.column])) for o in chosen))
         for _, t in ok.sort_values(["users", "server", "repeat"]).iterrows())
-    scenario = meta.get("scenario") if isinstance(meta.get("scenario"), dict) else {}
-    return Check(run_dir=run.path, run_id=run_id, scenario=str(scenario.get("name") or "?"),
-                 rate_unit=rate_unit(str(scenario.get("protocol") or "http")),
+    return Check(run_dir=run.path, run_id=run_id, scenario=meta.scenario.name or "?",
+                 rate_unit=rate_unit(meta.scenario.protocol or "http"),
                  objectives=chosen, source=source, at_users=at_users, verdicts=verdicts,
                  skipped=dict(sorted(skipped.items())))

@@ -29,12 +29,14 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness import procs
+from harness.runmeta import CrashMeta, RunMeta
 
 #: How long recorded groups get to exit after SIGTERM before SIGKILL (s). Short: the
 #: harness is gone, nobody reads what they would flush, and the whole sweep must end
@@ -64,12 +66,12 @@ def run_suffix(run_id: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _docker_leftovers(suffix: str, *, remove: bool, engine: Any = None
+def _docker_leftovers(suffix: str, *, remove: bool, engine_env: Mapping[str, str] | None = None
                       ) -> tuple[list[str], list[str], str]:
     """(containers, networks) of projects ``bench-<suffix>-*``, removed if ``remove``;
-    and a note when docker could not be asked. ``engine``: run.json's ``engine`` (the
-    engine the run used, harness.dockerhost), asked instead of the one this process's
-    environment names."""
+    and a note when docker could not be asked. ``engine_env``: the variables of
+    run.json's ``engine`` (the engine the run used, harness.dockerhost), asked instead
+    of the one this process's environment names."""
     try:
         import docker
         from docker.errors import DockerException, NotFound
@@ -77,9 +79,7 @@ def _docker_leftovers(suffix: str, *, remove: bool, engine: Any = None
         return [], [], "docker SDK not installed"
     prefix = f"bench-{suffix}-"
     try:
-        env = engine.get("env") if isinstance(engine, dict) else None
-        named = ({str(k): str(v) for k, v in env.items()} if isinstance(env, dict) and env
-                 else None)
+        named = dict(engine_env) if engine_env else None
         client = docker.from_env(timeout=10, environment=named)
         client.ping()
         label = {"label": COMPOSE_LABEL}
@@ -107,12 +107,13 @@ def _docker_leftovers(suffix: str, *, remove: bool, engine: Any = None
         return [], [], f"no docker engine answered ({type(exc).__name__})"
 
 
-def _read_meta(run_dir: Path) -> dict[str, Any]:
+def _read_meta(run_dir: Path) -> RunMeta:
+    """run.json, or a blank record when it is missing or unreadable (nothing recorded:
+    nothing to stop or remove by it)."""
     try:
-        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
+        return RunMeta.from_dict(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):  # RecordError is a ValueError
+        return RunMeta()
 
 
 def clean_run(run_dir: Path, *, dry_run: bool = False, grace_s: float = GRACE_S,
@@ -126,7 +127,7 @@ def clean_run(run_dir: Path, *, dry_run: bool = False, grace_s: float = GRACE_S,
     never signalled.
     """
     meta = _read_meta(run_dir)
-    status = str(meta.get("status") or "unknown")
+    status = meta.status or "unknown"
     groups = procs.read_groups(run_dir / GROUPS_FILE)
     own = os.getpgid(0)
     report = Cleanup(run_dir, status)
@@ -134,10 +135,10 @@ def clean_run(run_dir: Path, *, dry_run: bool = False, grace_s: float = GRACE_S,
         report.groups = [int(g["pgid"]) for g in groups if int(g["pgid"]) != own and procs.ours(g)]
     else:
         report.groups = procs.kill_recorded(groups, grace_s=grace_s, skip=[own])
-    suffix = run_suffix(str(meta.get("run_id") or run_dir.name))
+    suffix = run_suffix(meta.run_id or run_dir.name)
     if docker and suffix:
         report.containers, report.networks, report.docker_note = _docker_leftovers(
-            suffix, remove=not dry_run, engine=meta.get("engine"))
+            suffix, remove=not dry_run, engine_env=meta.engine.env)
     if not dry_run:
         remove_component_dirs(meta)
     if status == "running" and not dry_run:
@@ -145,16 +146,15 @@ def clean_run(run_dir: Path, *, dry_run: bool = False, grace_s: float = GRACE_S,
     return report
 
 
-def remove_component_dirs(meta: dict[str, Any]) -> None:
+def remove_component_dirs(meta: RunMeta) -> None:
     """Remove the temporary PostgreSQL cluster a run made (``run.json`` ``components``
     ``postgres.dir``; only a ``bench-pg-*`` folder in the temp folder), once its
     processes are gone (``harness.postgres.remove_cluster_dir``)."""
-    components = meta.get("components")
-    pg = components.get("postgres") if isinstance(components, dict) else None
-    if isinstance(pg, dict) and pg.get("dir"):
+    cluster = meta.components.postgres.dir
+    if cluster:
         from harness.postgres import remove_cluster_dir
 
-        remove_cluster_dir(str(pg["dir"]))
+        remove_cluster_dir(cluster)
 
 
 def mark_crashed(run_dir: Path, report: Cleanup, detected_by: str) -> bool:
@@ -162,16 +162,15 @@ def mark_crashed(run_dir: Path, report: Cleanup, detected_by: str) -> bool:
     from harness.atomic import atomic_write_json
 
     meta = _read_meta(run_dir)
-    if meta.get("status") != "running":
+    if meta.status != "running":
         return False
-    meta["status"] = "crashed"
-    meta["ended_at"] = datetime.now(UTC).isoformat()
-    meta["crash"] = {"detected_by": detected_by,
-                     "detected_at": meta["ended_at"],
-                     "reason": "the bench process exited without finishing the run",
-                     "stopped_groups": report.groups, "removed_containers": report.containers,
-                     "removed_networks": report.networks}
-    atomic_write_json(run_dir / "run.json", meta)
+    now = datetime.now(UTC).isoformat()
+    meta = meta.replace(status="crashed", ended_at=now, crash=CrashMeta(
+        detected_by=detected_by, detected_at=now,
+        reason="the bench process exited without finishing the run",
+        stopped_groups=tuple(report.groups), removed_containers=tuple(report.containers),
+        removed_networks=tuple(report.networks)))
+    atomic_write_json(run_dir / "run.json", meta.to_dict())
     return True
 
 
@@ -199,10 +198,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m harness.watchdog RUN_DIR", file=sys.stderr)
         return 2
     run_dir = Path(argv[0])
-    recorded = _read_meta(run_dir).get("harness")
-    if not isinstance(recorded, dict) or "pid" not in recorded:
+    process = _read_meta(run_dir).harness
+    if process.pid is None:
         print(f"watchdog: {run_dir}/run.json names no harness pid", file=sys.stderr)
         return 2
+    recorded = process.identity()
     wait_for_exit(recorded)
     started = time.monotonic()
     report = clean_run(run_dir, detected_by="watchdog")
@@ -215,14 +215,14 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def remove_child_dir(meta: dict[str, Any]) -> None:
+def remove_child_dir(meta: RunMeta) -> None:
     """Remove the dead harness's private children folder (``harness.procs.child_dir``),
     which its exit handler never got to remove; only a ``bench-children-*`` folder in
     the temp folder."""
-    recorded = (meta.get("children") or {}).get("dir") if isinstance(meta.get("children"), dict) else None
+    recorded = meta.children.dir
     if not recorded:
         return
-    path = Path(str(recorded))
+    path = Path(recorded)
     if path.name.startswith("bench-children-") and path.parent == Path(tempfile.gettempdir()):
         shutil.rmtree(path, ignore_errors=True)
 

@@ -285,7 +285,7 @@ def test_not_ok_trials_are_excluded_and_named(runs: dict[str, Path], tmp_path: P
     r = bench("compare", str(runs["a"]), str(current), "--json-out", str(tmp_path / "c.json"))
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads((tmp_path / "c.json").read_text())
-    assert data["excluded"]["current"] == [{"run_id": load_run(current).meta["run_id"],
+    assert data["excluded"]["current"] == [{"run_id": load_run(current).meta.run_id,
                                             "trial_id": trials.loc[1, "trial_id"],
                                             "status": "invalid",
                                             "reason": "generator-saturated: test"}]

@@ -75,12 +75,13 @@ def test_io_heavy_follows_littles_law(io_sweep: Path) -> None:
 def test_results_read_back_into_pandas(io_sweep: Path) -> None:
     run_dir = io_sweep
     run = load_run(run_dir)
-    assert run.meta["status"] == "complete" and run.meta["schema_version"] == SCHEMA_VERSION
-    assert "migrated_from" not in run.meta  # written by this version, read as is
-    assert run.meta["cpus"] == {"server": [0], "load": [1], "harness": [1], "shared": False}
-    assert run.meta["versions"]["locust"] and run.meta["versions"]["gunicorn"]
-    assert run.meta["scenario"]["params"] == {"latency_ms": LATENCY_MS}
-    assert len(run.meta["trials"]) == len(run.trials) == 2 * len(IO_SWEEP_LEVELS) * 2
+    assert run.meta.status == "complete" and run.meta.schema_version == SCHEMA_VERSION
+    assert run.meta.migrated_from is None  # written by this version, read as is
+    assert run.meta.cpus.to_dict() == {"server": [0], "load": [1], "harness": [1],
+                                       "shared": False}
+    assert run.meta.versions["locust"] and run.meta.versions["gunicorn"]
+    assert run.meta.scenario.params == {"latency_ms": LATENCY_MS}
+    assert len(run.meta.trials) == len(run.trials) == 2 * len(IO_SWEEP_LEVELS) * 2
     assert tuple(run.samples.columns) == SAMPLE_COLUMNS
     assert set(run.samples["source"]) == {"server", "generator"}
     assert run.samples.query("source == 'server'")["pss_mib"].notna().sum() >= 5

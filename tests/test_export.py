@@ -124,10 +124,10 @@ def test_csv_history_appends_one_row_per_run(run_dir: Path, tmp_path: Path) -> N
 
     frame = pd.read_csv(history, dtype={"commit": str})
     meta = load_run(run_dir).meta
-    assert list(frame["run_id"]) == [meta["run_id"], "second-run"]
+    assert list(frame["run_id"]) == [meta.run_id, "second-run"]
     assert tuple(frame.columns[:len(HISTORY_RUN_COLUMNS)]) == HISTORY_RUN_COLUMNS
-    assert frame.loc[0, "timestamp"] == meta["started_at"]
-    assert frame.loc[0, "commit"] == (meta["git"]["commit"] or "") or pd.isna(frame.loc[0, "commit"])
+    assert frame.loc[0, "timestamp"] == meta.started_at
+    assert frame.loc[0, "commit"] == (meta.git.commit or "") or pd.isna(frame.loc[0, "commit"])
     assert frame.loc[0, "params"] == f"latency_ms={IO_SWEEP_LATENCY_MS}"
     metric_columns = list(frame.columns[len(HISTORY_RUN_COLUMNS):])
     # one column per config, level and metric (throughput, p50, p99, PSS)
@@ -231,7 +231,7 @@ def check_exposition(families: dict[str, object], run_dir: Path) -> None:
         assert len(samples) == trials[column].notna().sum(), name
         for s in samples:
             row = by_id[(s.labels["server"], s.labels["users"], s.labels["repeat"])]
-            assert s.labels["status"] == row["status"] and s.labels["run_id"] == meta["run_id"]
+            assert s.labels["status"] == row["status"] and s.labels["run_id"] == meta.run_id
             assert s.labels["scenario"] == row["scenario"]
             assert s.labels["interface"] == row["interface"]
             assert s.value == pytest.approx(row[column] * factor, rel=1e-9), (name, s)
@@ -248,7 +248,7 @@ def check_exposition(families: dict[str, object], run_dir: Path) -> None:
         assert sum(s.value for s in counted if s.labels["status"] == status) == n
     (info,) = families["bench_run"].samples if "bench_run" in families else \
         families["bench_run_info"].samples  # type: ignore[attr-defined]
-    assert info.labels["run_id"] == meta["run_id"] and info.value == 1
+    assert info.labels["run_id"] == meta.run_id and info.value == 1
 
 
 def test_openmetrics_has_every_trial_by_configuration(run_dir: Path, tmp_path: Path) -> None:
@@ -369,8 +369,8 @@ def test_junit_slo_cases_match_the_trials(run_dir: Path, tmp_path: Path) -> None
     assert r.returncode == 0, r.stdout + r.stderr
     (suite,) = check_junit(ET.parse(out).getroot())
     trials = pd.read_csv(run_dir / "trials.csv")
-    slo = load_run(run_dir).meta["scenario"]["slo"]
-    tests, failures, skipped = expected_slo(trials, slo["p99_ms"], slo["max_error_rate"])
+    slo = load_run(run_dir).meta.scenario.slo
+    tests, failures, skipped = expected_slo(trials, slo.p99_ms, slo.max_error_rate)
     assert (int(suite.get("tests")), int(suite.get("failures")), int(suite.get("skipped"))) \
         == (tests, failures, skipped)
     assert tests == len(SERVERS) * len(IO_SWEEP_LEVELS) * 2
@@ -388,8 +388,8 @@ def test_junit_skips_what_is_not_ok(stored: str, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     (suite,) = check_junit(ET.parse(out).getroot())
     trials = pd.read_csv(STORED / stored / "trials.csv")
-    slo = load_run(STORED / stored).meta["scenario"]["slo"]
-    expected = expected_slo(trials, slo["p99_ms"], slo["max_error_rate"])
+    slo = load_run(STORED / stored).meta.scenario.slo
+    expected = expected_slo(trials, slo.p99_ms, slo.max_error_rate)
     assert (int(suite.get("tests")), int(suite.get("failures")), int(suite.get("skipped"))) \
         == expected
     assert expected[2] > 0

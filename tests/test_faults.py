@@ -48,7 +48,7 @@ def test_server_that_fails_to_start_is_failed_and_the_run_goes_on(tmp_path: Path
     # The run went on and measured the next config (`invalid` only if this shared machine
     # starved the load generator, which the harness then says).
     assert good["status"] in ("ok", "invalid") and good["throughput_rps"] > 0
-    assert state.meta["status"] == "complete"
+    assert state.meta.status == "complete"
 
 
 class KillServer(SilentReporter):
@@ -146,7 +146,7 @@ def test_interrupt_tears_down_keeps_results_and_exits_128_plus_signal(
     assert "Traceback" not in stderr
     run_dir = only_run(tmp_path / "results")
     run = load_run(run_dir)
-    assert run.meta["status"] == "interrupted"
+    assert run.meta.status == "interrupted"
     assert len(run.trials) >= 1 and (run.trials["status"] == "ok").iloc[0]
     assert (tmp_path / "r.html").stat().st_size > 100_000  # the report still renders
     assert project_processes(run_dir.name) == []
@@ -164,5 +164,5 @@ def test_wrong_answers_fail_every_level_without_loading(tmp_path: Path) -> None:
     assert [t["status"] for t in state.trials] == ["failed", "failed"]
     assert all("verification failed for /io?latency_ms=20: got 404" in t["reason"]
                for t in state.trials)
-    assert len(state.meta["deployments"]) == 1  # started once, not loaded, not restarted
+    assert len(state.meta.deployments) == 1  # started once, not loaded, not restarted
     assert not any((tmp_path / "results").glob("*/requests/*/*.csv"))

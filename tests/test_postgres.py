@@ -16,6 +16,7 @@ from harness import watchdog
 from harness.apps.work import WORLD_ROWS, row_ids, world_randomnumber
 from harness.postgres import DIR_PREFIX, Postgres, cluster_processes, find_binaries
 from harness.procs import ProcessError
+from harness.runmeta import RunMeta
 from tests.support import bench
 
 
@@ -77,7 +78,8 @@ def test_a_dead_runs_cluster_is_removed_by_the_watchdogs_cleanup(tmp_path: Path)
         with psycopg.connect(pg.url):
             pass
         os.kill(pg.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
-        watchdog.remove_component_dirs({"components": {"postgres": {"dir": str(base)}}})
+        watchdog.remove_component_dirs(
+            RunMeta.from_dict({"components": {"postgres": {"dir": str(base)}}}))
         assert not base.exists()
         assert not cluster_processes(base)
     finally:

@@ -83,7 +83,7 @@ def test_site_of_stored_runs(tmp_path: Path) -> None:
     assert started == sorted(started, reverse=True)  # newest first
     for row in rows:  # the trial counts are the run's, not ok ones only
         run_id = row[0]
-        (folder,) = [p for p in results.iterdir() if load_run(p).meta["run_id"] == run_id]
+        (folder,) = [p for p in results.iterdir() if load_run(p).meta.run_id == run_id]
         counts = pd.read_csv(folder / "trials.csv")["status"].value_counts()
         expected = " · ".join(f"{counts[s]} {s}" for s in ("ok", "invalid", "unsupported",
                                                           "failed") if s in counts)

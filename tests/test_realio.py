@@ -137,7 +137,7 @@ def test_a_failing_server_fails_its_trials_and_the_cluster_still_goes(tmp_path: 
     (trial,) = state.trials
     assert trial["status"] == "failed" and "exited with code 3" in trial["reason"]
     assert trial["driver"] == "psycopg"
-    assert_nothing_left(state.meta["components"])
+    assert_nothing_left(state.meta.components.to_dict())
     assert "BENCH_PG_URL" not in os.environ
 
 
@@ -152,7 +152,7 @@ def test_a_database_that_cannot_start_fails_every_trial_with_why(
     assert all(t["reason"].startswith("postgres failed to start: ProcessError: postgres exited")
                and "max_connections" in t["reason"] for t in state.trials)
     assert not list(state.run_dir.glob("logs/server-*"))  # no server was started for it
-    assert_nothing_left(state.meta["components"])
+    assert_nothing_left(state.meta.components.to_dict())
 
 
 def _start_db_run(tmp_path: Path) -> subprocess.Popen[str]:
@@ -197,7 +197,7 @@ def test_interrupted_or_killed_run_leaves_no_postgres(tmp_path: Path,
         proc.communicate(timeout=60)
         if sig == signal.SIGINT:
             assert proc.returncode == 130
-            assert load_run(run_dir).meta["status"] == "interrupted"
+            assert load_run(run_dir).meta.status == "interrupted"
         else:
             base = Path(comp["postgres"]["dir"])
             deadline = time.monotonic() + 30

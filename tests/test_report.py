@@ -622,7 +622,7 @@ def _backend_run(root: Path, run_id: str, backend: str, scale: float, latency: f
                             ignore_index=True)
     folder = _write_run(root, run_id, trials, samples, records=False, **scenario)
     meta = load_run(folder).meta
-    atomic_write_json(folder / "run.json", {**meta, "backend": backend})
+    atomic_write_json(folder / "run.json", {**meta.to_dict(), "backend": backend})
     return load_run(folder)
 
 

@@ -100,7 +100,7 @@ def test_target_rps_instances_follow_the_measured_capacity(io_sweep: Path,
     rows = {row["server config"][0]: row for row in tables(html)["capacity-run0"]}
     run = load_run(run_dir)
     expected = _sustainable_by_hand(run.trials, SLO_P99_MS,
-                                    run.meta["scenario"]["slo"]["max_error_rate"])
+                                    run.meta.scenario.slo.max_error_rate)
     assert expected, ("no trial of the sweep met the SLO (machine too busy? every trial "
                       f"invalid): {run.trials[['trial_id', 'status', 'reason']]}")
     assert "headroom factor 0.7" in html

@@ -52,7 +52,7 @@ def write_v1_run(run_dir: Path) -> None:
 def test_older_schema_is_migrated_on_read(tmp_path: Path) -> None:
     write_v1_run(tmp_path / "old")
     run = load_run(tmp_path / "old")
-    assert run.meta["schema_version"] == SCHEMA_VERSION and run.meta["migrated_from"] == 1
+    assert run.meta.schema_version == SCHEMA_VERSION and run.meta.migrated_from == 1
     assert tuple(run.trials.columns) == TRIAL_COLUMNS
     assert tuple(run.samples.columns) == SAMPLE_COLUMNS
     t = run.trials.iloc[0]

@@ -148,7 +148,7 @@ def test_kill_9_leaves_no_server_or_locust_behind_within_5_s(killed_run: KilledR
 
 def test_killed_run_reads_crashed_and_its_report_renders(killed_run: KilledRun) -> None:
     run = load_run(killed_run.run_dir)
-    assert run.meta["status"] == "crashed"
+    assert run.meta.status == "crashed"
     # The watchdog wrote it into run.json too, with what it stopped.
     on_disk = json.loads((killed_run.run_dir / "run.json").read_text())
     assert on_disk["status"] == "crashed", on_disk["status"]
@@ -263,15 +263,15 @@ def test_load_run_reads_running_with_a_dead_harness_as_crashed(tmp_path: Path) -
     dead, alive = tmp_path / "dead", tmp_path / "alive"
     fake_run(dead, dead_identity(), [])
     fake_run(alive, procs.identity(os.getpid()) or {}, [])
-    assert load_run(dead).meta["status"] == "crashed"
-    assert "is gone" in load_run(dead).meta["crash_reason"]
-    assert load_run(alive).meta["status"] == "running"
+    assert load_run(dead).meta.status == "crashed"
+    assert "is gone" in load_run(dead).meta.crash_reason
+    assert load_run(alive).meta.status == "running"
     elsewhere = tmp_path / "elsewhere"
     fake_run(elsewhere, dead_identity(), [])
     meta = json.loads((elsewhere / "run.json").read_text())
     meta["harness"]["host"] = "another-host"
     atomic_write_json(elsewhere / "run.json", meta)
-    assert load_run(elsewhere).meta["status"] == "running"  # this machine cannot tell
+    assert load_run(elsewhere).meta.status == "running"  # this machine cannot tell
 
 
 HOLDER = """
@@ -330,7 +330,7 @@ def test_sighup_is_handled_like_sigterm(tmp_path: Path) -> None:
         stop_bench(proc)
     assert proc.returncode == 129, stderr
     assert "Traceback" not in stderr
-    assert load_run(run_dir).meta["status"] == "interrupted"
+    assert load_run(run_dir).meta.status == "interrupted"
     assert project_processes(run_dir.name) == []
 
 

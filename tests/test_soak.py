@@ -56,7 +56,7 @@ def test_soak_no_leak_no_leftovers(tmp_path: Path) -> None:
             state = runner.execute()
         except KeyboardInterrupt:
             state = runner.state
-        statuses.append((mode, state.meta["status"], [t["status"] for t in state.trials]))
+        statuses.append((mode, state.meta.status, [t["status"] for t in state.trials]))
         assert project_processes(runner.run_id) == [], (mode, i)
         usage = (me.num_fds(), me.num_threads(), len(me.children(recursive=True)))
         if i == 1:

@@ -132,7 +132,7 @@ def test_dry_run_lists_the_stacks_and_unsupported_ones() -> None:
 
 def test_runs_before_the_app_axis_read_as_raw() -> None:
     run = load_run(DATA / "io-heavy")
-    assert run.meta["migrated_from"] < 4  # stored before schema 4
+    assert run.meta.migrated_from < 4  # stored before schema 4
     assert set(run.trials["app"]) == {RAW} and set(run.trials["framework_version"]) == {""}
     assert set(run.samples["app"]) == {RAW}
     assert list(run.trials.columns[-2:]) == ["app", "framework_version"]

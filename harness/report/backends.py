@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from harness import stats
-from harness.report.fmt import _float, _scenario
+from harness.report.fmt import _float
 from harness.report.model import _STATUS_ORDER, Analysis, _trials, as_analysis, once
 from harness.results import RunData
 
@@ -66,7 +66,7 @@ def _engine_memory(a: Analysis) -> pd.DataFrame:
         peak, pss = float(e_all["rss_mib"].max()), _float(s_all["pss_mib"].max())
         backends = sorted({b for b in windows["backend"] if b})
         rows.append({"server": server, "interface": a.configs[server],
-                     "backend": ", ".join(backends) or str(a.run.meta.get("backend") or ""),
+                     "backend": ", ".join(backends) or a.run.meta.backend or "",
                      "windows": len(inside_e), "engine_mib_peak": peak,
                      "engine_mib_mean": float(e_all["rss_mib"].mean()), "pss_mib_peak": pss,
                      "rss_mib_peak": _float(s_all["rss_mib"].max()),
@@ -83,7 +83,7 @@ BACKEND_COLUMNS = (
 
 
 def _run_backend(run: RunData) -> str:
-    return str(run.meta.get("backend") or "")
+    return run.meta.backend or ""
 
 
 def backend_comparison(runs: Sequence[RunData | Analysis]) -> pd.DataFrame:
@@ -106,11 +106,11 @@ def backend_comparison(runs: Sequence[RunData | Analysis]) -> pd.DataFrame:
         trials = given.trials.copy() if isinstance(given, Analysis) else _trials(run)
         if trials.empty:
             continue
-        scenario = _scenario(run.meta)
-        name = str(scenario.get("name") or "")
+        scenario = run.meta.scenario
+        name = scenario.name or ""
         fallback = _run_backend(run) or "local"
         trials["backend"] = [b or fallback for b in trials["backend"]]
-        trials["scenario"] = [(name or t or "?") + "\t" + str(scenario.get("request_path") or "")
+        trials["scenario"] = [(name or t or "?") + "\t" + (scenario.request_path or "")
                               for t in trials["scenario"]]
         frames.append(trials)
     trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -17,15 +17,6 @@ if TYPE_CHECKING:
 _DASH = "–"
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _scenario(meta: Mapping[str, Any]) -> Mapping[str, Any]:
-    scenario = meta.get("scenario")
-    return scenario if isinstance(scenario, Mapping) else {}
-
-
 def _float(value: Any) -> float:
     """``value`` as a float, NaN when it is missing or not a number."""
     try:
@@ -81,8 +72,8 @@ def _pairs(mapping: Any) -> str:
 
 
 def _cpus(cpus: Any) -> str:
-    return ",".join(str(c) for c in cpus) if isinstance(cpus, list) and cpus else _DASH
+    return ",".join(str(c) for c in cpus) if isinstance(cpus, list | tuple) and cpus else _DASH
 
 
 def _run_id(run: RunData) -> str:
-    return str(run.meta.get("run_id") or run.path.name)
+    return run.meta.run_id or run.path.name

@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from harness import scenarios, stats
-from harness.report.fmt import _float, _int, _mapping, _num, _scenario
+from harness.report.fmt import _float, _int, _num
 from harness.results import SAMPLE_COLUMNS, TRIAL_COLUMNS, RunData
+from harness.runmeta import RunMeta
 from harness.stacks import stack_name
 
 #: Record kinds the CDF shows, by preference: request/response latency, else the stream
@@ -175,7 +176,7 @@ def measured_latencies(run: RunData, trial: Mapping[str, Any]) -> tuple[np.ndarr
     :data:`CDF_RECORD_NAMES` (``request``; streams: ``rtt``, ``event`` lag). Empty
     when the run has no clock origin, the trial no window, or no records.
     """
-    origin = _float(run.meta.get("clock_origin_unix_s"))
+    origin = _float(run.meta.clock_origin_unix_s)
     t0, t1 = _float(trial.get("t_start_s")), _float(trial.get("t_end_s"))
     if math.isnan(origin) or math.isnan(t0) or math.isnan(t1):
         return np.empty(0), ""
@@ -230,19 +231,18 @@ def _check_options(target_rps: float | None, slo_p99_ms: float | None,
         raise ValueError(f"headroom {headroom}: must be in (0, 1]")
 
 
-def _slo(meta: Mapping[str, Any], override: float | None) -> Slo:
+def _slo(meta: RunMeta, override: float | None) -> Slo:
     """The SLO to judge ``meta``'s run by: ``override`` (ms) or the scenario's p99, and
     the scenario's error bound (else its validity bound, else DEFAULT_MAX_ERROR_RATE)."""
-    scenario = _scenario(meta)
-    slo, validity = _mapping(scenario.get("slo")), _mapping(scenario.get("validity"))
-    max_error = _float(slo.get("max_error_rate"))
+    slo, validity = meta.scenario.slo, meta.scenario.validity
+    max_error = _float(slo.max_error_rate)
     if math.isnan(max_error):
-        max_error = _float(validity.get("max_error_rate"))
+        max_error = _float(validity.max_error_rate)
     if math.isnan(max_error):
         max_error = DEFAULT_MAX_ERROR_RATE
     if override is not None:
         return Slo(float(override), max_error, "--slo-p99-ms")
-    p99 = _float(slo.get("p99_ms"))
+    p99 = _float(slo.p99_ms)
     return Slo(p99, max_error, "scenario" if p99 > 0 else "none")
 
 
@@ -299,10 +299,10 @@ def analyse(run: RunData, *, slo_p99_ms: float | None = None,
                      fits, target_rps, headroom, level, protocol)
 
 
-def _protocol(meta: Mapping[str, Any], trials: pd.DataFrame) -> str:
+def _protocol(meta: RunMeta, trials: pd.DataFrame) -> str:
     """The run's protocol: run.json's ``scenario.protocol``, else ``sse`` / ``websocket``
     when the trials have time-to-first-event / round-trip figures, else ``http``."""
-    recorded = str(_scenario(meta).get("protocol") or "").lower()
+    recorded = (meta.scenario.protocol or "").lower()
     if recorded:
         return recorded
     for protocol, column in (("sse", "ttfe_ms_p50"), ("websocket", "rtt_ms_p50")):
@@ -375,17 +375,17 @@ def _samples(run: RunData) -> pd.DataFrame:
     return _normalise(run.samples, SAMPLE_COLUMNS, _TEXT_SAMPLE_COLUMNS)
 
 
-def _configs(meta: Mapping[str, Any], trials: pd.DataFrame,
+def _configs(meta: RunMeta, trials: pd.DataFrame,
              samples: pd.DataFrame) -> dict[str, str]:
     """Stack name -> interface, WSGI first, then ASGI, then others; by name within.
 
     A run of the raw apps only has a stack per server config, named as the config, as
     run.json's ``servers`` list them; a run with other apps lists its stacks."""
     found: dict[str, str] = {}
-    listed = meta.get("stacks") if set(trials["app"]) - {"raw", ""} else meta.get("servers")
-    for server in listed if isinstance(listed, list) else []:
-        if isinstance(server, Mapping) and server.get("name"):
-            found[str(server["name"])] = str(server.get("interface") or "")
+    listed = meta.stacks if set(trials["app"]) - {"raw", ""} else meta.servers
+    for server in listed:
+        if server.name:
+            found[server.name] = server.interface or ""
     for name, interface in zip(trials["server"], trials["interface"], strict=True):
         if name and not found.get(name):
             found[name] = interface

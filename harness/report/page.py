@@ -8,7 +8,7 @@ only choose what to show and word it (plain text, no markup).
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pandas as pd
 from harness import stats
 from harness.report.backends import _run_backend, backend_comparison
 from harness.report.charts import STACK_CHART_KEYS, _figures
-from harness.report.fmt import _DASH, _cpus, _num, _pairs, _percent, _run_id, _scenario
+from harness.report.fmt import _DASH, _cpus, _num, _pairs, _percent, _run_id
 from harness.report.model import Analysis, _check_options, analyse
 from harness.report.realio import pool_part, realio_part
 from harness.report.stacks import matrix_table, overhead_table, stacked
@@ -36,6 +36,7 @@ from harness.report.tables import (
 from harness.report.templating import plot_div, render_template
 from harness.report.verdict import _verdict
 from harness.results import RunData, atomic_write_bytes
+from harness.runmeta import RunMeta
 
 #: Height of every chart of the report (CSS).
 CHART_HEIGHT = "520px"
@@ -92,7 +93,7 @@ def render(runs: Sequence[RunData | Analysis], out: Path, *, target_rps: float |
     ids = [_run_id(a.run) for a in models]
     nav = []
     if len(models) > 1:
-        nav = [(f"#run-{i}", f"{_scenario(a.run.meta).get('name') or _DASH}"
+        nav = [(f"#run-{i}", f"{a.run.meta.scenario.name or _DASH}"
                 + (f" ({_run_backend(a.run)})" if _run_backend(a.run) else "") + f": {run_id}")
                for i, (a, run_id) in enumerate(zip(models, ids, strict=True))]
         if pairs:
@@ -136,8 +137,8 @@ def _section(a: Analysis, index: int, charts: Sequence[Any],
     engine = _engine_table(a)
     return {
         "index": index, "run_id": _run_id(a.run),
-        "name": _scenario(meta).get("name") or _DASH,
-        "status": str(meta.get("status") or "unknown"),
+        "name": meta.scenario.name or _DASH,
+        "status": meta.status or "unknown",
         "header": _header(meta, a), "servers": _servers_table(meta),
         "validity": [(s, s or "(none)", int(counts.get(s, 0))) for s in statuses],
         "trial_count": len(a.trials), "validity_table": _validity_table(a.trials),
@@ -191,80 +192,70 @@ def _capacity(a: Analysis, index: int) -> dict[str, Any]:
     return {"missing": None, "notes": notes, "table": _capacity_table(a, index)}
 
 
-def _load_mode(meta: Mapping[str, Any], trials: pd.DataFrame) -> str:
+def _load_mode(meta: RunMeta, trials: pd.DataFrame) -> str:
     modes = sorted({m for m in trials["load_mode"] if m})
-    if not modes and meta.get("load_mode"):
-        modes = [str(meta["load_mode"])]
+    if not modes and meta.load_mode:
+        modes = [meta.load_mode]
     return ", ".join(modes) or _DASH
 
 
-def _header(meta: Mapping[str, Any], a: Analysis) -> list[tuple[str, str]]:
+def _header(meta: RunMeta, a: Analysis) -> list[tuple[str, str]]:
     """The setup of the run as (key, value) rows."""
-    scenario = _scenario(meta)
-    git = meta.get("git") or {}
-    machine = meta.get("machine") or {}
-    cpus = meta.get("cpus") or {}
-    commit = str(git.get("commit") or _DASH) + (" (dirty)" if git.get("dirty") else "")
-    command = meta.get("command")
+    scenario, cpus = meta.scenario, meta.cpus
+    commit = (meta.git.commit or _DASH) + (" (dirty)" if meta.git.dirty else "")
     slo = (f"p99 ≤ {a.slo.p99_ms:g} ms" if a.slo.p99_ms > 0 else "p99: none recorded") + \
         f", error rate ≤ {_percent(a.slo.max_error_rate)} %" + \
         (" (p99 from --slo-p99-ms)" if a.slo.source == "--slo-p99-ms" else "")
     return [
-        ("run id", str(meta.get("run_id") or _DASH)),
-        ("status", str(meta.get("status") or _DASH)),
-        ("started / ended", f"{meta.get('started_at') or _DASH} / {meta.get('ended_at') or _DASH}"),
-        ("command", shlex.join(map(str, command)) if isinstance(command, list) else _DASH),
-        ("scenario", f"{scenario.get('name') or _DASH}: {scenario.get('description') or ''}"),
-        ("request", f"{scenario.get('protocol') or ''} {scenario.get('request_path') or _DASH}"),
-        ("params", _pairs(scenario.get("params"))),
+        ("run id", meta.run_id or _DASH),
+        ("status", meta.status or _DASH),
+        ("started / ended", f"{meta.started_at or _DASH} / {meta.ended_at or _DASH}"),
+        ("command", shlex.join(meta.command) if meta.command else _DASH),
+        ("scenario", f"{scenario.name or _DASH}: {scenario.description or ''}"),
+        ("request", f"{scenario.protocol or ''} {scenario.request_path or _DASH}"),
+        ("params", _pairs(scenario.params)),
         ("load mode", _load_mode(meta, a.trials)),
-        ("levels (users)", ", ".join(map(str, scenario.get("users") or [])) or _DASH),
-        ("warm-up / measurement", (f"{_num(scenario.get('warmup_s'))} s / "
-                                   f"{_num(scenario.get('duration_s'))} s per level")),
-        ("repeats", str(scenario.get("repeats") or _DASH)),
+        ("levels (users)", ", ".join(map(str, scenario.users)) or _DASH),
+        ("warm-up / measurement", (f"{_num(scenario.warmup_s)} s / "
+                                   f"{_num(scenario.duration_s)} s per level")),
+        ("repeats", str(scenario.repeats or _DASH)),
         ("SLO", slo),
-        ("validity thresholds", _pairs(scenario.get("validity"))),
+        ("validity thresholds", _pairs(scenario.validity.to_dict())),
         ("commit", commit),
-        ("machine", _pairs(machine)),
-        ("CPU sets", (f"server: {_cpus(cpus.get('server'))}; load generator: "
-                      f"{_cpus(cpus.get('load'))}")),
-        ("versions", _pairs(meta.get("versions"))),
+        ("machine", _pairs(meta.machine.to_dict())),
+        ("CPU sets", f"server: {_cpus(cpus.server)}; load generator: {_cpus(cpus.load)}"),
+        ("versions", _pairs(meta.versions)),
         *_engine_rows(meta),
     ]
 
 
-def _engine_rows(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _engine_rows(meta: RunMeta) -> list[tuple[str, str]]:
     """A docker run's engine and load target, and, when psutil could not see the
     servers' processes (a remote engine: harness.dockerhost), where the server figures
     come from and which are missing. None for other runs."""
     rows = []
-    engine = meta.get("engine")
-    if isinstance(engine, Mapping):
-        rows.append(("docker engine", (f"{engine.get('url') or _DASH} (from "
-                     f"{engine.get('source') or _DASH}); load target "
-                     f"{meta.get('target_host') or '127.0.0.1'}")))
-    view = meta.get("resource_view")
-    if isinstance(view, Mapping) and view.get("psutil") is False:
-        missing = ", ".join(map(str, view.get("missing") or [])) or _DASH
-        rows.append(("server figures", (f"{view.get('source') or _DASH}. "
-                     f"{view.get('reason') or ''}; missing: {missing}")))
+    engine, view = meta.engine, meta.resource_view
+    if engine:
+        rows.append(("docker engine", (f"{engine.url or _DASH} (from "
+                     f"{engine.source or _DASH}); load target "
+                     f"{meta.target_host or '127.0.0.1'}")))
+    if view.psutil is False:
+        missing = ", ".join(view.missing) or _DASH
+        rows.append(("server figures", (f"{view.source or _DASH}. "
+                     f"{view.reason or ''}; missing: {missing}")))
     return rows
 
 
-def _shared_cpus(meta: Mapping[str, Any]) -> str:
+def _shared_cpus(meta: RunMeta) -> str:
     """The CPUs the server and the load generator shared, '' when none."""
-    cpus = meta.get("cpus") or {}
-    server_cpus, load_cpus = cpus.get("server") or [], cpus.get("load") or []
-    shared = sorted(set(server_cpus) & set(load_cpus)) if isinstance(server_cpus, list) \
-        and isinstance(load_cpus, list) else []
+    shared = sorted(set(meta.cpus.server) & set(meta.cpus.load))
     return _cpus(shared) if shared else ""
 
 
-def _method(meta: Mapping[str, Any], a: Analysis) -> list[str]:
+def _method(meta: RunMeta, a: Analysis) -> list[str]:
     """The method and caveats, one paragraph per item."""
-    scenario = _scenario(meta)
-    cpus = meta.get("cpus") or {}
-    server_cpus, load_cpus = cpus.get("server") or [], cpus.get("load") or []
+    scenario = meta.scenario
+    server_cpus, load_cpus = meta.cpus.server, meta.cpus.load
     mode = _load_mode(meta, a.trials)
     if "closed" in mode:
         loop = ("Load is closed-loop: each locust user sends its next request only when the "
@@ -284,26 +275,26 @@ def _method(meta: Mapping[str, Any], a: Analysis) -> list[str]:
     else:
         loop = (f"Load mode: {mode}. Under closed-loop load, latency percentiles understate "
                 "what open traffic would see (coordinated omission).")
-    if scenario.get("steady"):
+    if scenario.steady:
         warm = (f"Each level's measurement window opens when the stack is in steady state "
-                f"(at most {_num(scenario.get('max_warmup_s'))} s after the users started): "
+                f"(at most {_num(scenario.max_warmup_s)} s after the users started): "
                 "at least one full cycle of the queue since every user started (users ÷ "
                 "throughput), a latency drift over the last second of at most 10 % of the "
                 "mean (1 ms floor) and Little's law within 10 %; the finished window is held "
                 "to the same drift and Little's-law bounds, and a level that misses them is "
                 "invalid (not-steady). The warm-up each trial used is in the trials table. "
                 "The warm-up is excluded from every number and chart; then a measurement "
-                f"window of {_num(scenario.get('duration_s'))} s; ")
+                f"window of {_num(scenario.duration_s)} s; ")
     else:
         held = (" (its window is still held to the steady-state drift and Little's-law "
-                "bounds)" if isinstance(meta.get("warmup"), Mapping) else "")
-        warm = (f"Each level has a fixed warm-up of {_num(scenario.get('warmup_s'))} s, "
+                "bounds)" if meta.warmup else "")
+        warm = (f"Each level has a fixed warm-up of {_num(scenario.warmup_s)} s, "
                 f"excluded from every number and chart{held}, then a measurement window of "
-                f"{_num(scenario.get('duration_s'))} s; ")
+                f"{_num(scenario.duration_s)} s; ")
     return [
         loop,
         (warm +
-         f"{scenario.get('repeats') or 1} repeat(s), configs interleaved. Lines and tables show "
+         f"{scenario.repeats or 1} repeat(s), configs interleaved. Lines and tables show "
          "the median across ok repeats, never the best; the 95 % confidence interval is a "
          "Student-t interval of the mean; repeats whose coefficient of variation exceeds 5 % "
          "are flagged noisy. The WSGI/ASGI ratio's interval is a percentile bootstrap of the "

@@ -24,19 +24,15 @@ from harness.report.fmt import _num
 from harness.report.model import Analysis
 from harness.report.tables import Cell, Table, _n, _text, make_table
 from harness.report.templating import plot_div
+from harness.runmeta import RunMeta
 
 CHART_HEIGHT = "480px"
 #: The drivers that block the event loop on purpose (harness.apps.drivers.DRIVERS).
 BLOCKING = "blocking"
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else {} (a damaged run.json reads as nothing)."""
-    return value if isinstance(value, dict) else {}
-
-
 def _has_realio(a: Analysis) -> bool:
-    return bool(_dict(a.run.meta.get("components"))) or bool(
+    return bool(a.run.meta.components) or bool(
         (a.trials.get("driver", pd.Series(dtype=object)).fillna("").astype(str) != "").any())
 
 
@@ -44,40 +40,38 @@ def _label(row: Any) -> str:
     return f"{row.server} · {row.driver or '?'}"
 
 
-def _notes(meta: dict[str, Any]) -> list[str]:
-    comp = _dict(meta.get("components"))
+def _notes(meta: RunMeta) -> list[str]:
+    comp = meta.components
     notes = []
-    drivers = _dict(comp.get("drivers"))
+    drivers = comp.drivers
     if drivers:
         notes.append(f"Drivers: WSGI apps {drivers.get('wsgi')}, ASGI apps {drivers.get('asgi')}"
-                     f"; pool_size {comp.get('pool_size')} connections per worker process. "
+                     f"; pool_size {comp.pool_size} connections per worker process. "
                      "The blocking driver calls the sync one inside async def on purpose: "
                      "each call blocks its event loop, so a worker serves one request at a "
                      "time.")
-    placement = comp.get("placement")
-    if placement:
-        notes.append(f"Components ({', '.join(map(str, comp.get('names') or []))}) ran on "
-                     f"CPUs {','.join(map(str, comp.get('cpus') or []))}: {placement}."
+    if comp.placement:
+        notes.append(f"Components ({', '.join(comp.names)}) ran on "
+                     f"CPUs {','.join(map(str, comp.cpus))}: {comp.placement}."
                      + (" Their CPU competes with the server's, so the server's figures "
-                        "include that contention." if comp.get("cpus_shared_with_server")
+                        "include that contention." if comp.cpus_shared_with_server
                         else ""))
-    pg = _dict(comp.get("postgres"))
+    pg = comp.postgres
     if pg:
-        settings = _dict(pg.get("settings"))
-        notes.append(f"PostgreSQL {pg.get('version') or settings.get('server_version') or '?'}"
-                     f" as OS user {pg.get('os_user') or 'the harness user'}, 127.0.0.1:"
-                     f"{pg.get('port')}, max_connections {settings.get('max_connections')}, "
+        settings = pg.settings
+        notes.append(f"PostgreSQL {pg.version or settings.get('server_version') or '?'}"
+                     f" as OS user {pg.os_user or 'the harness user'}, 127.0.0.1:"
+                     f"{pg.port}, max_connections {settings.get('max_connections')}, "
                      f"shared_buffers {settings.get('shared_buffers')}; "
-                     f"{pg.get('settings_note') or ''}. Seeded {pg.get('rows')} rows of "
-                     f"{pg.get('table')}. Connections are read from pg_stat_activity every "
-                     f"{_dict(pg.get('sampling')).get('activity_interval_s', 0.1)} s "
+                     f"{pg.settings_note or ''}. Seeded {pg.rows} rows of "
+                     f"{pg.table}. Connections are read from pg_stat_activity every "
+                     f"{pg.sampling.get('activity_interval_s', 0.1)} s "
                      "(active = running a query).")
-    up = _dict(comp.get("upstream"))
-    if up:
-        notes.append(f"Upstream service: uvicorn on {up.get('url')}, one process; it waits "
-                     "latency_ms per call and answers fixed bytes.")
-    if comp.get("error"):
-        notes.append(f"Components failed: {comp['error']}")
+    if comp.upstream:
+        notes.append(f"Upstream service: uvicorn on {comp.upstream.url}, one process; it "
+                     "waits latency_ms per call and answers fixed bytes.")
+    if comp.error:
+        notes.append(f"Components failed: {comp.error}")
     return notes
 
 
@@ -218,7 +212,7 @@ def pool_part(models: Sequence[Analysis], *, include_js: bool
     for a in models:
         if _has_realio(a):
             t = a.trials[a.trials["status"] == "ok"].copy()
-            t["scenario_name"] = str(_dict(a.run.meta.get("scenario")).get("name") or "")
+            t["scenario_name"] = a.run.meta.scenario.name or ""
             frames.append(t)
     if not frames:
         return None, include_js

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -100,8 +100,7 @@ def _server_interfaces(a: Analysis, cells: pd.DataFrame) -> dict[str, str]:
     """Server config -> interface, in the run's order of server configs (run.json's
     ``servers``; WSGI ones first as the registry lists them), then any other."""
     found = {str(r.server): str(r.interface) for r in cells.itertuples(index=False)}
-    listed = [str(e.get("name")) for e in a.run.meta.get("servers") or []
-              if isinstance(e, Mapping)]
+    listed = [str(e.name) for e in a.run.meta.servers]
     order = {name: i for i, name in enumerate(listed)}
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)),
                                                       kv[1] != "wsgi", kv[0])))
@@ -121,9 +120,9 @@ def _app_interfaces(a: Analysis, cells: pd.DataFrame) -> dict[str, set[str]]:
     """App -> the interfaces it can be served through: run.json's ``apps``, else the
     interfaces it ran under."""
     out: dict[str, set[str]] = {}
-    for entry in a.run.meta.get("apps") or []:
-        if isinstance(entry, Mapping) and entry.get("name"):
-            out[str(entry["name"])] = {str(i) for i in entry.get("interfaces") or []}
+    for entry in a.run.meta.apps:
+        if entry.name:
+            out[entry.name] = set(entry.interfaces)
     for r in cells.itertuples(index=False):
         out.setdefault(str(r.app), set()).add(str(r.interface))
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from harness.report.backends import BACKEND_METRICS, _engine_memory
 from harness.report.fmt import _DASH, _float, _int, _num
 from harness.report.model import Analysis, _cap_level, _unsupported_configs
 from harness.report.stream_model import _matrix
+from harness.runmeta import RunMeta
 
 #: Table columns of free text that get room to breathe (CSS class ``long``).
 _LONG_TEXT = frozenset({"note", "reason", "command line"})
@@ -118,16 +119,15 @@ def agreement_table(a: Analysis) -> Table | None:
     return make_table(columns, rows, sortable=True)
 
 
-def _servers_table(meta: Mapping[str, Any]) -> Table | None:
-    servers = [s for s in meta.get("servers") or [] if isinstance(s, Mapping)]
+def _servers_table(meta: RunMeta) -> Table | None:
+    servers = meta.servers
     if not servers:
         return None
     columns = [("server config", False), ("interface", False), ("workers", True),
                ("threads", True), ("worker connections", True), ("command line", False)]
-    rows: list[tuple[str, Sequence[Cell]]] = [(str(s.get("interface") or ""), [
-        str(s.get("name") or _DASH), str(s.get("interface") or _DASH), _int(s.get("workers")),
-        _int(s.get("threads")), _int(s.get("worker_connections")),
-        shlex.join(map(str, s.get("argv") or [])) or _DASH,
+    rows: list[tuple[str, Sequence[Cell]]] = [(s.interface or "", [
+        s.name or _DASH, s.interface or _DASH, _int(s.workers),
+        _int(s.threads), _int(s.worker_connections), shlex.join(s.argv) or _DASH,
     ]) for s in servers]
     return make_table(columns, rows)
 
@@ -369,9 +369,9 @@ def _engine_table(a: Analysis) -> tuple[str, Table] | None:
                     f"({_num(ratio.min(), 2)}–{_num(ratio.max(), 2)}×) over "
                     f"{len(diff)} config(s). ")
     else:
-        view = a.run.meta.get("resource_view")
-        if isinstance(view, Mapping) and view.get("psutil") is False:
-            measured = (f"{view.get('reason') or 'psutil had no view of the servers'}, so "
+        view = a.run.meta.resource_view
+        if view.psutil is False:
+            measured = (f"{view.reason or 'psutil had no view of the servers'}, so "
                         "PSS, USS and RSS are missing: the engine's figure is this run's only "
                         "memory figure, and the CPU figures are the engine's too. ")
         else:

@@ -120,14 +120,14 @@ def test_unknown_keys_are_kept_in_place_and_written_back(tmp_path: Path) -> None
     run_dir = tmp_path / "run"
     shutil.copytree(STORED / "io-heavy", run_dir, ignore=shutil.ignore_patterns("requests"))
     raw = json.loads((run_dir / "run.json").read_text())
-    raw = {"agents": {"hosts": ["127.0.0.2"], "workers": 2}, **raw}
+    raw = {"gpus": {"model": "none", "count": 0}, **raw}
     raw["scenario"] = {**raw["scenario"], "think_time_ms": 5}
     (run_dir / "run.json").write_text(json.dumps(raw))
     meta = load_run(run_dir).meta
-    assert meta.extra == {"agents": {"hosts": ["127.0.0.2"], "workers": 2}}
+    assert meta.extra == {"gpus": {"model": "none", "count": 0}}
     assert meta.scenario.extra == {"think_time_ms": 5} and meta.scenario.name == "io-heavy"
     out = RunMeta.from_dict(raw).replace(status="crashed").to_dict()
-    assert list(out) == list(raw) and out["agents"] == raw["agents"]
+    assert list(out) == list(raw) and out["gpus"] == raw["gpus"]
     assert list(out["scenario"]) == list(raw["scenario"]) and out["status"] == "crashed"
 
 

@@ -1,16 +1,18 @@
-"""The load driver: one headless locust session per deployment, pinned to the load CPUs.
+"""The load driver: one headless locust session per run, pinned to the load CPUs.
 
 The measurement window of a level opens either a fixed warm-up after spawning
 completed (``--warmup``), or, by default, when the steady-state detector
 (:mod:`harness.steady`) finds the stack steady in the completions locust streams to
 its request files, at the latest ``max_warmup_s`` after spawning. Once the window
-is over the driver stops locust (SIGTERM: locust's own shutdown writes its files),
-so a level costs its warm-up plus its window, not a fixed run time.
+is over the driver ends the level (the users stop, or, ``hold``, keep running for
+the next level to step up from), so a level costs its warm-up plus its window, not
+a fixed run time. The session outlives deployments (each level names its target);
+one that went wrong is closed and the next level starts a fresh locust.
 
 With ``agents`` (``bench run --load-agents N``) the local locust is the master only of
-``bench agent`` workers on load hosts; one session serves the whole run (the agents end
-with their master), :meth:`LoadSession.wait_for_agents` waits for them, and the master
-writes what they send into the same records folders (harness/loadgen/agents.py).
+``bench agent`` workers on load hosts (the agents end with their master),
+:meth:`LoadSession.wait_for_agents` waits for them, and the master writes what they
+send into the same records folders (harness/loadgen/agents.py).
 
 locust is never imported here (it monkey-patches the process with gevent); it is
 run as ``python -m locust`` with ``harness/loadgen/locustfile.py``. It hands back files,
@@ -46,8 +48,10 @@ KILL_AFTER_S = 30.0
 #: Closed loop: each user starts after a random delay in [0, this] (capped at half the
 #: warm-up, so every user runs through the whole window).
 MAX_START_SPREAD_S = 0.25
-#: After the window ends, this long for the last completions to be written (s).
-END_GRACE_S = 0.2
+#: After the window ends, this long before the level is ended (s). A completion inside
+#: the window is in locust's records by then: the end order is read at least one
+#: control poll later, and ending the level closes (flushes) the records first.
+END_GRACE_S = 0.02
 #: After a level, how long to wait for every locust process's meta file (s).
 META_WAIT_S = 10.0
 
@@ -222,15 +226,17 @@ class AgentsMissing(UserError):
 
 
 class LoadSession:
-    """One locust process (or master + workers) that serves every level of one
-    deployment, pinned to the load CPUs (see harness/loadgen/locustfile.py, "Levels").
+    """One locust process (or master + workers) that serves every level of a run,
+    pinned to the load CPUs (see harness/loadgen/locustfile.py, "Levels").
 
     Starting locust costs about a second of the load CPU (importing gevent and
-    locust); a session pays it once per deployment. ``base`` gives what every level
-    shares (request, expected answer, user class, processes); :meth:`level` runs one
-    level. After a level that went wrong (locust died or hung, the server died) the
-    session is closed and the next :meth:`level` starts a fresh locust. Use it as a
-    context manager: its locust group is stopped in a ``finally`` whatever happens.
+    locust); a session pays it once per run, and :meth:`start` lets it start while the
+    first server does. ``base`` gives what every level shares (request, expected
+    answer, user class, processes); :meth:`level` runs one level against the port it
+    is given. After a level that went wrong (locust died or hung; without agents,
+    also the server died) the session is closed and the next :meth:`level` starts a
+    fresh locust. Use it as a context manager: its locust group is stopped in a
+    ``finally`` whatever happens.
     """
 
     def __init__(self, base: LoadSpec, *, port: int, cpus: list[int], run_dir: Path,
@@ -259,6 +265,11 @@ class LoadSession:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+    def start(self) -> None:
+        """Start locust (no users) if it is not running; returns at once."""
+        if self.proc is None:
+            self._start()
 
     def _start(self) -> None:
         from harness.atomic import atomic_write_json
@@ -351,13 +362,18 @@ class LoadSession:
 
     def level(self, spec: LoadSpec, *, trial_id: str,
               keep_going: Callable[[float], str] = lambda _elapsed: "",
-              port: int | None = None) -> LoadResult:
+              port: int | None = None, hold: bool = False,
+              ready: Callable[[], bool] = lambda: True) -> LoadResult:
         """Run one level and wait for its window to pass, with a hard deadline.
 
         ``keep_going(elapsed_s)`` is polled about 10 times a second; a non-empty string
         aborts the level with that reason (e.g. the server died). ``port``: the server's,
-        when it changed since the session started (agents mode only: the agents' master
-        outlives deployments, since agents end with their master).
+        when it changed since the session started (a session outlives deployments: each
+        level names its target). ``hold``: after the window the users keep running and
+        only the level's meta is written, so the next level on the same server steps up
+        from them (no stop, no idle gap); otherwise the users are stopped and their
+        connections closed. ``ready()``: whether the window may open (False while the
+        previous server is still stopping; the warm-up goes on until it is True).
         """
         records_dir = self.run_dir / "requests" / trial_id
         records_dir.mkdir(parents=True, exist_ok=True)
@@ -384,16 +400,16 @@ class LoadSession:
                 aborted = keep_going(elapsed)
                 if aborted:
                     break
-                if window.update(time.time()):
+                if window.update(time.time(), ready()):
                     break  # the window is over
                 if spec.agents and (records_dir / f"{self.proc.pid}.meta.json").exists():
                     break  # the master ended the level early (no agent connected)
-                time.sleep(0.1)
+                time.sleep(0.02)
             # Agents end with their master: a level aborted for the server's sake ends
             # like any other, and the master (and its agents) serve the next one.
             keep = not (died or timed_out or (aborted and not spec.agents))
             if keep:
-                self._order("idle")
+                self._order("hold" if hold else "idle")
                 want = 1 if spec.processes <= 1 else spec.processes + 1
                 # Agents: the master writes its own meta last (after the agents' or
                 # after giving up on them: harness/loadgen/agents.py META_WAIT_S).
@@ -461,22 +477,24 @@ class _WindowClock:
         # With --processes the master writes its file last; until then, no start.
         return lead if self.spec.processes <= 1 else math.nan
 
-    def update(self, now: float) -> bool:
-        """Advance with the clock; True once the window is over (stop locust)."""
+    def update(self, now: float, ready: bool = True) -> bool:
+        """Advance with the clock; True once the window is over (stop locust). The
+        window does not open while ``ready`` is False (the previous server is still
+        stopping): the warm-up lasts until then."""
         if math.isnan(self.spawned):
             self.spawned = self._spawn_time()
             if math.isnan(self.spawned):
                 return False
-            if not self.spec.steady:
-                self.start = self.spawned + self.spec.warmup_s
-                self.end = self.start + self.spec.duration_s
-            else:
+            if self.spec.steady:
                 open_loop = self.spec.arrival_rate is not None
                 spread = 0.0 if open_loop else start_spread_s(self.spec.longest_warmup_s)
                 self.detector = Detector(users=self.spec.users_offered,
                                          started_at=self.spawned + spread,
                                          arrival_rate=self.spec.arrival_rate)
-        if math.isnan(self.start) and self.detector is not None:
+        if math.isnan(self.start) and not self.spec.steady and ready:
+            self.start = max(self.spawned + self.spec.warmup_s, now)
+            self.end = self.start + self.spec.duration_s
+        if math.isnan(self.start) and self.detector is not None and ready:
             if now >= self._next_check:
                 self._next_check = now + CHECK_EVERY_S
                 for end, latency in self.tail.read():

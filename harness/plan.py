@@ -106,6 +106,22 @@ class RunPlan:
         return [(u, math.nan) for u in self.users]
 
     @property
+    def steps_up(self) -> bool:
+        """Whether a stack's levels step up (harness/load.py ``hold``): the next level
+        adds users to the running ones instead of stopping them and proving the server
+        idle. Closed-loop HTTP only, and not with ``cross_check`` (wrk runs between
+        levels, on an idle server) or load agents; a level only steps up to one of at
+        least as many users."""
+        return (not self.arrival_rates and self.scenario.protocol == "http"
+                and not self.cross_check and not self.load_agents)
+
+    def holds(self, index: int) -> bool:
+        """Whether level ``index`` (1-based) leaves its users running for the next."""
+        levels = self.levels
+        return (self.steps_up and index < len(levels)
+                and levels[index][0] >= levels[index - 1][0])
+
+    @property
     def trial_count(self) -> int:
         return len(self.stacks) * len(self.levels) * self.repeats
 
@@ -184,6 +200,7 @@ def initial_meta(plan: RunPlan, run_id: str) -> RunMeta:
         backend=plan.backend,
         load_mode="open-loop" if plan.arrival_rates else "closed-loop",
         load_processes=plan.load_processes, load_agents=plan.load_agents,
+        level_transition="step-up" if plan.steps_up else "fresh",
         requests_kept=plan.keep_requests,
         keep_alive=True, start_spread_s=start_spread_s(plan.longest_warmup_s),
         warmup=warmup,

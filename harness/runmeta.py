@@ -23,7 +23,7 @@ still refused by :func:`harness.results.load_run`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.record import Record, RecordError, optional
@@ -417,6 +417,9 @@ class RunMeta(Record):
     load_mode: str | None = None
     load_processes: int | None = None
     load_agents: int | None = optional()
+    #: "step-up": a stack's next level adds users to the running ones (harness.plan
+    #: RunPlan.steps_up); "fresh": users stopped and the server proven idle between levels.
+    level_transition: str | None = optional()
     requests_kept: bool | None = None
     keep_alive: bool | None = None
     start_spread_s: float | None = None
@@ -428,7 +431,7 @@ class RunMeta(Record):
     cpus: CpusMeta = optional(CpusMeta)
     machine: MachineMeta = optional(MachineMeta)
     versions: Mapping[str, str | None] = optional({})
-    git: GitMeta = optional(GitMeta)
+    git: GitMeta = field(default_factory=GitMeta)  # written even when all null (no checkout)
     trials: tuple[Mapping[str, Any], ...] = ()
     clock_origin_unix_s: float | None = optional()
     engine: EngineMeta = optional(EngineMeta)

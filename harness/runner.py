@@ -18,6 +18,7 @@ import math
 import os
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from subprocess import Popen
@@ -112,6 +113,9 @@ class Runner:
         self.t0_unix = time.time()
         self._session: LoadSession | None = None
         self._sessions = 0
+        #: Servers stopping in the background (_stop_later) and what their stops raised.
+        self._stopping: list[threading.Thread] = []
+        self._stop_errors: list[BaseException] = []
         #: --load-agents: one row per (trial, agent), written to agents.csv.
         self._agent_rows: list[dict[str, Any]] = []
         self.components = realio.Components(plan, self.run_dir, self.clock)  # started in execute
@@ -179,11 +183,13 @@ class Runner:
                     for repeat in range(1, self.plan.repeats + 1):
                         for stack in self.plan.stacks:
                             self._stack(stack, repeat)
+                    self._join_stops()
                 status = "complete"
             except (Interrupted, KeyboardInterrupt):
                 status = "interrupted"
                 raise
             finally:
+                self._join_stops(raise_errors=False)
                 self._close_session(end=True)
                 self.state.meta = self.state.meta.replace(status=status, ended_at=iso_time())
                 self.state.save()
@@ -248,6 +254,8 @@ class Runner:
         self._current = stack
         log_path = self.run_dir / "logs" / f"server-{stack.name}-r{repeat}.log"
         server: Deployment | None = None
+        held = False  # the previous level's users still run (RunPlan.holds)
+        done = False
         blocked: tuple[str, str] | None = None  # (status, reason) for the remaining levels
         if self.plan.unsupported(stack):
             blocked = ("unsupported", self.plan.unsupported(stack))
@@ -255,13 +263,15 @@ class Runner:
             for index, (users, offered_rps) in enumerate(self.plan.levels, start=1):
                 trial = self._base_trial(stack, index, users, offered_rps, repeat)
                 if server is not None and server.exit_code() is not None:
-                    self._close_session()
+                    self._close_session(end=not self.plan.load_agents)
                     self._keep_samples(server, stack, repeat)
                     server.stop()
                     server = None
+                    held = False
                 if blocked is None and server is None:
+                    self._prestart_session(trial)
                     server, blocked = self._start(stack, repeat, log_path)
-                elif server is not None and not server.wait_idle(IDLE_DEADLINE_S):
+                elif server is not None and not held and not server.wait_idle(IDLE_DEADLINE_S):
                     trial["status"] = "invalid"
                     trial["reason"] = (f"server still had connections open {IDLE_DEADLINE_S:.0f} s "
                                        "after the previous level")
@@ -269,41 +279,74 @@ class Runner:
                     trial["status"], trial["reason"] = blocked or ("failed", "no server")
                     self._record(trial)
                     continue
-                self._level(server, trial)
+                hold = self.plan.holds(index)
+                self._level(server, trial, hold=hold)
+                held = hold and self._session is not None and self._session.proc is not None
                 if trial["status"] == "unsupported":  # it cannot, whatever the load
                     blocked = ("unsupported", trial["reason"])
             self._per_connection(stack, repeat)
+            done = True
+        except BaseException:
+            self._close_session(end=True)
+            raise
         finally:
-            try:
-                self._close_session()
-            finally:
-                if server is not None:
-                    self._keep_samples(server, stack, repeat)
+            if server is not None:
+                self._keep_samples(server, stack, repeat)
+                if done and self.plan.backend == "local":
+                    self._stop_later(server)
+                else:
                     server.stop()
-                    self.state.save()
+                self.state.save()
+
+    def _stop_later(self, server: Deployment) -> None:
+        """Stop ``server`` (a local process group) in a thread: its teardown overlaps the
+        next server's start, verification and first warm-up, never a measurement window
+        (:meth:`_stopped` holds the window until it is done)."""
+        def stop() -> None:
+            try:
+                server.stop()
+            except BaseException as exc:  # noqa: BLE001 - raised again by _join_stops
+                self._stop_errors.append(exc)
+        thread = threading.Thread(target=stop, name="bench-stop-server")
+        thread.start()
+        self._stopping.append(thread)
+
+    def _stopped(self) -> bool:
+        """No server is stopping in the background (a window may open)."""
+        return not any(t.is_alive() for t in self._stopping)
+
+    def _join_stops(self, *, raise_errors: bool = True) -> None:
+        """Wait for every server stopping in the background; raise the first failure."""
+        while self._stopping:
+            self._stopping.pop().join()
+        if self._stop_errors and raise_errors:
+            raise self._stop_errors.pop(0)
+
+    def _prestart_session(self, trial: dict[str, Any]) -> None:
+        """Start the run's locust session (if it is not running) while a server starts."""
+        if not self.plan.load_agents:
+            self._session_for(self._session.port if self._session else 0,
+                              self._load_spec(trial), trial).start()
 
     def _close_session(self, *, end: bool = False) -> None:
-        """Stop the locust session; with agents only at the run's ``end``."""
-        if self._session is not None and (end or not self.plan.load_agents):
+        """Stop the run's locust session (``end``: the run ends, or it must restart)."""
+        if self._session is not None and end:
             session, self._session = self._session, None
             session.close()
 
     def _session_for(self, port: int, spec: LoadSpec, trial: dict[str, Any]) -> LoadSession:
-        """The locust session serving ``port``: one per deployment (or, with agents, per
-        run), a new one after a server restart or a level that went wrong."""
-        if self._session is not None and (self._session.proc is None or (
-                self._session.port != port and not self.plan.load_agents)):
+        """The run's locust session (each level names its server's ``port``); a new one
+        after a level that went wrong."""
+        if self._session is not None and self._session.proc is None:
             self._close_session(end=True)
         if self._session is None:
             self._sessions += 1
             plan = self.plan
             per_level = plan.longest_warmup_s + plan.duration_s + KILL_AFTER_S
-            levels = len(plan.levels) * (len(plan.stacks) * plan.repeats
-                                         if plan.load_agents else 1)
+            levels = len(plan.levels) * len(plan.stacks) * plan.repeats
             self._session = LoadSession(
                 spec, port=port, cpus=plan.load_cpus, run_dir=self.run_dir,
-                session_id=("agents" if plan.load_agents else
-                            f"{self._current.name}-r{trial['repeat']}-s{self._sessions}"),
+                session_id="agents" if plan.load_agents else f"run-s{self._sessions}",
                 log_dir=self.run_dir / "logs", clock=self.clock,
                 max_run_s=levels * per_level + 60 + plan.agent_timeout_s)
         return self._session
@@ -427,7 +470,7 @@ class Runner:
             record_name=PRIMARY_RECORDS[sc.protocol], agents=plan.load_agents,
             master_bind=plan.master_bind, agent_timeout_s=plan.agent_timeout_s)
 
-    def _level(self, server: Deployment, trial: dict[str, Any]) -> None:
+    def _level(self, server: Deployment, trial: dict[str, Any], *, hold: bool = False) -> None:
         plan = self.plan
         spec = self._load_spec(trial)
         expected_s = (min(2.0, plan.longest_warmup_s) if spec.steady else plan.warmup_s) \
@@ -445,7 +488,8 @@ class Runner:
 
         session = self._session_for(server.port, spec, trial)
         result = session.level(spec, trial_id=trial["trial_id"], keep_going=keep_going,
-                               port=server.port)
+                               port=server.port, hold=hold, ready=self._stopped)
+        self._join_stops()
         if result.problem:
             # Keep what was measured up to the fault; the trial is failed whatever it shows.
             trial["status"], trial["reason"] = "failed", result.problem

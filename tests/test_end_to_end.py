@@ -72,6 +72,16 @@ def test_io_heavy_follows_littles_law(io_sweep: Path) -> None:
     assert (trials["generator_cpu_percent"] > 0).all()
 
 
+def test_one_locust_session_serves_the_run_and_levels_step_up(io_sweep: Path) -> None:
+    """One locust process served all 16 levels of both servers and both repeats (each
+    level's meta names the process that ran it); closed-loop HTTP levels step up."""
+    assert json.loads((io_sweep / "run.json").read_text())["level_transition"] == "step-up"
+    metas = list((io_sweep / "requests").glob("*/*.meta.json"))
+    assert len(metas) == 2 * 2 * len(IO_SWEEP_LEVELS)
+    assert len({json.loads(m.read_text())["pid"] for m in metas}) == 1
+    assert len(list((io_sweep / "logs").glob("locust-*.log"))) == 1
+
+
 def test_results_read_back_into_pandas(io_sweep: Path) -> None:
     run_dir = io_sweep
     run = load_run(run_dir)

@@ -14,18 +14,20 @@ locust process that makes requests (one, or each worker with ``--processes``) wr
 * ``<pid>.spawned``: written the moment spawning completed (the harness watches
   for it to start its steady-state detector while the test runs).
 
-With ``live`` in the spec, the records file is flushed every 0.2 s, so the harness
+With ``live`` in the spec, the records file is flushed every 0.1 s, so the harness
 can read completions while the test runs (steady-state detection).
 
 Levels. With ``control_path`` in the spec, one locust process (or master + workers)
-serves every level of a deployment instead of one process per level (starting
-locust costs about a second of the load CPU). locust starts with no users; the
-harness writes the control file (JSON, replaced atomically) and every process polls
-it: ``{"seq": n, "action": "run", "level": {...}}`` switches the records to the
-level's ``records_dir``, takes its options, and (local runner or master) starts its
-``users``; ``{"seq": n, "action": "idle"}`` stops the users and has each process
-write the level's ``<pid>.meta.json``. Without ``control_path`` the spec is the one
-level and locust's ``--users`` start it.
+serves every level of a run instead of one process per level (starting locust costs
+about a second of the load CPU). locust starts with no users; the harness writes the
+control file (JSON, replaced atomically) and every process polls it:
+``{"seq": n, "action": "run", "level": {...}}`` switches the records to the level's
+``records_dir``, takes its options and target ``host``, and (local runner or master)
+ramps to its ``users`` (from none, or from the users a held level left running);
+``{"seq": n, "action": "idle"}`` stops the users and has each process write the
+level's ``<pid>.meta.json``; ``{"seq": n, "action": "hold"}`` writes the meta and
+leaves the users running for the next level to step up from. Without
+``control_path`` the spec is the one level and locust's ``--users`` start it.
 
 Agents (``bench run --load-agents N``, harness/loadgen/agents.py). The harness's locust
 is then a master only (spec ``agents``): it waits for the agents' clocks, sends each level
@@ -85,8 +87,8 @@ _errors: Counter[str] = Counter()
 _lag: dict[int, list[float]] = {}
 #: unix second -> [due, late, capped, unsent] (open loop).
 _sends: dict[int, list[int]] = {}
-FLUSH_EVERY_S = 0.2
-CONTROL_EVERY_S = 0.05
+FLUSH_EVERY_S = 0.1
+CONTROL_EVERY_S = 0.02
 #: How long a master waits for its forked workers before starting a level (s).
 WORKERS_WAIT_S = 60.0
 #: The control entry being served (its ``seq``), and whether a level is active.
@@ -254,6 +256,8 @@ def _control_loop(environment: Any) -> None:
                 _start_level(environment, order["level"])
             elif order.get("action") == "idle":
                 _end_level(environment)
+            elif order.get("action") == "hold":
+                _end_level(environment, stop_users=False)
         except Exception as exc:  # noqa: BLE001 - recorded, the harness sees no meta and says so
             _errors[f"control {order.get('action')}: {type(exc).__name__}: {exc}"[:200]] += 1
 
@@ -272,6 +276,8 @@ def _start_level(environment: Any, level: dict[str, Any]) -> None:
         _meta.pop(key, None)
     _errors.clear()
     _control["active"] = True
+    if level.get("host"):  # the session outlives deployments: each level names its target
+        environment.host = level["host"]
     registry = _clock["agents"]
     if registry is not None:
         # Agents: each one's clock measured, and locust's own headless start (with no
@@ -280,7 +286,6 @@ def _start_level(environment: Any, level: dict[str, Any]) -> None:
         while ((len(registry.ready()) < want or runner.state == "ready")
                and time.time() < deadline):
             gevent.sleep(0.05)
-        environment.host = level["host"]
         registry.begin(level, _spec)
         if not registry.in_level:  # nobody to run it: the master's meta ends the level
             _errors["no load agent connected to the master"] += 1
@@ -299,12 +304,16 @@ def _start_level(environment: Any, level: dict[str, Any]) -> None:
         runner.start(users, spawn_rate=max(users * 10, 100))
 
 
-def _end_level(environment: Any) -> None:
-    """Stop the level's users (local/master) and write this process's meta for it."""
+def _end_level(environment: Any, stop_users: bool = True) -> None:
+    """Stop the level's users (local/master) and write this process's meta for it.
+    ``stop_users`` False (a ``hold`` order): the users keep running into the next
+    level, which steps up from them; only the meta is written."""
     if not _control["active"]:
         return
     runner = environment.runner
-    if _meta.get("role") in ("local", "master") and runner.state not in ("stopped", "ready"):
+    if not stop_users:
+        pass
+    elif _meta.get("role") in ("local", "master") and runner.state not in ("stopped", "ready"):
         runner.stop()
     else:
         # A worker's users are stopped by the master; give its message a moment.

@@ -18,7 +18,6 @@ import math
 import os
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 from subprocess import Popen
@@ -28,7 +27,7 @@ import pandas as pd
 
 from harness import agents, analysis, cross_check, latency, procs, realio, stats, steady, streams
 from harness.apps.work import expected
-from harness.backends import Deployment, get_backend
+from harness.backends import BackgroundStops, Deployment, get_backend
 from harness.interrupts import INTERRUPT_SIGNALS, Interrupted, _signals_as_interrupt  # noqa: F401
 from harness.load import (
     KILL_AFTER_S,
@@ -95,8 +94,6 @@ class SilentReporter:
         pass
 
 
-
-
 class Runner:
     """Carries out a :class:`RunPlan`; call :meth:`execute` once."""
 
@@ -113,9 +110,8 @@ class Runner:
         self.t0_unix = time.time()
         self._session: LoadSession | None = None
         self._sessions = 0
-        #: Servers stopping in the background (_stop_later) and what their stops raised.
-        self._stopping: list[threading.Thread] = []
-        self._stop_errors: list[BaseException] = []
+        #: Servers stopping while the next one starts (the next window waits for them).
+        self._stops = BackgroundStops()
         #: --load-agents: one row per (trial, agent), written to agents.csv.
         self._agent_rows: list[dict[str, Any]] = []
         self.components = realio.Components(plan, self.run_dir, self.clock)  # started in execute
@@ -183,13 +179,13 @@ class Runner:
                     for repeat in range(1, self.plan.repeats + 1):
                         for stack in self.plan.stacks:
                             self._stack(stack, repeat)
-                    self._join_stops()
+                    self._stops.join()
                 status = "complete"
             except (Interrupted, KeyboardInterrupt):
                 status = "interrupted"
                 raise
             finally:
-                self._join_stops(raise_errors=False)
+                self._stops.join(raise_errors=False)
                 self._close_session(end=True)
                 self.state.meta = self.state.meta.replace(status=status, ended_at=iso_time())
                 self.state.save()
@@ -293,34 +289,10 @@ class Runner:
             if server is not None:
                 self._keep_samples(server, stack, repeat)
                 if done and self.plan.backend == "local":
-                    self._stop_later(server)
+                    self._stops.stop(server)
                 else:
                     server.stop()
                 self.state.save()
-
-    def _stop_later(self, server: Deployment) -> None:
-        """Stop ``server`` (a local process group) in a thread: its teardown overlaps the
-        next server's start, verification and first warm-up, never a measurement window
-        (:meth:`_stopped` holds the window until it is done)."""
-        def stop() -> None:
-            try:
-                server.stop()
-            except BaseException as exc:  # noqa: BLE001 - raised again by _join_stops
-                self._stop_errors.append(exc)
-        thread = threading.Thread(target=stop, name="bench-stop-server")
-        thread.start()
-        self._stopping.append(thread)
-
-    def _stopped(self) -> bool:
-        """No server is stopping in the background (a window may open)."""
-        return not any(t.is_alive() for t in self._stopping)
-
-    def _join_stops(self, *, raise_errors: bool = True) -> None:
-        """Wait for every server stopping in the background; raise the first failure."""
-        while self._stopping:
-            self._stopping.pop().join()
-        if self._stop_errors and raise_errors:
-            raise self._stop_errors.pop(0)
 
     def _prestart_session(self, trial: dict[str, Any]) -> None:
         """Start the run's locust session (if it is not running) while a server starts."""
@@ -488,8 +460,8 @@ class Runner:
 
         session = self._session_for(server.port, spec, trial)
         result = session.level(spec, trial_id=trial["trial_id"], keep_going=keep_going,
-                               port=server.port, hold=hold, ready=self._stopped)
-        self._join_stops()
+                               port=server.port, hold=hold, ready=self._stops.idle)
+        self._stops.join()
         if result.problem:
             # Keep what was measured up to the fault; the trial is failed whatever it shows.
             trial["status"], trial["reason"] = "failed", result.problem

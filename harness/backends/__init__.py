@@ -10,6 +10,7 @@ a :class:`~harness.sampler.NoSampler`. The runner owns the deployment and calls
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -159,3 +160,34 @@ def check_target_host(address: str, backend: str) -> None:
     if str(ip) != TARGET_HOST:
         raise UserError(f"--target-host {address}: containers publish on {TARGET_HOST} of the "
                         f"engine host, so nothing listens on {ip}; use {TARGET_HOST}")
+
+
+class BackgroundStops:
+    """Deployments stopping in threads, so a teardown overlaps the next server's start
+    (harness.runner holds the next measurement window until :meth:`idle`)."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+
+    def stop(self, deployment: Deployment) -> None:
+        """Start ``deployment.stop()`` in a thread; returns at once."""
+        def run() -> None:
+            try:
+                deployment.stop()
+            except BaseException as exc:  # noqa: BLE001 - raised again by join()
+                self._errors.append(exc)
+        thread = threading.Thread(target=run, name="bench-stop-server")
+        thread.start()
+        self._threads.append(thread)
+
+    def idle(self) -> bool:
+        """True when no stop is still running."""
+        return not any(t.is_alive() for t in self._threads)
+
+    def join(self, *, raise_errors: bool = True) -> None:
+        """Wait for every stop; raise the first that failed (``raise_errors``)."""
+        while self._threads:
+            self._threads.pop().join()
+        if self._errors and raise_errors:
+            raise self._errors.pop(0)

@@ -116,7 +116,11 @@ APPS: Mapping[str, AppSpec] = MappingProxyType({a.name: a for a in (
              {"wsgi": "django_app.wsgi:application", "asgi": "django_app.asgi:application"},
              lacks={"/ws": _DJANGO_NO_WS},
              notes="WSGI: sync views (get_wsgi_application); ASGI: async views "
-                   "(get_asgi_application); no middleware"),
+                   "(get_asgi_application); no middleware. Under ASGI each request also "
+                   "hands Django's request_started/request_finished receivers "
+                   "(close_old_connections) and response.close to a thread of its own "
+                   "(asgiref ThreadSensitiveContext): a few ms per request off the CPU, so "
+                   "an I/O-bound level sits below the wait's ceiling"),
     _flavour("django-sync-asgi", "Django", "django",
              {"asgi": "django_app.asgi_sync:application"},
              lacks={"/ws": _DJANGO_NO_WS},

@@ -68,6 +68,7 @@ def agents_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
                 procs.stop_group(a, grace_s=5)
 
 
+@pytest.mark.slow
 def test_two_agents_give_the_io_ceiling_half_each(agents_run: tuple[Path, list]) -> None:
     """40 users on a 50 ms endpoint: 800 req/s (Little's law) within 5%, each agent about
     half of it, and the agents' own requests add up to the trial's."""
@@ -136,6 +137,7 @@ def test_merged_percentiles_are_those_of_the_union_of_the_agents_records(
                             rel_tol=1 / 1000)
 
 
+@pytest.mark.slow
 def test_a_missing_agent_ends_the_run_in_one_line(tmp_path: Path) -> None:
     """--load-agents 2 with one agent: exit 2 within the timeout, one line naming who
     connected from where; the agent that came ends too; nothing is left running."""
@@ -159,6 +161,7 @@ def test_a_missing_agent_ends_the_run_in_one_line(tmp_path: Path) -> None:
             procs.stop_group(a, grace_s=5)
 
 
+@pytest.mark.slow
 def test_an_agent_killed_mid_trial_invalidates_that_trial_only(tmp_path: Path) -> None:
     """SIGKILL of one agent's locust worker during the first level: that trial is invalid
     naming the agent, the run goes on to the next level and exits 0, nothing is left."""

@@ -38,6 +38,7 @@ def test_bad_parameters_are_400_not_a_hang() -> None:
 
 @pytest.mark.parametrize(("wsgi", "asgi"), [("gunicorn-sync", "uvicorn"),
                                             ("granian-wsgi", "granian-asgi")])
+@pytest.mark.slow
 def test_wsgi_and_asgi_apps_answer_byte_identically(tmp_path: Path, wsgi: str, asgi: str) -> None:
     with serve(wsgi, tmp_path) as (wport, _), serve(asgi, tmp_path) as (aport, _):
         for path in REQUESTS:

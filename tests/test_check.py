@@ -72,6 +72,7 @@ def test_a_missing_figure_never_meets_an_objective() -> None:
     assert rps.met(1.0) and not rps.met(math.nan)
 
 
+@pytest.mark.slow
 def test_a_bad_spec_on_the_command_line_exits_2_before_anything(tmp_path: Path) -> None:
     for args in (("check", str(tmp_path / "no-run"), "--slo", "p99>>1"),
                  ("run", "--scenario", "io-heavy", "--fail-on-slo", "--slo", "p99>>1"),
@@ -103,6 +104,7 @@ def gated_run(base: Path, *args: str,
     raise AssertionError(f"no run exited {expected} in 3 attempts:\n{outputs}")
 
 
+@pytest.mark.slow
 def test_a_run_built_to_miss_its_slo_exits_1_naming_config_level_metric(tmp_path: Path) -> None:
     """5 ms per request against p99 < 1 ms: the ok trial misses; then ``bench check``
     judges the same run: it meets the scenario's own SLO (p99 <= 150 ms) and a loose
@@ -128,6 +130,7 @@ def test_a_run_built_to_miss_its_slo_exits_1_naming_config_level_metric(tmp_path
         in wrong.stderr
 
 
+@pytest.mark.slow
 def test_a_run_whose_every_trial_is_invalid_exits_3(tmp_path: Path) -> None:
     """A scenario file (by path) whose generator CPU limit (0.01% of a core) every real
     trial passes: all invalid, never judged, exit 3, and said how many were skipped."""
@@ -144,6 +147,7 @@ def test_a_run_whose_every_trial_is_invalid_exits_3(tmp_path: Path) -> None:
     assert again.returncode == 3 and "skipped 1 trial that is not ok (invalid 1)" in again.stdout
 
 
+@pytest.mark.slow
 def test_a_sweep_past_the_knee_misses_at_its_top_levels(io_sweep: Path) -> None:
     """The session's sweep: one sync worker at 20 ms serves users x 20 ms latency, so
     against the scenario's p99 <= 150 ms it misses at 8 users (160 ms) and 16; uvicorn

@@ -32,6 +32,7 @@ def test_the_table_is_not_empty() -> None:
 
 
 @pytest.mark.parametrize(("command", "code", "message"), ROWS, ids=[r[0].split("bench ", 1)[1][:44] for r in ROWS])
+@pytest.mark.slow
 def test_documented_error(command: str, code: int, message: str, tmp_path: Path) -> None:
     fixtures = tmp_path / "fixtures"
     fixtures.mkdir()

@@ -327,6 +327,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_exit_3_when_every_trial_failed(tmp_path: Path) -> None:
     """A real run whose only server cannot start: report written, exit 3, one line why."""
     cpus = sorted(os.sched_getaffinity(0))
@@ -356,6 +357,7 @@ def test_a_scenario_file_that_is_not_utf8_is_refused(
     assert f"{path}: not UTF-8 text (byte 32); TOML files are UTF-8" in line
 
 
+@pytest.mark.slow
 def test_equal_levels_of_a_plan_are_two_trials_with_their_own_records(tmp_path: Path) -> None:
     """A RunPlan built in code may repeat a level (the CLI refuses it): the two trials
     get distinct ids and requests/ folders, each trial's figures from its own records

@@ -316,6 +316,7 @@ def test_folder_of_runs_is_pooled(runs: dict[str, Path], tmp_path: Path) -> None
     (["--min-effect", "throughput_rps=10"], "ambiguous; write 10% or a fraction"),
     (["--min-effect", "latency_p50_ms=5%"], "not a gated metric"),
 ])
+@pytest.mark.slow
 def test_bad_options_are_one_line_exit_2(runs: dict[str, Path], args: list[str],
                                         message: str, tmp_path: Path) -> None:
     r = bench("compare", str(runs["a"]), str(runs["a2"]), "--json-out",

@@ -124,6 +124,7 @@ def test_scenario_path_or_name(name: str, message: str, tmp_path: Path,
     assert message in str(caught.value)
 
 
+@pytest.mark.slow
 def test_the_cli_takes_the_configuration_and_options_override_it(tmp_path: Path) -> None:
     """``bench run --dry-run --json`` from a subfolder of a project: the project's
     scenario by name, its servers (those serving the protocol) and results folder;

@@ -220,6 +220,7 @@ def test_build_is_cached_by_content(client: Any, image: dockerimage.ImageInfo) -
 
 
 @needs_engine
+@pytest.mark.slow
 def test_deploy_publishes_on_loopback_samples_and_cleans_up(
         image: dockerimage.ImageInfo, client: Any, tmp_path: Path) -> None:
     import socket
@@ -308,6 +309,7 @@ def docker_run(image: dockerimage.ImageInfo, tmp_path_factory: pytest.TempPathFa
 
 
 @needs_engine
+@pytest.mark.slow
 def test_docker_run_follows_littles_law(docker_run: tuple[Path, float]) -> None:
     run_dir, _ = docker_run
     trials = pd.read_csv(run_dir / "trials.csv").set_index("server")
@@ -360,6 +362,7 @@ def test_docker_run_leaves_no_container_or_network(docker_run: tuple[Path, float
 
 
 @needs_engine
+@pytest.mark.slow
 def test_container_dying_mid_trial_fails_that_trial_and_the_run_goes_on(
         image: dockerimage.ImageInfo, client: Any, tmp_path: Path) -> None:
     results = tmp_path / "results"
@@ -406,6 +409,7 @@ def test_container_dying_mid_trial_fails_that_trial_and_the_run_goes_on(
 
 
 @needs_engine
+@pytest.mark.slow
 def test_sigterm_mid_run_tears_the_container_down(image: dockerimage.ImageInfo, client: Any,
                                                  tmp_path: Path) -> None:
     results = tmp_path / "results"
@@ -441,6 +445,7 @@ def test_sigterm_mid_run_tears_the_container_down(image: dockerimage.ImageInfo, 
 
 
 @needs_engine
+@pytest.mark.slow
 def test_a_failed_start_is_a_process_error_and_leaves_nothing(
         image: dockerimage.ImageInfo, client: Any, tmp_path: Path) -> None:
     import dataclasses
@@ -474,6 +479,7 @@ def _websocket_echo(port: int) -> str:
 
 
 @needs_engine
+@pytest.mark.slow
 def test_every_config_serves_every_protocol_hardened_and_run_sweep_removes_by_label(
         image: dockerimage.ImageInfo, client: Any, tmp_path: Path) -> None:
     """All nine services at once (one compose project, as a run labels them): each is

@@ -171,6 +171,7 @@ def test_the_workflow_uses_the_gates_and_the_files_it_names(
     assert doc["jobs"]["pages"]["needs"] == "main"
 
 
+@pytest.mark.slow
 def test_every_bench_command_of_the_workflow_parses(commands: list[Command],
                                                     tmp_path: Path) -> None:
     """Each ``bench run`` line with ``--dry-run``, from the folder it runs in, exits 0:

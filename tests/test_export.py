@@ -57,6 +57,7 @@ def check_benchmark_results(entries: object) -> None:
     assert len(names) == len(entries), "one series per name"
 
 
+@pytest.mark.slow
 def test_github_action_benchmark_files_match_the_format(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "gab"
     r = bench("export", str(run_dir), "--format", "github-action-benchmark", "-o", str(out))
@@ -92,6 +93,7 @@ def test_github_action_benchmark_files_match_the_format(run_dir: Path, tmp_path:
     assert len(p99) == levels.ngroups
 
 
+@pytest.mark.slow
 def test_github_action_benchmark_leaves_out_not_ok_trials(run_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
@@ -111,6 +113,7 @@ def _as_new_run(src: Path, dst: Path, run_id: str, status: str = "complete") -> 
     return dst
 
 
+@pytest.mark.slow
 def test_csv_history_appends_one_row_per_run(run_dir: Path, tmp_path: Path) -> None:
     history = tmp_path / "history.csv"
     r = bench("export", str(run_dir), "--format", "csv-history", "-o", str(history))
@@ -142,6 +145,7 @@ def test_csv_history_appends_one_row_per_run(run_dir: Path, tmp_path: Path) -> N
     assert not list(tmp_path.glob(".history.csv.*"))  # no temp file left behind
 
 
+@pytest.mark.slow
 def test_csv_history_refuses_other_columns(run_dir: Path, tmp_path: Path) -> None:
     history = tmp_path / "history.csv"
     history.write_text("timestamp,commit,run_id,other/metric\n2026-01-01,abc,r1,1.0\n")
@@ -154,6 +158,7 @@ def test_csv_history_refuses_other_columns(run_dir: Path, tmp_path: Path) -> Non
     assert history.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_csv_history_takes_an_interrupted_run_with_fewer_levels(run_dir: Path,
                                                                 tmp_path: Path) -> None:
     history = tmp_path / "history.csv"
@@ -185,6 +190,7 @@ def test_bad_export_options(run_dir: Path, args: list[str], message: str) -> Non
     assert line.startswith("bench: error: ") and message in line
 
 
+@pytest.mark.slow
 def test_export_targets_are_checked(run_dir: Path, tmp_path: Path) -> None:
     a_file = tmp_path / "file.json"
     a_file.write_text("{}")
@@ -251,6 +257,7 @@ def check_exposition(families: dict[str, object], run_dir: Path) -> None:
     assert info.labels["run_id"] == meta.run_id and info.value == 1
 
 
+@pytest.mark.slow
 def test_openmetrics_has_every_trial_by_configuration(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.om.txt"
     r = bench("export", str(run_dir), "--format", "openmetrics", "-o", str(out))
@@ -270,6 +277,7 @@ def test_openmetrics_has_every_trial_by_configuration(run_dir: Path, tmp_path: P
     assert 0.019 <= p50.value <= 0.2, p50
 
 
+@pytest.mark.slow
 def test_prometheus_text_to_stdout_for_the_textfile_collector(run_dir: Path) -> None:
     r = bench("export", str(run_dir), "--format", "prometheus", "-o", "-")
     assert r.returncode == 0, r.stderr
@@ -278,6 +286,7 @@ def test_prometheus_text_to_stdout_for_the_textfile_collector(run_dir: Path) -> 
 
 
 @pytest.mark.parametrize("stored", ["io-heavy", "websocket-echo"])
+@pytest.mark.slow
 def test_not_ok_trials_are_marked_by_status(stored: str, tmp_path: Path) -> None:
     """Stored real runs: io-heavy has an invalid trial (generator-saturated), whose numbers
     are exported with status="invalid"; websocket-echo has unsupported trials, which have no
@@ -363,6 +372,7 @@ def expected_slo(trials: pd.DataFrame, p99_ms: float, max_error: float) -> tuple
     return tests, failures, skipped
 
 
+@pytest.mark.slow
 def test_junit_slo_cases_match_the_trials(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "junit.xml"
     r = bench("export", str(run_dir), "--format", "junit", "-o", str(out))
@@ -382,6 +392,7 @@ def test_junit_slo_cases_match_the_trials(run_dir: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("stored", ["io-heavy", "websocket-echo"])
+@pytest.mark.slow
 def test_junit_skips_what_is_not_ok(stored: str, tmp_path: Path) -> None:
     out = tmp_path / "junit.xml"
     r = bench("export", str(STORED / stored), "--format", "junit", "-o", str(out))
@@ -416,6 +427,7 @@ def _repeated(src: Path, dst: Path, times: int, run_id: str, scale: float = 1.0)
     return dst
 
 
+@pytest.mark.slow
 def test_junit_with_a_baseline_fails_on_the_regressions(run_dir: Path, tmp_path: Path) -> None:
     """Baseline: the sweep 1.5x faster; current: the sweep; 6 repeats a side. Throughput
     regressed in every configuration, p99 and PSS are unchanged: the regressions suite
@@ -440,6 +452,7 @@ def test_junit_with_a_baseline_fails_on_the_regressions(run_dir: Path, tmp_path:
         assert failed == case.get("name").endswith("throughput not regressed"), ET.tostring(case)
 
 
+@pytest.mark.slow
 def test_export_text_formats_refuse_bad_targets(run_dir: Path, tmp_path: Path) -> None:
     r = bench("export", str(run_dir), "--format", "openmetrics", "-o", str(tmp_path))
     assert r.returncode == 2 and "writes one file" in r.stderr

@@ -40,6 +40,7 @@ def server_pids(run_id: str) -> list[psutil.Process]:
     return [p for p in project_processes(run_id) if "locust" not in " ".join(p.cmdline())]
 
 
+@pytest.mark.slow
 def test_server_that_fails_to_start_is_failed_and_the_run_goes_on(tmp_path: Path) -> None:
     state = Runner(plan(tmp_path, [BROKEN, SERVERS["uvicorn"]])).execute()
     broken, good = state.trials
@@ -99,6 +100,7 @@ def test_locust_that_fails_is_recorded_with_its_log(tmp_path: Path) -> None:
     assert "without results" in result.problem and "NoSuchUser" in result.problem
 
 
+@pytest.mark.slow
 def test_port_taken_between_choosing_and_binding_is_retried(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     squatter = socket.socket()

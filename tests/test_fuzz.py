@@ -124,6 +124,7 @@ ARGS = st.lists(st.sampled_from(sorted(set(OPTIONS) - {"--scenario"})).flatmap(
 
 @FUZZ
 @given(pairs=ARGS, scenario=OPTIONS["--scenario"], named=mostly(st.just("y"), st.just("")))
+@pytest.mark.slow
 def test_fuzz_run_arguments(pairs: list[tuple[str, str]], scenario: str, named: str,
                             capsys: pytest.CaptureFixture[str],
                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,6 +211,7 @@ def scenario_text(data: dict[str, Any]) -> str:
        param=mostly(st.just({}), st.dictionaries(
            st.sampled_from(["type", "default", "min", "max", "unit"]), VALUES, max_size=2)),
        mangle=mostly(st.none(), st.tuples(st.integers(0, 400), TEXT)))
+@pytest.mark.slow
 def test_fuzz_scenario_files(changes: dict[str, Any], param: dict[str, Any],
                              mangle: tuple[int, str] | None,
                              capsys: pytest.CaptureFixture[str],
@@ -335,6 +337,7 @@ def damaged_copy(good: Path, tmp: Path, what: tuple[str, bytes | dict[str, Any]]
 
 @settings(FUZZ, max_examples=200)
 @given(what=damage())
+@pytest.mark.slow
 def test_fuzz_damaged_runs_compare_and_export(what: tuple[str, bytes | dict[str, Any]],
                                               good_run: Path,
                                               capsys: pytest.CaptureFixture[str],
@@ -357,6 +360,7 @@ def test_fuzz_damaged_runs_compare_and_export(what: tuple[str, bytes | dict[str,
 
 @settings(FUZZ, max_examples=30)
 @given(what=damage())
+@pytest.mark.slow
 def test_fuzz_damaged_runs_report(what: tuple[str, bytes | dict[str, Any]], good_run: Path,
                                   capsys: pytest.CaptureFixture[str],
                                   monkeypatch: pytest.MonkeyPatch) -> None:

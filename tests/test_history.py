@@ -153,6 +153,7 @@ def test_interrupted_runs_count_but_are_marked(tmp_path: Path) -> None:
     assert "run not complete" in text and 'class="incomplete"' in text
 
 
+@pytest.mark.slow
 def test_bench_history_writes_one_self_contained_page(step_results: Path, tmp_path: Path) -> None:
     bad = step_results / "unreadable"
     bad.mkdir()
@@ -190,6 +191,7 @@ def test_machines_are_kept_apart(tmp_path: Path) -> None:
     (["{empty}", "--metrics", "throughput"], "unknown metric 'throughput'"),
     (["{empty}", "--alpha", "0"], "--alpha 0: must be between 0 and 1"),
 ])
+@pytest.mark.slow
 def test_bad_history_input(args: list[str], message: str, tmp_path: Path) -> None:
     r = bench("history", *[a.replace("{empty}", str(tmp_path)) for a in args],
               "-o", str(tmp_path / "h.html"))
@@ -288,6 +290,7 @@ def test_small_multiples_share_axes_from_zero(tmp_path: Path) -> None:
     assert "3 series regressed at their last change point" in page
 
 
+@pytest.mark.slow
 def test_history_of_the_real_sweep(io_sweep: Path, tmp_path: Path) -> None:
     results = tmp_path / "results"
     for day in (1, 2, 3):

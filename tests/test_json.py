@@ -37,6 +37,7 @@ def test_list_json(tmp_path: Path) -> None:
     assert r.stderr == ""
 
 
+@pytest.mark.slow
 def test_run_json_in_a_project(tmp_path: Path) -> None:
     """A real short run of the project's own scenario (by name, from its bench.toml),
     with --fail-on-slo at the run's level: exit 0, the document names the run folder and
@@ -95,6 +96,7 @@ def test_json_bad_input_writes_no_document(io_sweep: Path, args: tuple[str, ...]
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_compare_json(io_sweep: Path, tmp_path: Path) -> None:
     """The sweep against itself: 2 repeats per side cannot decide anything, so with
     --no-fail-on-regression the gate passes (exit 0) and says so in the document."""

@@ -60,6 +60,7 @@ def _assert_agree(got: dict[str, Any], exact: dict[str, Any], *, trend_rel: floa
 
 
 @pytest.mark.parametrize("chunk_rows", [latency.CHUNK_ROWS, 997])
+@pytest.mark.slow
 def test_scan_agrees_with_request_metrics_on_recorded_run(
         recorded: tuple[Path, Window, int], chunk_rows: int) -> None:
     """Counts, throughput, error rate, mean and max exactly; the trend to 1e-6; every

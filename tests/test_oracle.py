@@ -56,6 +56,7 @@ def uvicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
 # ------------------------------------------------------------------- wrk on a real server
 
 @needs_wrk
+@pytest.mark.slow
 def test_io_heavy_follows_littles_law(uvicorn: LocalServer, tmp_path: Path) -> None:
     # An event loop serves 4 connections at once: 4 / 50 ms = 80 req/s, p50 ~ 50 ms.
     # A rate in the wrong unit (x1000), the warm-up counted in (x1.5) or errors counted
@@ -86,6 +87,7 @@ def test_io_heavy_follows_littles_law(uvicorn: LocalServer, tmp_path: Path) -> N
 
 
 @needs_wrk
+@pytest.mark.slow
 def test_a_queue_behind_one_sync_worker(tmp_path: Path) -> None:
     # gunicorn-sync, 1 worker: one request at a time, so 4 connections get 1 / 50 ms =
     # 20 req/s and wait in line: p50 ~ 4 x 50 = 200 ms (Little's law again).
@@ -97,6 +99,7 @@ def test_a_queue_behind_one_sync_worker(tmp_path: Path) -> None:
 
 
 @needs_wrk
+@pytest.mark.slow
 def test_error_responses_are_not_throughput(uvicorn: LocalServer, tmp_path: Path) -> None:
     oracle.drain(uvicorn.port, uvicorn.wait_idle)
     r = oracle.run_wrk(uvicorn.port, "/no-such-path", users=2, cpus=LOAD_CPUS, duration_s=1,
@@ -214,6 +217,7 @@ def checked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_cross_check_fills_the_trial_columns(checked_run: Path) -> None:
     trials = pd.read_csv(checked_run / "trials.csv")
     start = list(trials.columns).index(ORACLE_FIGURES[0])  # the oracle's columns, together
@@ -237,6 +241,7 @@ def test_cross_check_fills_the_trial_columns(checked_run: Path) -> None:
     assert (checked_run / "oracle" / f"{t['trial_id']}-warmup.json").is_file()
 
 
+@pytest.mark.slow
 def test_cross_check_of_a_stored_run_writes_oracle_csv(checked_run: Path) -> None:
     r = bench("cross-check", str(checked_run))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -252,6 +257,7 @@ def test_cross_check_of_a_stored_run_writes_oracle_csv(checked_run: Path) -> Non
     assert cross_check.agreement_table(table)["status"].tolist() == [row["oracle_status"]]
 
 
+@pytest.mark.slow
 def test_cross_check_of_an_unknown_server_is_one_line(checked_run: Path) -> None:
     r = bench("cross-check", str(checked_run), "--servers", "hypercorn")
     assert r.returncode == 2
@@ -263,6 +269,7 @@ def test_cross_check_of_an_unknown_server_is_one_line(checked_run: Path) -> None
     ("run", "--scenario", "io-heavy", "--cross-check"),
     ("cross-check", "."),
 ])
+@pytest.mark.slow
 def test_missing_wrk_is_one_line_and_exit_2(args: tuple[str, ...], tmp_path: Path) -> None:
     path = str(Path(sys.executable).parent)  # the venv's bin: python, bench, no wrk
     assert shutil.which("wrk", path=path) is None

@@ -38,6 +38,7 @@ def stubborn_group(tmp_path: Path) -> tuple[subprocess.Popen[bytes], list[int]]:
 
 
 @pytest.mark.parametrize("target", ["process", "main-thread"])
+@pytest.mark.slow
 def test_interrupt_inside_stop_group_still_kills_and_reaps_the_group(
         tmp_path: Path, target: str) -> None:
     """A signal in the grace period used to unregister a live group and leave it.
@@ -119,6 +120,7 @@ def assert_loopback_listeners(pids: list[int]) -> None:
     assert all(addr.startswith("127.0.0.") for addr in ours), ours
 
 
+@pytest.mark.slow
 def test_children_die_with_the_harness_by_parent_death_signal_alone(tmp_path: Path) -> None:
     """``kill -9`` of the process that spawned them, no watchdog, no finally: the kernel's
     parent-death signal reaches each group leader (gunicorn's arbiter, locust's master

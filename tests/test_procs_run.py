@@ -39,6 +39,7 @@ def test_check_keeps_stderr_and_a_missing_program_is_a_command_error(tmp_path: P
     assert missing.value.returncode is None and not missing.value.timed_out
 
 
+@pytest.mark.slow
 def test_a_timeout_kills_the_whole_group_and_log_path_keeps_the_output(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "cmd.log"
     pidfile = tmp_path / "grandchild.pid"

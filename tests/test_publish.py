@@ -71,6 +71,7 @@ def check_site(site: Path, results: Path) -> list[list[str]]:
     return index_rows(index)
 
 
+@pytest.mark.slow
 def test_site_of_stored_runs(tmp_path: Path) -> None:
     results = stored_history(tmp_path / "results")
     site = tmp_path / "site"
@@ -93,6 +94,7 @@ def test_site_of_stored_runs(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # ~90 s: 12 reports, then three pages of 5 MB in Chromium
 @needs_chromium
+@pytest.mark.slow
 def test_site_pages_open_offline_without_errors(tmp_path: Path) -> None:
     results = stored_history(tmp_path / "results")
     site = tmp_path / "site"
@@ -111,6 +113,7 @@ def test_site_pages_open_offline_without_errors(tmp_path: Path) -> None:
             assert dom.count('class="main-svg"') >= 6  # every small-multiples figure drawn
 
 
+@pytest.mark.slow
 def test_publish_refuses_bad_input(tmp_path: Path) -> None:
     a_file = tmp_path / "f"
     a_file.write_text("x")

@@ -56,6 +56,7 @@ def assert_nothing_left(comp: dict[str, Any]) -> None:
         assert gone(comp["upstream"]["pid"]), "upstream service left"
 
 
+@pytest.mark.slow
 def test_db_io_records_driver_pool_and_database_connections(tmp_path: Path) -> None:
     """Pool of 2 per worker, 6 users, 20 ms in the database: uvicorn + asyncpg is capped by
     the pool at 2 / 20 ms = 100 req/s with 2 queries running at the database; gunicorn-sync
@@ -93,6 +94,7 @@ def test_db_io_records_driver_pool_and_database_connections(tmp_path: Path) -> N
     assert "Real I/O: drivers, pools and components" in report and "asyncpg" in report
 
 
+@pytest.mark.slow
 def test_upstream_blocking_driver_is_one_call_at_a_time_and_flagged(tmp_path: Path) -> None:
     """requests inside async def (uvicorn, 1 worker) serves one call at a time: 1 / 20 ms
     = 50 req/s, flagged; the same client in gunicorn-gthread's threads is not capped so."""
@@ -115,6 +117,7 @@ def test_upstream_blocking_driver_is_one_call_at_a_time_and_flagged(tmp_path: Pa
     assert "Blocking anti-pattern measured" in (tmp_path / "r.html").read_text()
 
 
+@pytest.mark.slow
 def test_upstream_through_aiohttp_is_capped_by_its_pool(tmp_path: Path) -> None:
     """aiohttp with a pool of 2 (one uvicorn worker), 6 users, 20 ms upstream: 2 / 20 ms
     = 100 req/s, no more; the upstream's CPU is measured, there is no database."""
@@ -129,6 +132,7 @@ def test_upstream_through_aiohttp_is_capped_by_its_pool(tmp_path: Path) -> None:
     assert_nothing_left(components(run_dir))
 
 
+@pytest.mark.slow
 def test_a_failing_server_fails_its_trials_and_the_cluster_still_goes(tmp_path: Path) -> None:
     plan = RunPlan(scenario=load("db-io").with_params({"latency_ms": "10"}), servers=[BROKEN],
                    users=(2,), warmup_s=0.5, duration_s=1.0, repeats=1, workers=1,
@@ -183,6 +187,7 @@ def _wait_under_load(tmp_path: Path, proc: subprocess.Popen[str]) -> Path:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+@pytest.mark.slow
 def test_interrupted_or_killed_run_leaves_no_postgres(tmp_path: Path,
                                                       sig: signal.Signals) -> None:
     """Ctrl-C: the run's own teardown stops the cluster and removes its folder (exit 130).

@@ -121,6 +121,7 @@ def remote_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
 
 
 @needs_engine
+@pytest.mark.slow
 def test_remote_engine_run_takes_cpu_and_memory_from_the_engine(
         remote_run: tuple[Path, Path]) -> None:
     run_dir, _ = remote_run

@@ -522,6 +522,7 @@ def _big_run(root: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_200_trial_report_is_small_and_fast(tmp_path: Path) -> None:
     folder = _big_run(tmp_path)
     started = time.perf_counter()
@@ -539,6 +540,7 @@ def test_200_trial_report_is_small_and_fast(tmp_path: Path) -> None:
 # --- CLI ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_png_without_a_browser_says_so_and_writes_the_html(run: RunData,
                                                                tmp_path: Path) -> None:
     r = bench("report", str(run.path), "-o", str(tmp_path / "r.html"), "--png",
@@ -558,6 +560,7 @@ def test_write_pngs_without_a_browser_raises(run: RunData, tmp_path: Path,
 
 
 @pytest.mark.parametrize(("option", "value"), [("--target-rps", "0"), ("--slo-p99-ms", "-5")])
+@pytest.mark.slow
 def test_cli_rejects_bad_report_options(run: RunData, tmp_path: Path, option: str,
                                         value: str) -> None:
     r = bench("report", str(run.path), "-o", str(tmp_path / "r.html"), option, value)

@@ -35,6 +35,7 @@ TARGET_RPS = 5000.0
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_the_checker_catches_an_empty_chart_and_a_script_error(tmp_path: Path) -> None:
     """The browser check below can fail: an empty chart and a thrown error are caught."""
     js = plotly.offline.get_plotlyjs()

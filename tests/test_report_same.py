@@ -26,6 +26,7 @@ def golden() -> dict[str, dict[str, object]]:
 
 
 @pytest.mark.parametrize(("name", "runs", "options"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.slow
 def test_report_content_is_unchanged(name: str, runs: tuple[str, ...],
                                      options: dict[str, object], golden: dict[str, object],
                                      tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ def test_older_schema_is_migrated_on_read(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "old" / "run.json").read_text())["schema_version"] == 1
 
 
+@pytest.mark.slow
 def test_a_migrated_run_renders_a_report(tmp_path: Path) -> None:
     write_v1_run(tmp_path / "old")
     r = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(tmp_path / "old"),

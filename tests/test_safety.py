@@ -137,6 +137,7 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledRun]:
         stop_bench(proc)
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_no_server_or_locust_behind_within_5_s(killed_run: KilledRun) -> None:
     modules = sorted(p["module"] for p in killed_run.before)
     assert modules == ["gunicorn"] * 3 + ["harness.watchdog"] + ["locust"] * 3
@@ -146,6 +147,7 @@ def test_kill_9_leaves_no_server_or_locust_behind_within_5_s(killed_run: KilledR
     assert killed_run.left == [], "the watchdog did not exit by itself"
 
 
+@pytest.mark.slow
 def test_killed_run_reads_crashed_and_its_report_renders(killed_run: KilledRun) -> None:
     run = load_run(killed_run.run_dir)
     assert run.meta.status == "crashed"
@@ -212,6 +214,7 @@ def fake_run(run_dir: Path, harness: dict[str, Any], groups: list[dict[str, Any]
     atomic_write_json(run_dir / "groups.json", {"harness": harness, "groups": groups})
 
 
+@pytest.mark.slow
 def test_bench_clean_stops_what_a_dead_run_left_and_nothing_else(tmp_path: Path) -> None:
     port = procs.free_port()
     log = tmp_path / "server.log"
@@ -284,6 +287,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_a_second_run_on_an_overlapping_cpu_is_refused_or_waits(tmp_path: Path) -> None:
     folder = tmp_path / "locks"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)],
@@ -314,6 +318,7 @@ def test_a_second_run_on_an_overlapping_cpu_is_refused_or_waits(tmp_path: Path) 
         holder.wait()
 
 
+@pytest.mark.slow
 def test_sighup_is_handled_like_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [*BENCH, "run", "--scenario", "io-heavy", "--servers", "uvicorn", "--users", "8",

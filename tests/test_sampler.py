@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from harness.procs import http_get
 from harness.sampler import TreeSampler, read_tree
@@ -33,6 +34,7 @@ def test_pss_is_at_most_summed_rss_on_forked_workers(tmp_path: Path) -> None:
         assert s.pss_mib < 0.95 * s.rss_mib
 
 
+@pytest.mark.slow
 def test_follows_workers_appearing_and_leaving_and_keeps_their_cpu(tmp_path: Path) -> None:
     with serve("gunicorn-sync", tmp_path, workers=2) as (port, master):
         _wait_for(lambda: len(master.children()) == 2)

@@ -90,6 +90,7 @@ def test_argv_refuses_other_addresses() -> None:
 
 
 @pytest.mark.parametrize("name", list(SERVERS))
+@pytest.mark.slow
 def test_every_config_serves_on_loopback_only_and_leaves_nothing(name: str, tmp_path: Path) -> None:
     with serve(name, tmp_path, workers=min(2, SERVERS[name].max_workers or 2)) as (port, master):
         assert http_get(port, "/health")[0] == 200
@@ -105,6 +106,7 @@ def test_every_config_serves_on_loopback_only_and_leaves_nothing(name: str, tmp_
                 psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
 
 
+@pytest.mark.slow
 def test_stop_group_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
     code = ("import signal, time, os; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "os.fork(); time.sleep(60)")
@@ -128,6 +130,7 @@ def test_running_tears_down_on_exception(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGTERM
 
 
+@pytest.mark.slow
 def test_stop_started_ends_only_groups_no_caller_stopped(tmp_path: Path) -> None:
     """The CLI's exit safety net: what a caller stopped is not touched again; what it
     lost track of (a signal between spawn and try) is stopped, group and all."""

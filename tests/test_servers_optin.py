@@ -62,6 +62,7 @@ def _io_runs(base: Path, servers: list[str], attempts: int = 3) -> pd.DataFrame:
 
 
 @pytest.mark.slow  # four servers, a steady-state warm-up each: ~25 s
+@pytest.mark.slow
 def test_each_opt_in_config_serves_io_heavy_by_littles_law(tmp_path: Path) -> None:
     """10 users, 20 ms a request, 1 worker: each config has at least 10 requests in
     progress at once (32 threads, or an event loop), so by Little's law it serves
@@ -86,6 +87,7 @@ def test_each_opt_in_config_serves_io_heavy_by_littles_law(tmp_path: Path) -> No
         pytest.skip(f"not run here: {left_out}")
 
 
+@pytest.mark.slow
 def test_websocket_echo_under_daphne(tmp_path: Path) -> None:
     run_dir = run_bench(tmp_path, "--scenario", "websocket-echo", "--servers", "daphne",
                         "--users", "4", "--workers", "1", "--param", "hold_s=1",
@@ -157,6 +159,7 @@ def _missing(*args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "COLUMNS": "400"})
 
 
+@pytest.mark.slow
 def test_a_config_that_cannot_run_here_is_unsupported_in_list_and_in_a_run(
         tmp_path: Path) -> None:
     listed = _missing("list", "servers", "--json")
@@ -185,6 +188,7 @@ def test_a_config_that_cannot_run_here_is_unsupported_in_list_and_in_a_run(
     assert (tmp_path / "r.html").is_file()
 
 
+@pytest.mark.slow
 def test_workers_a_single_process_server_cannot_have_are_named_in_the_plan() -> None:
     r = bench("run", "--scenario", "io-heavy", "--servers", "waitress,uwsgi,daphne",
               "--workers", "2", "--dry-run", timeout=60)

@@ -31,6 +31,7 @@ FLAVOURS = [(a.name, i) for a in APPS.values() if not a.is_raw for i in a.interf
 
 
 @pytest.mark.parametrize(("app", "interface"), FLAVOURS, ids=[f"{a}-{i}" for a, i in FLAVOURS])
+@pytest.mark.slow
 def test_every_flavour_answers_the_reference_bytes(app: str, interface: str,
                                                    tmp_path: Path) -> None:
     spec = APPS[app]
@@ -111,6 +112,7 @@ def test_list_apps_names_frameworks_versions_and_workloads() -> None:
      "server gunicorn-sync (wsgi) serves none of the apps"),
     (("--apps", ","), "name at least one app"),
 ])
+@pytest.mark.slow
 def test_bad_apps_get_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
     r = bench("run", "--scenario", "io-heavy", *args, "--dry-run")
     assert r.returncode == 2, r.stdout + r.stderr
@@ -119,6 +121,7 @@ def test_bad_apps_get_one_line_and_exit_2(args: tuple[str, ...], message: str) -
     assert message in lines[0]
 
 
+@pytest.mark.slow
 def test_dry_run_lists_the_stacks_and_unsupported_ones() -> None:
     r = bench("run", "--scenario", "websocket-echo", "--apps", "raw,flask,starlette",
               "--servers", "gunicorn-sync,uvicorn", "--dry-run")

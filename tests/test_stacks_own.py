@@ -56,6 +56,7 @@ def _measured(run_dir: Path, servers: set[str], app: str) -> pd.DataFrame:
     return trials
 
 
+@pytest.mark.slow
 def test_a_django_project_unmodified_under_two_servers(tmp_path: Path) -> None:
     made = run([sys.executable, "-m", "django", "startproject", "mysite", str(tmp_path)],
                timeout_s=60)
@@ -75,6 +76,7 @@ def test_a_django_project_unmodified_under_two_servers(tmp_path: Path) -> None:
     assert "gunicorn-sync+mysite" in (tmp_path / "r.html").read_text()
 
 
+@pytest.mark.slow
 def test_a_starlette_app_from_a_scenario_file(tmp_path: Path) -> None:
     (tmp_path / "hello_app.py").write_text(STARLETTE_APP)
     (tmp_path / "hello.toml").write_text('''
@@ -127,6 +129,7 @@ max_generator_cpu_percent = 90
     (("--app", "hello_app:nope"), 'Attribute "nope" not found in module "hello_app"'),
     (("--path", "/nothere"), "GET /nothere under uvicorn answered 404 Not Found; check --path"),
 ], ids=["wrong-status", "wrong-body", "no-module", "no-attribute", "404"])
+@pytest.mark.slow
 def test_a_mistake_is_one_line_and_exit_2_before_any_load(args: tuple[str, ...], message: str,
                                                           tmp_path: Path) -> None:
     (tmp_path / "hello_app.py").write_text(STARLETTE_APP)
@@ -157,6 +160,7 @@ def test_a_mistake_is_one_line_and_exit_2_before_any_load(args: tuple[str, ...],
     (("--app", "x:app", "--interface", "asgi", "--path", "/", "--app-dir", "/no/such"),
      "--app-dir /no/such: no such folder"),
 ])
+@pytest.mark.slow
 def test_bad_app_options_get_one_line(args: tuple[str, ...], message: str) -> None:
     r = bench("run", *args, "--dry-run")
     assert r.returncode == 2, r.stdout + r.stderr

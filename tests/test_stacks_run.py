@@ -37,6 +37,7 @@ def stacks_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "--duration", "2", timeout=240, statuses=("ok", "unsupported"))
 
 
+@pytest.mark.slow
 def test_every_pair_is_a_row_with_its_app_and_reason(stacks_run: Path) -> None:
     trials = pd.read_csv(stacks_run / "trials.csv", dtype={"reason": str,
                                                            "framework_version": str})

@@ -92,6 +92,7 @@ def test_summary_raises_on_missing_keys() -> None:
 
 
 @pytest.mark.parametrize(("n", "distribution"), [(5, "normal"), (3, "normal"), (10, "lognormal")])
+@pytest.mark.slow
 def test_confidence_interval_covers_the_true_mean_95_percent(n: int, distribution: str) -> None:
     """1000 simulated repeat sets of throughput: ~95 % of the 95 % CIs hold the true mean."""
     rng = np.random.default_rng(20250101 + n)

@@ -148,6 +148,7 @@ def run(tmp_path: Path, *args: str) -> pd.DataFrame:
     return pd.read_csv(run_dir / "trials.csv").set_index("users", drop=False)
 
 
+@pytest.mark.slow
 def test_deep_queue_is_measured_at_steady_state_or_not_at_all(tmp_path: Path) -> None:
     # One sync worker, 50 ms, 20 users: every request waits 20 x 50 = 1000 ms once the
     # queue is full, which takes one 1 s cycle. A fixed warm-up of 0 measures the climb.
@@ -167,6 +168,7 @@ def test_deep_queue_is_measured_at_steady_state_or_not_at_all(tmp_path: Path) ->
     assert fixed["latency_trend_ms_per_s"] > 100  # the climb it measured (~1000 ms/s at first)
 
 
+@pytest.mark.slow
 def test_generator_lag_separates_a_light_level_from_an_overloaded_generator(
         tmp_path: Path) -> None:
     # Light: 10 users, 100 ms of waiting per request, the generator idles between them.
@@ -184,6 +186,7 @@ def test_generator_lag_separates_a_light_level_from_an_overloaded_generator(
     assert heavy["generator_lag_share"] > 2.5 * light["generator_lag_share"]
 
 
+@pytest.mark.slow
 def test_open_loop_far_above_the_generator_is_generator_behind(tmp_path: Path) -> None:
     (t,) = run(tmp_path, "--scenario", "io-heavy", "--servers", "uvicorn", "--workers", "1",
                "--param", "latency_ms=0", "--arrival-rate", "30000", "--duration", "1.5",
@@ -193,6 +196,7 @@ def test_open_loop_far_above_the_generator_is_generator_behind(tmp_path: Path) -
     assert t["throughput_rps"] < 0.5 * 30000
 
 
+@pytest.mark.slow
 def test_cpu_per_request_matches_a_saturated_core(tmp_path: Path) -> None:
     # cpu-heavy on one sync worker: at 4 users its single core is busy all the time, so
     # CPU per request x throughput is one core-second per second (1000 ms/s).

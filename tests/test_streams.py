@@ -103,6 +103,7 @@ def _read_events(port: int, path: str) -> tuple[int, dict[str, str], bytes, list
 
 
 @pytest.mark.parametrize("name", list(SERVERS))
+@pytest.mark.slow
 def test_each_config_flushes_sse_per_event_and_answers_websocket_as_declared(
         tmp_path: Path, name: str) -> None:
     """SSE: every config sends the reference bytes, each event when it is produced
@@ -188,6 +189,7 @@ def sse_uvicorn(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame,
     return records, window
 
 
+@pytest.mark.slow
 def test_sse_user_reads_each_event_when_it_arrives(
         sse_sync: tuple[pd.DataFrame, tuple[float, float]]) -> None:
     """gunicorn-sync (1 worker) serves one stream at a time, so the 5 events received
@@ -209,6 +211,7 @@ def test_sse_user_reads_each_event_when_it_arrives(
     assert lags.median() < 5 and (lags < 100).mean() >= 0.9, lags.describe()
 
 
+@pytest.mark.slow
 def test_sse_metrics_show_a_sync_worker_holding_one_stream_at_a_time(
         sse_sync: tuple[pd.DataFrame, tuple[float, float]],
         sse_uvicorn: tuple[pd.DataFrame, tuple[float, float]]) -> None:
@@ -255,6 +258,7 @@ def test_sse_records_time_first_event_after_headers_and_queued_clients_at_stop(
     assert len(stuck) >= 1 and (stuck["start_unix_s"] + stuck["latency_ms"] / 1000 > end).all()
 
 
+@pytest.mark.slow
 def test_websocket_on_a_wsgi_server_is_recorded_as_a_failed_handshake(tmp_path: Path) -> None:
     records, result, window = _load("gunicorn-sync", tmp_path, user_class="WebSocketUser",
                                     path="/ws?messages=5&message_bytes=16&hold_s=0.5", users=2,
@@ -268,6 +272,7 @@ def test_websocket_on_a_wsgi_server_is_recorded_as_a_failed_handshake(tmp_path: 
     assert m["messages_per_s"] == 0 and math.isnan(m["rtt_ms_p50"])
 
 
+@pytest.mark.slow
 def test_websocket_echo_on_uvicorn_times_round_trips_below_a_millisecond(tmp_path: Path) -> None:
     messages, hold_s, users, duration_s = 20, 0.3, 2, 2.5
     # Settings through LoadSpec.options here (the WSGI probe above uses the query string).

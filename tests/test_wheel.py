@@ -53,6 +53,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield install_wheel(wheel, base / "venv")
 
 
+@pytest.mark.slow
 def test_the_installed_tool_imports_nothing_from_the_checkout(installed: Path,
                                                               tmp_path: Path) -> None:
     code = "import harness, json, sys; print(json.dumps([harness.__file__, sys.path]))"
@@ -64,6 +65,7 @@ def test_the_installed_tool_imports_nothing_from_the_checkout(installed: Path,
     assert str(PROJECT_ROOT) not in path and "" not in path[1:], path
 
 
+@pytest.mark.slow
 def test_from_an_empty_directory_it_lists_and_runs(installed: Path, tmp_path: Path) -> None:
     """The acceptance: ``bench list scenarios`` shows every shipped scenario; the
     short real run completes and writes ./results and ./reports there; outside any git

@@ -80,6 +80,7 @@ def test_one_locust_session_serves_the_run_and_levels_step_up(io_sweep: Path) ->
     assert len(metas) == 2 * 2 * len(IO_SWEEP_LEVELS)
     assert len({json.loads(m.read_text())["pid"] for m in metas}) == 1
     assert len(list((io_sweep / "logs").glob("locust-*.log"))) == 1
+    assert "each later level adds users to the previous level" in report_of(io_sweep).read_text()
 
 
 def test_results_read_back_into_pandas(io_sweep: Path) -> None:

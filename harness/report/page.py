@@ -291,6 +291,10 @@ def _method(meta: RunMeta, a: Analysis) -> list[str]:
         warm = (f"Each level has a fixed warm-up of {_num(scenario.warmup_s)} s, "
                 f"excluded from every number and chart{held}, then a measurement window of "
                 f"{_num(scenario.duration_s)} s; ")
+    if meta.level_transition == "step-up":
+        warm = ("A server's first level starts from no users on an idle server; each later "
+                "level adds users to the previous level's running ones (no stop between "
+                "levels), and its warm-up counts from the last user added. " + warm)
     return [
         loop,
         (warm +

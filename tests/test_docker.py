@@ -300,7 +300,7 @@ def docker_run(image: dockerimage.ImageInfo, tmp_path_factory: pytest.TempPathFa
     started = time.time()
     r = bench("run", "--backend", "docker", "--scenario", "io-heavy",
               "--servers", "gunicorn-sync,uvicorn", "--param", "latency_ms=50",
-              "--users", "20", "--workers", "2", "--duration", "5", "--warmup", "1",
+              "--users", "20", "--workers", "2", "--duration", "3", "--warmup", "1",
               "--results-dir", str(base / "results"), "--report", str(base / "report.html"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Traceback" not in r.stderr

@@ -52,6 +52,8 @@ MAX_START_SPREAD_S = 0.25
 #: the window is in locust's records by then: the end order is read at least one
 #: control poll later, and ending the level closes (flushes) the records first.
 END_GRACE_S = 0.02
+#: How often the driver looks at a running level (s).
+LOOP_EVERY_S = 0.05
 #: After a level, how long to wait for every locust process's meta file (s).
 META_WAIT_S = 10.0
 
@@ -404,7 +406,7 @@ class LoadSession:
                     break  # the window is over
                 if spec.agents and (records_dir / f"{self.proc.pid}.meta.json").exists():
                     break  # the master ended the level early (no agent connected)
-                time.sleep(0.02)
+                time.sleep(window.pause(time.time()))
             # Agents end with their master: a level aborted for the server's sake ends
             # like any other, and the master (and its agents) serve the next one.
             keep = not (died or timed_out or (aborted and not spec.agents))
@@ -476,6 +478,13 @@ class _WindowClock:
             lead = t if math.isnan(lead) else max(lead, t)
         # With --processes the master writes its file last; until then, no start.
         return lead if self.spec.processes <= 1 else math.nan
+
+    def pause(self, now: float) -> float:
+        """How long the level loop sleeps (s): ``LOOP_EVERY_S`` (the harness shares the
+        load CPUs with locust), or less to wake at the window's end plus its grace."""
+        if math.isnan(self.end):
+            return LOOP_EVERY_S
+        return min(LOOP_EVERY_S, max(0.001, self.end + END_GRACE_S - now))
 
     def update(self, now: float, ready: bool = True) -> bool:
         """Advance with the clock; True once the window is over (stop locust). The

@@ -461,12 +461,12 @@ class Runner:
         session = self._session_for(server.port, spec, trial)
         result = session.level(spec, trial_id=trial["trial_id"], keep_going=keep_going,
                                port=server.port, hold=hold, ready=self._stops.idle)
-        self._stops.join()
         if result.problem:
             # Keep what was measured up to the fault; the trial is failed whatever it shows.
             trial["status"], trial["reason"] = "failed", result.problem
         self._measure(trial, result, server)
         self._record(trial)
+        self._stops.join()  # done before the window opened; a failed stop raises now
         if plan.cross_check:  # after recording it: a Ctrl-C during wrk loses no trial
             self.state.meta = cross_check.cross_check_trial(
                 trial, server, plan, run_dir=self.run_dir, meta=self.state.meta)

@@ -63,11 +63,12 @@ def only_run(results: Path) -> Path:
     return run_dir
 
 
-def run_bench(base: Path, *args: str, timeout: float = 300) -> Path:
-    """``bench run ARGS`` into ``base/results`` (report ``base/r.html``); asserts it exited
-    0 without a traceback; the run folder."""
+def run_bench(base: Path, *args: str, timeout: float = 300,
+              env: dict[str, str] | None = None) -> Path:
+    """``bench run ARGS`` (environment plus ``env``) into ``base/results`` (report
+    ``base/r.html``); asserts it exited 0 without a traceback; the run folder."""
     r = bench("run", *args, "--results-dir", str(base / "results"),
-              "--report", str(base / "r.html"), timeout=timeout)
+              "--report", str(base / "r.html"), timeout=timeout, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Traceback" not in r.stderr, r.stderr
     return only_run(base / "results")

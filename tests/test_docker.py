@@ -7,6 +7,7 @@ content, so a second session reuses it).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -37,6 +38,8 @@ from harness.procs import http_get
 from harness.results import SAMPLE_COLUMNS
 from harness.servers import SERVERS
 from tests.conftest import SESSION, stop_bench
+from tests.support import bench as support_bench
+from tests.support import run_bench
 
 #: The configs with a compose service: all but those the image cannot run (mod-wsgi:
 #: no Apache in it), which the registry marks ``unsupported`` under docker.
@@ -60,10 +63,9 @@ needs_engine = pytest.mark.skipif(bool(ENGINE_PROBLEM),
                                   reason=f"no Docker engine here ({ENGINE_PROBLEM})")
 
 
-def bench(*args: str, env: dict[str, str] | None = None,
-          timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200", **(env or {})}, check=False)
+#: ``bench ARGS`` as the other tests run it (on a timeout SIGTERM first, so the run
+#: removes its containers), 200 columns wide.
+bench = functools.partial(support_bench, columns=200)
 
 
 @pytest.fixture(scope="session")
@@ -298,13 +300,9 @@ def docker_run(image: dockerimage.ImageInfo, tmp_path_factory: pytest.TempPathFa
                ) -> Iterator[tuple[Path, float]]:
     base = tmp_path_factory.mktemp("docker-io")
     started = time.time()
-    r = bench("run", "--backend", "docker", "--scenario", "io-heavy",
-              "--servers", "gunicorn-sync,uvicorn", "--param", "latency_ms=50",
-              "--users", "20", "--workers", "2", "--duration", "3", "--warmup", "1",
-              "--results-dir", str(base / "results"), "--report", str(base / "report.html"))
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "Traceback" not in r.stderr
-    (run_dir,) = [p for p in (base / "results").iterdir() if p.is_dir()]
+    run_dir = run_bench(base, "--backend", "docker", "--scenario", "io-heavy",
+                        "--servers", "gunicorn-sync,uvicorn", "--param", "latency_ms=50",
+                        "--users", "20", "--workers", "2", "--duration", "3", "--warmup", "1")
     yield run_dir, started
 
 

@@ -24,7 +24,8 @@ import pytest
 from harness import dockerhost
 from harness.backends import check_target_host, get_backend
 from harness.errors import UserError
-from tests.test_docker import ENGINE_PROBLEM, bench, needs_engine
+from tests.support import report_of, run_bench
+from tests.test_docker import ENGINE_PROBLEM, needs_engine
 
 CONTEXT = "bench-test"
 ENGINE_URL = "unix:///var/run/docker.sock"
@@ -109,15 +110,10 @@ def remote_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
                           env={**os.environ, **env}, check=False)
     if made.returncode != 0:  # no docker CLI with contexts: the store written as it would
         _store_context(config, CONTEXT, ENGINE_URL)
-    report = base / "report.html"
-    r = bench("run", "--backend", "docker", "--docker-host", CONTEXT, "--target-host",
-              "127.0.0.1", "--scenario", "io-heavy", "--servers", "uvicorn", "--users", "10",
-              "--duration", "2", "--warmup", "1", "--results-dir", str(base / "results"),
-              "--report", str(report), env=env)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "Traceback" not in r.stderr
-    (run_dir,) = [p for p in (base / "results").iterdir() if p.is_dir()]
-    yield run_dir, report
+    run_dir = run_bench(base, "--backend", "docker", "--docker-host", CONTEXT, "--target-host",
+                        "127.0.0.1", "--scenario", "io-heavy", "--servers", "uvicorn",
+                        "--users", "10", "--duration", "2", "--warmup", "1", env=env)
+    yield run_dir, report_of(run_dir)
 
 
 @needs_engine

@@ -7,7 +7,7 @@ id and class, header cells, and per row its class and each cell's tag, text, cla
 y). Text is whitespace-collapsed and unescaped, so the same page written with
 ``html.escape`` or with jinja2's autoescape extracts the same.
 
-Regenerate the golden file of tests/test_report_same.py (only when a change to the report
+Regenerate the golden file of tests/unit/report/test_tables.py (only when a change to the report
 is intended, and say so in the commit):
 
     .venv/bin/python -m tests.report_extract

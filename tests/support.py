@@ -26,6 +26,7 @@ import zipfile
 from html.parser import HTMLParser
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
@@ -33,8 +34,14 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from harness import PROJECT_ROOT
+from harness import cli as harness_cli
 from harness.report import find_browser
-from tests.conftest import stop_bench
+from harness.scenarios import SCENARIOS_DIR
+from tests.conftest import project_processes, stop_bench
+
+if TYPE_CHECKING:
+    from harness.runner import RunPlan
+    from harness.servers import ServerConfig
 
 BENCH = [sys.executable, "-m", "harness.cli"]
 
@@ -308,3 +315,99 @@ def tool(bin_dir: Path, cwd: Path, *args: str,
     finally:
         stop_bench(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+# --- the CLI in this process -------------------------------------------------------------
+
+#: A scenario file's text: ``.format(name=, users=, warmup=, duration=)``.
+SCENARIO = """\
+name = "{name}"
+protocol = "http"
+[request]
+path = "/io"
+[params.latency_ms]
+type = "int"
+default = 5
+min = 0
+max = 100
+[load]
+users = {users}
+warmup_s = {warmup}
+duration_s = {duration}
+repeats = 1
+[slo]
+p99_ms = 100
+max_error_rate = 0.01
+[validity]
+max_error_rate = 0.05
+max_generator_cpu_percent = 90
+"""
+
+
+
+def bench_here(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+          *args: str) -> tuple[int, str, str]:
+    """Run ``bench ARGS`` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["bench", *args])
+    capsys.readouterr()
+    try:
+        harness_cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+
+# --- shipped scenarios, the docker engine, run plans --------------------------------------
+
+SHIPPED = ["cpu-heavy", "db-io", "db-rows", "io-heavy", "sse-stream", "upstream-http",
+           "websocket-echo"]
+
+
+def own_scenario(folder: Path, name: str, users: str = "[3]") -> Path:
+    """A copy of io-heavy named ``name`` with its own levels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (SCENARIOS_DIR / "io-heavy.toml").read_text()
+    text = "\n".join(f"users = {users}" if line.startswith("users =") else line
+                     for line in text.splitlines() if not line.startswith("name ="))
+    path = folder / f"{name}.toml"
+    path.write_text(text + "\n")
+    return path
+
+
+def _engine_problem() -> str:
+    try:
+        r = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30,
+                           check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker info could not run: {exc}"
+    return "" if r.returncode == 0 else f"docker info failed: {r.stderr.strip()[:200]}"
+
+
+ENGINE_PROBLEM = _engine_problem()
+needs_engine = pytest.mark.skipif(bool(ENGINE_PROBLEM),
+                                  reason=f"no Docker engine here ({ENGINE_PROBLEM})")
+
+
+
+def plan(tmp_path: Path, servers: list[ServerConfig], **kw: Any) -> RunPlan:
+    """A run plan (for ``Runner`` in-process): io-heavy at 20 ms, 4 users, one repeat, server
+    on CPU 0 and load on CPU 1; ``kw`` overrides any field."""
+    from harness.runner import RunPlan
+    from harness.scenarios import load
+
+    base: dict[str, Any] = {
+        "scenario": load("io-heavy").with_params({"latency_ms": "20"}), "servers": servers,
+        "users": (4,), "warmup_s": 0.5, "duration_s": 2.0, "repeats": 1, "workers": 1,
+        "server_cpus": [0], "load_cpus": [1], "results_dir": tmp_path}
+    base.update(kw)
+    return RunPlan(**base)  # type: ignore[arg-type]
+
+
+def server_pids(run_id: str) -> list[psutil.Process]:
+    """Live server processes of run ``run_id`` (locust left out)."""
+    return [p for p in project_processes(run_id) if "locust" not in " ".join(p.cmdline())]
+
+

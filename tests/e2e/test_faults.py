@@ -11,33 +11,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from harness.backends import local
 from harness.load import LoadSpec, run_level
 from harness.results import load_run
-from harness.runner import Runner, RunPlan, SilentReporter
-from harness.scenarios import load
+from harness.runner import Runner, SilentReporter
 from harness.servers import SERVERS, ServerConfig
 from tests.conftest import project_processes, serve, stop_bench
-from tests.support import BENCH, only_run
+from tests.support import BENCH, only_run, plan, server_pids
 
 BROKEN = ServerConfig("broken", "wsgi", frozenset({"http"}),
                       ("{python}", "-c", "import sys; print('cannot import apps: boom'); sys.exit(3)"))
-
-
-def plan(tmp_path: Path, servers: list[ServerConfig], **kw: Any) -> RunPlan:
-    base: dict[str, Any] = {
-        "scenario": load("io-heavy").with_params({"latency_ms": "20"}), "servers": servers,
-        "users": (4,), "warmup_s": 0.5, "duration_s": 2.0, "repeats": 1, "workers": 1,
-        "server_cpus": [0], "load_cpus": [1], "results_dir": tmp_path}
-    base.update(kw)
-    return RunPlan(**base)  # type: ignore[arg-type]
-
-
-def server_pids(run_id: str) -> list[psutil.Process]:
-    return [p for p in project_processes(run_id) if "locust" not in " ".join(p.cmdline())]
 
 
 @pytest.mark.slow

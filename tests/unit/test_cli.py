@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+from harness import PROJECT_ROOT
+
+DOC = PROJECT_ROOT / "docs" / "errors.md"
 
 
 def documented_rows() -> list[tuple[str, int, str]]:

@@ -22,8 +22,8 @@ from harness.results import SCHEMA_VERSION, TRIAL_COLUMNS, RunState, load_run
 from harness.runmeta import DeploymentEntry, RecordError, RunMeta, ScenarioMeta
 from harness.scenarios import load
 from harness.servers import SERVERS
+from tests.synth import STORED
 
-STORED = Path(__file__).parent / "data" / "report_same"
 RUNS = ("io-heavy", "websocket-echo")
 
 

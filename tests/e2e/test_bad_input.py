@@ -22,29 +22,8 @@ from rich.progress import Progress
 from harness import cli, procs
 from harness.machine import parse_cpus
 from harness.runner import trial_id
-
-SCENARIO = """\
-name = "{name}"
-protocol = "http"
-[request]
-path = "/io"
-[params.latency_ms]
-type = "int"
-default = 5
-min = 0
-max = 100
-[load]
-users = {users}
-warmup_s = {warmup}
-duration_s = {duration}
-repeats = 1
-[slo]
-p99_ms = 100
-max_error_rate = 0.01
-[validity]
-max_error_rate = 0.05
-max_generator_cpu_percent = 90
-"""
+from tests.support import SCENARIO
+from tests.support import bench_here as bench
 
 
 def scenario_file(folder: Path, name: str = "mine", *, users: str = "[4]", warmup: str = "0.5",
@@ -54,20 +33,6 @@ def scenario_file(folder: Path, name: str = "mine", *, users: str = "[4]", warmu
     path.write_text(text if text is not None else SCENARIO.format(
         name=name, users=users, warmup=warmup, duration=duration))
     return path
-
-
-def bench(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-          *args: str) -> tuple[int, str, str]:
-    """Run ``bench ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    capsys.readouterr()
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def refused(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
@@ -317,7 +282,7 @@ import sys
 from types import MappingProxyType
 from harness import servers
 from harness.servers import ServerConfig
-# A real server command that cannot start (as in tests/test_faults.py's BROKEN).
+# A real server command that cannot start (as in tests/e2e/test_faults.py's BROKEN).
 servers.SERVERS = MappingProxyType({**servers.SERVERS, "broken": ServerConfig(
     "broken", "wsgi", frozenset({"http"}),
     ("{python}", "-c", "import sys; print('cannot import apps: boom'); sys.exit(3)"))})

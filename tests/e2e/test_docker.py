@@ -38,8 +38,8 @@ from harness.procs import http_get
 from harness.results import SAMPLE_COLUMNS
 from harness.servers import SERVERS
 from tests.conftest import SESSION, stop_bench
+from tests.support import ENGINE_PROBLEM, needs_engine, run_bench
 from tests.support import bench as support_bench
-from tests.support import run_bench
 
 #: The configs with a compose service: all but those the image cannot run (mod-wsgi:
 #: no Apache in it), which the registry marks ``unsupported`` under docker.
@@ -47,20 +47,6 @@ DOCKER_SERVERS = {n for n, c in SERVERS.items() if not c.unsupported(backend="do
 
 BENCH = [sys.executable, "-m", "harness.cli"]
 SERVER_LABEL = "io.bench.role=server"
-
-
-def _engine_problem() -> str:
-    try:
-        r = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30,
-                           check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"docker info could not run: {exc}"
-    return "" if r.returncode == 0 else f"docker info failed: {r.stderr.strip()[:200]}"
-
-
-ENGINE_PROBLEM = _engine_problem()
-needs_engine = pytest.mark.skipif(bool(ENGINE_PROBLEM),
-                                  reason=f"no Docker engine here ({ENGINE_PROBLEM})")
 
 
 #: ``bench ARGS`` as the other tests run it (on a timeout SIGTERM first, so the run

@@ -16,7 +16,7 @@ import pytest
 from harness.runner import Runner, SilentReporter
 from harness.servers import SERVERS
 from tests.conftest import project_processes
-from tests.test_faults import plan, server_pids
+from tests.support import plan, server_pids
 
 MODES = ("interrupt", "kill-server", "clean", "clean")
 #: Every (mode, server config) pair exactly once: 4 modes x 3 configs, lcm 12.

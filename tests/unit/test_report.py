@@ -1,7 +1,7 @@
 """The HTML report: rendered from small but realistic run folders written on disk.
 
 The run folders here are synthetic (the figures in them are chosen so that every
-expected number can be worked out by hand); tests/test_report_browser.py renders a real
+expected number can be worked out by hand); tests/unit/report/test_png.py renders a real
 ``bench run`` and opens it in Chromium.
 """
 
@@ -20,151 +20,32 @@ import pytest
 
 from harness import report, stats
 from harness.results import (
-    REQUEST_COLUMNS,
     SAMPLE_COLUMNS,
-    TRIAL_COLUMNS,
     RunData,
-    atomic_write_csv,
     atomic_write_json,
     load_run,
 )
+from tests import synth
 from tests.support import bench, tables
 
-SLO_P99_MS = 150
 INVALID_RPS = 987.6
 PLOTLY_MARKER = "plotly.js v"
 FIGURE_DIV = 'class="plotly-graph-div"'
 CHARTS_PER_RUN = len(report.CHART_KEYS)
-CLOCK_ORIGIN = 1_700_000_000.0
-NAN = math.nan
 MAX_REPORT_BYTES = 6_000_000
 
 
-def _meta(run_id: str, **scenario: Any) -> dict[str, Any]:
-    return {
-        "schema_version": 1, "run_id": run_id, "status": "complete",
-        "started_at": "2025-01-01T10:00:00+00:00", "ended_at": "2025-01-01T10:01:00+00:00",
-        "command": ["bench", "run", "io-heavy", "--servers", "gunicorn-sync,uvicorn"],
-        "load_mode": "closed-loop", "clock_origin_unix_s": CLOCK_ORIGIN,
-        "scenario": {
-            "name": "io-heavy", "description": "Each request waits latency_ms.",
-            "protocol": "http", "request_path": "/io?latency_ms=50",
-            "params": {"latency_ms": 50}, "users": [10, 50], "warmup_s": 2, "duration_s": 5,
-            "repeats": 1, "slo": {"p99_ms": SLO_P99_MS, "max_error_rate": 0.01},
-            "validity": {"max_error_rate": 0.01, "max_generator_cpu_percent": 90},
-            **scenario,
-        },
-        "servers": [
-            {"name": "gunicorn-sync", "interface": "wsgi", "workers": 2, "threads": 1,
-             "worker_connections": None, "argv": ["gunicorn", "-w", "2", "harness.apps.wsgi:app"]},
-            {"name": "uvicorn", "interface": "asgi", "workers": 1, "threads": None,
-             "worker_connections": None, "argv": ["uvicorn", "harness.apps.asgi:app"]},
-        ],
-        "cpus": {"server": [0, 1], "load": [2, 3]},
-        "machine": {"cpu_model": "Test CPU", "logical_cpus": 4, "memory_gib": 8.0,
-                    "os": "Linux", "python": "3.12.0", "hostname": "box"},
-        "versions": {"gunicorn": "24.0.0", "uvicorn": "0.30.0", "locust": "2.32.0"},
-        "git": {"commit": "abc1234", "dirty": False},
-        "trials": [],
-    }
-
-
-def _trial(trial_id: str, server: str, interface: str, users: int, status: str,
-           reason: str, t_start: float, rps: float, *, repeat: int = 1,
-           latency: float | None = None, cpu: float = 40.0, pss: float = 64.0,
-           error_rate: float = 0.0, workers: int | None = None) -> dict[str, Any]:
-    """A trial row; failed trials get NaN numbers like the harness writes."""
-    numbers = status != "failed"
-    row: dict[str, Any] = dict.fromkeys(TRIAL_COLUMNS, NAN)
-    latency = 50.0 + users / 10 if latency is None else latency
-    row.update(
-        trial_id=trial_id, scenario="io-heavy", server=server, interface=interface,
-        backend="local", workers=workers or (2 if interface == "wsgi" else 1), threads=1,
-        users=users, repeat=repeat, status=status, reason=reason, flags="",
-        load_mode="closed-loop", t_start_s=t_start, t_end_s=t_start + 5, window_s=5.0,
-    )
-    if numbers:
-        row.update(
-            requests=rps * 5, failures=round(rps * 5 * error_rate), throughput_rps=rps,
-            error_rate=error_rate, latency_mean_ms=latency, latency_p50_ms=latency,
-            latency_p90_ms=latency + 2, latency_p95_ms=latency + 3,
-            latency_p99_ms=latency + 5, latency_p999_ms=latency + 9,
-            latency_max_ms=latency + 20, cpu_percent_mean=cpu, cpu_percent_peak=80.0,
-            pss_mib_mean=pss - 4, pss_mib_peak=pss, rss_mib_peak=90.0, uss_mib_peak=50.0,
-            server_processes=3,
-            generator_cpu_percent=95.0 if status == "invalid" else 30.0,
-            generator_cpu_percent_peak=99.0, littles_law_ratio=0.99,
-            ceiling_rps=users / 0.05 if interface == "asgi" else min(users, 2) / 0.05,
-        )
-    return row
-
-
 TRIALS = [
-    _trial("t1", "gunicorn-sync", "wsgi", 10, "ok", "", 2.0, 39.1),
-    _trial("t2", "gunicorn-sync", "wsgi", 50, "invalid", "generator-saturated", 9.0, INVALID_RPS),
-    _trial("t3", "uvicorn", "asgi", 10, "ok", "", 20.0, 197.3),
-    _trial("t4", "uvicorn", "asgi", 50, "failed", "server exited with code 3", 27.0, NAN),
+    synth.trial("t1", "gunicorn-sync", "wsgi", 10, "ok", "", 2.0, 39.1),
+    synth.trial("t2", "gunicorn-sync", "wsgi", 50, "invalid", "generator-saturated", 9.0, INVALID_RPS),
+    synth.trial("t3", "uvicorn", "asgi", 10, "ok", "", 20.0, 197.3),
+    synth.trial("t4", "uvicorn", "asgi", 50, "failed", "server exited with code 3", 27.0, synth.NAN),
 ]
-
-
-def _samples(servers: tuple[tuple[str, float], ...] = (("gunicorn-sync", 0.0),
-                                                       ("uvicorn", 18.0))) -> pd.DataFrame:
-    """10 Hz server samples with PSS every tenth sample, plus generator samples."""
-    rows = []
-    for server, start in servers:
-        for i in range(160):
-            t = start + i / 10
-            base = dict.fromkeys(SAMPLE_COLUMNS, NAN)
-            rows.append({**base, "t_s": t, "source": "server", "server": server, "repeat": 1,
-                         "users": 10 if t < start + 8 else 50, "processes": 3,
-                         "cpu_percent": 30.0 + i % 7, "rss_mib": 90.0,
-                         "pss_mib": 60.0 + i / 100 if i % 10 == 0 else NAN,
-                         "uss_mib": 50.0, "threads": 5, "fds": 20})
-            rows.append({**base, "t_s": t, "source": "generator", "server": server,
-                         "repeat": 1, "processes": 1, "cpu_percent": 25.0, "rss_mib": 70.0,
-                         "threads": 3, "fds": 10})
-    return pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
-
-
-def _requests(trial: dict[str, Any], rng: np.random.Generator, n: int = 600,
-              outliers_outside: bool = True) -> pd.DataFrame:
-    """Records of one trial: ``n`` requests completing inside its window with latencies
-    around its p50, plus (outside the window: warm-up) requests of 10 s that no figure of
-    the window may show."""
-    t0 = CLOCK_ORIGIN + trial["t_start_s"]
-    latency = rng.lognormal(math.log(trial["latency_p50_ms"]), 0.05, n)
-    end = t0 + rng.uniform(0, trial["window_s"] * 0.999, n)
-    rows = {"start_unix_s": end - latency / 1000, "latency_ms": latency}
-    if outliers_outside:
-        warm = np.full(20, 10_000.0)
-        rows = {"start_unix_s": np.concatenate([rows["start_unix_s"], t0 - 15 + np.zeros(20)]),
-                "latency_ms": np.concatenate([rows["latency_ms"], warm])}
-    frame = pd.DataFrame(rows)
-    frame["ok"], frame["status"], frame["bytes"] = 1, 200, 30
-    if "name" in REQUEST_COLUMNS:
-        frame["name"] = "request"
-    return frame[list(REQUEST_COLUMNS)]
-
-
-def _write_run(root: Path, run_id: str, trials: list[dict[str, Any]], samples: pd.DataFrame,
-               *, records: bool = True, **scenario: Any) -> Path:
-    folder = root / run_id
-    atomic_write_json(folder / "run.json", _meta(run_id, **scenario))
-    atomic_write_csv(folder / "trials.csv", pd.DataFrame(trials, columns=list(TRIAL_COLUMNS)))
-    atomic_write_csv(folder / "samples.csv", samples)
-    rng = np.random.default_rng(1)
-    for trial in trials if records else []:
-        if trial["status"] == "failed":
-            continue
-        out = folder / "requests" / trial["trial_id"] / "4242.csv"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _requests(trial, rng).to_csv(out, header=False, index=False)
-    return folder
 
 
 @pytest.fixture
 def run(tmp_path: Path) -> RunData:
-    return load_run(_write_run(tmp_path, "20250101-100000-io-heavy", TRIALS, _samples()))
+    return load_run(synth.write_report_run(tmp_path, "20250101-100000-io-heavy", TRIALS, synth.samples()))
 
 
 def _plotly_js_copies(text: str) -> int:
@@ -187,7 +68,7 @@ def test_render_writes_one_self_contained_file(run: RunData, tmp_path: Path) -> 
     for key in report.CHART_KEYS:
         assert f'id="run0-{key}"' in text, key
     for needle in ("gunicorn-sync", "uvicorn", "generator-saturated",
-                   "server exited with code 3", f"p99 ≤ {SLO_P99_MS} ms", "abc1234",
+                   "server exited with code 3", f"p99 ≤ {synth.SLO_P99_MS} ms", "abc1234",
                    "/io?latency_ms=50", "latency_ms=50", "locust=2.32.0", "server: 0,1",
                    "load generator: 2,3", "Test CPU", "PSS", "closed-loop",
                    "Verdict", "Capacity within the SLO", "Method and caveats",
@@ -255,12 +136,12 @@ def test_interfaces_are_styled_apart_and_consistently(run: RunData) -> None:
 
 def test_slo_lines_ceiling_and_measurement_windows(run: RunData) -> None:
     figs = report.figures(run)
-    slo = [t for t in figs["latency"].data if t.name == f"SLO p99 {SLO_P99_MS} ms"]
-    assert len(slo) == 1 and list(slo[0].y) == [SLO_P99_MS, SLO_P99_MS]
+    slo = [t for t in figs["latency"].data if t.name == f"SLO p99 {synth.SLO_P99_MS} ms"]
+    assert len(slo) == 1 and list(slo[0].y) == [synth.SLO_P99_MS, synth.SLO_P99_MS]
     assert slo[0].xaxis == "x3"  # the p99 panel
     assert figs["latency"].layout.yaxis.type == "log"
-    cdf_slo = [t for t in figs["latency_cdf"].data if t.name == f"SLO p99 {SLO_P99_MS} ms"]
-    assert list(cdf_slo[0].x) == [SLO_P99_MS, SLO_P99_MS]
+    cdf_slo = [t for t in figs["latency_cdf"].data if t.name == f"SLO p99 {synth.SLO_P99_MS} ms"]
+    assert list(cdf_slo[0].x) == [synth.SLO_P99_MS, synth.SLO_P99_MS]
     assert figs["latency_cdf"].layout.xaxis.type == "log"
     errors = [t for t in figs["error_rate"].data if t.name.startswith("SLO errors")]
     assert list(errors[0].y) == [1.0, 1.0]  # 1 % bound, in percent
@@ -279,10 +160,10 @@ def test_slo_lines_ceiling_and_measurement_windows(run: RunData) -> None:
 
 
 def test_repeats_are_aggregated_by_median_with_ci_bars(tmp_path: Path) -> None:
-    trials = [_trial(f"r{repeat}", "uvicorn", "asgi", 10, "ok", "", 2.0 + 10 * repeat, rps,
+    trials = [synth.trial(f"r{repeat}", "uvicorn", "asgi", 10, "ok", "", 2.0 + 10 * repeat, rps,
                      repeat=repeat)
               for repeat, rps in enumerate((100.0, 300.0, 200.0), start=1)]
-    run = load_run(_write_run(tmp_path, "rep", trials, _samples((("uvicorn", 0.0),))))
+    run = load_run(synth.write_report_run(tmp_path, "rep", trials, synth.samples((("uvicorn", 0.0),))))
     line = report.figures(run)["throughput"].data[0]
     assert line.name == "uvicorn" and list(line.y) == [200.0]  # the median, not the best
     half = 4.302652729911275 * 100.0 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(n)
@@ -297,16 +178,16 @@ def test_long_timelines_are_downsampled(tmp_path: Path) -> None:
                             "cpu_percent": 50.0, "rss_mib": 80.0, "pss_mib": 60.0,
                             "uss_mib": 40.0, "threads": 2, "fds": 9},
                            columns=list(SAMPLE_COLUMNS))
-    run = load_run(_write_run(tmp_path, "long", TRIALS[2:3], samples))
+    run = load_run(synth.write_report_run(tmp_path, "long", TRIALS[2:3], samples))
     figs = report.figures(run)
     assert 0 < len(figs["cpu"].data[0].y) <= report.MAX_POINTS_PER_TRACE
     assert 0 < len(figs["pss"].data[0].y) <= report.MAX_POINTS_PER_TRACE
 
 
 def test_latency_cdf_uses_the_window_only_and_keeps_the_tail(tmp_path: Path) -> None:
-    trial = _trial("big", "uvicorn", "asgi", 10, "ok", "", 2.0, 197.3)
-    folder = _write_run(tmp_path, "cdf", [trial], _samples((("uvicorn", 0.0),)), records=False)
-    records = _requests(trial, np.random.default_rng(5), n=20_000)
+    trial = synth.trial("big", "uvicorn", "asgi", 10, "ok", "", 2.0, 197.3)
+    folder = synth.write_report_run(tmp_path, "cdf", [trial], synth.samples((("uvicorn", 0.0),)), records=False)
+    records = synth.requests(trial, np.random.default_rng(5), n=20_000)
     out = folder / "requests" / "big" / "4242.csv"
     out.parent.mkdir(parents=True)
     records.to_csv(out, header=False, index=False)
@@ -326,7 +207,7 @@ def test_latency_cdf_uses_the_window_only_and_keeps_the_tail(tmp_path: Path) -> 
 
 
 def test_two_runs_two_sections_one_plotly(tmp_path: Path) -> None:
-    runs = [load_run(_write_run(tmp_path, name, TRIALS, _samples()))
+    runs = [load_run(synth.write_report_run(tmp_path, name, TRIALS, synth.samples()))
             for name in ("run-a", "run-b")]
     text = report.render(runs, tmp_path / "two.html").read_text(encoding="utf-8")
     assert text.count('<section class="run"') == 2
@@ -344,9 +225,9 @@ def _div_ids(text: str) -> list[str]:
 
 @pytest.mark.filterwarnings("error")
 def test_all_failed_run_without_samples_renders(tmp_path: Path) -> None:
-    trials = [_trial("f1", "uvicorn", "asgi", 10, "failed", "port 8000 <busy> & taken", 0.0, NAN)]
-    trials[0].update(load_mode=NAN, backend=NAN)  # all-empty text columns read back as float64
-    folder = _write_run(tmp_path, "failed", trials, pd.DataFrame(columns=list(SAMPLE_COLUMNS)))
+    trials = [synth.trial("f1", "uvicorn", "asgi", 10, "failed", "port 8000 <busy> & taken", 0.0, synth.NAN)]
+    trials[0].update(load_mode=synth.NAN, backend=synth.NAN)  # all-empty text columns read back as float64
+    folder = synth.write_report_run(tmp_path, "failed", trials, pd.DataFrame(columns=list(SAMPLE_COLUMNS)))
     (folder / "samples.csv").write_text("")
     run = load_run(folder)
     assert report.figures(run) == {}
@@ -385,24 +266,24 @@ def _sweep_trials() -> list[dict[str, Any]]:
     for repeat, jitter in enumerate((0.98, 1.0, 1.02), start=1):
         for users, g_rps, g_p99, u_rps in ((20, 400.0, 60.0, 400.0), (40, 600.0, 100.0, 800.0),
                                            (80, 640.0, 400.0, 1800.0)):
-            rows.append(_trial(f"gthread-{users}-{repeat}", "gunicorn-gthread", "wsgi", users,
+            rows.append(synth.trial(f"gthread-{users}-{repeat}", "gunicorn-gthread", "wsgi", users,
                                "ok", "", t, g_rps * jitter, repeat=repeat,
                                latency=g_p99 - 5, cpu=60.0, pss=48.0))
-            rows.append(_trial(f"uvicorn-{users}-{repeat}", "uvicorn", "asgi", users, "ok", "",
+            rows.append(synth.trial(f"uvicorn-{users}-{repeat}", "uvicorn", "asgi", users, "ok", "",
                                t + 6, u_rps * jitter, repeat=repeat, latency=50.0, cpu=90.0,
                                pss=30.0))
-            rows.append(_trial(f"sync-{users}-{repeat}", "gunicorn-sync", "wsgi", users, "ok",
+            rows.append(synth.trial(f"sync-{users}-{repeat}", "gunicorn-sync", "wsgi", users, "ok",
                                "", t + 12, 40.0, repeat=repeat, latency=users / 40 * 1000))
             t += 20
-    rows.append(_trial("cheat", "uvicorn", "asgi", 160, "invalid", "generator-saturated", t,
+    rows.append(synth.trial("cheat", "uvicorn", "asgi", 160, "invalid", "generator-saturated", t,
                        9999.0, latency=10.0))
     return rows
 
 
 @pytest.fixture
 def sweep(tmp_path: Path) -> RunData:
-    samples = _samples((("gunicorn-gthread", 0.0), ("uvicorn", 6.0), ("gunicorn-sync", 12.0)))
-    return load_run(_write_run(tmp_path, "sweep", _sweep_trials(), samples, repeats=3))
+    samples = synth.samples((("gunicorn-gthread", 0.0), ("uvicorn", 6.0), ("gunicorn-sync", 12.0)))
+    return load_run(synth.write_report_run(tmp_path, "sweep", _sweep_trials(), samples, repeats=3))
 
 
 def test_capacity_table_and_instances_needed(sweep: RunData, tmp_path: Path) -> None:
@@ -456,9 +337,9 @@ def test_verdict_when_nothing_meets_the_slo(sweep: RunData) -> None:
 
 
 def test_verdict_wsgi_faster_and_single_repeat(tmp_path: Path) -> None:
-    trials = [_trial("a", "gunicorn-sync", "wsgi", 10, "ok", "", 0, 500.0, latency=20.0),
-              _trial("b", "uvicorn", "asgi", 10, "ok", "", 10, 250.0, latency=20.0)]
-    run = load_run(_write_run(tmp_path, "w", trials, _samples()))
+    trials = [synth.trial("a", "gunicorn-sync", "wsgi", 10, "ok", "", 0, 500.0, latency=20.0),
+              synth.trial("b", "uvicorn", "asgi", 10, "ok", "", 10, 250.0, latency=20.0)]
+    run = load_run(synth.write_report_run(tmp_path, "w", trials, synth.samples()))
     (ratio,) = [s for s in report.verdict(run) if s.startswith("WSGI vs ASGI")]
     assert "best WSGI config (gunicorn-sync, 500.0 req/s at 10 users) sustains 2.00×" in ratio
     assert "one repeat each: no confidence interval" in ratio
@@ -468,10 +349,10 @@ def test_open_loop_levels_are_offered_rates(tmp_path: Path) -> None:
     trials = []
     for i, (rate, rps, p99) in enumerate(((100.0, 100.0, 55.0), (200.0, 199.0, 60.0),
                                           (400.0, 310.0, 900.0))):
-        row = _trial(f"o{i}", "uvicorn", "asgi", 1000, "ok", "", 10.0 * i, rps, latency=p99 - 5)
+        row = synth.trial(f"o{i}", "uvicorn", "asgi", 1000, "ok", "", 10.0 * i, rps, latency=p99 - 5)
         row.update(offered_rps=rate, load_mode="open-loop")
         trials.append(row)
-    run = load_run(_write_run(tmp_path, "open", trials, _samples((("uvicorn", 0.0),))))
+    run = load_run(synth.write_report_run(tmp_path, "open", trials, synth.samples((("uvicorn", 0.0),))))
     figs = report.figures(run)
     line = figs["throughput"].data[0]
     assert list(line.x) == [100.0, 200.0, 400.0] and list(line.y) == [100.0, 199.0, 310.0]
@@ -502,23 +383,23 @@ def _big_run(root: Path) -> Path:
             for users in (5, 10, 20, 40, 80, 120, 160, 240, 320, 400):
                 rps = stats.usl_throughput(users, 40.0 + 5 * c, 0.02, 0.0002) * \
                     rng.normal(1, 0.02)
-                trials.append(_trial(f"{server}-u{users}-r{repeat}", server, interface, users,
+                trials.append(synth.trial(f"{server}-u{users}-r{repeat}", server, interface, users,
                                      "ok" if users < 400 else "invalid",
                                      "" if users < 400 else "generator-saturated", t + 1.0,
                                      float(rps), repeat=repeat, latency=users / rps * 1000))
                 for k in range(90):  # 9 s per trial at 10 Hz
                     samples.append((t + k / 10, "server", server, repeat, users, 3,
                                     20 + users / 8 + k % 5, 90.0,
-                                    60.0 + c if k % 10 == 0 else NAN))
+                                    60.0 + c if k % 10 == 0 else synth.NAN))
                 t += 9.0
     frame = pd.DataFrame(samples, columns=["t_s", "source", "server", "repeat", "users",
                                            "processes", "cpu_percent", "rss_mib", "pss_mib"])
     frame = frame.reindex(columns=list(SAMPLE_COLUMNS))
-    folder = _write_run(root, "big", trials, frame, records=False, repeats=2)
+    folder = synth.write_report_run(root, "big", trials, frame, records=False, repeats=2)
     for trial in trials:
         out = folder / "requests" / trial["trial_id"] / "4242.csv"
         out.parent.mkdir(parents=True)
-        _requests(trial, rng, n=1000).to_csv(out, header=False, index=False)
+        synth.requests(trial, rng, n=1000).to_csv(out, header=False, index=False)
     return folder
 
 
@@ -604,12 +485,12 @@ def _backend_run(root: Path, run_id: str, backend: str, scale: float, latency: f
             ("u10", "uvicorn", "asgi", 10, 20.0, 200.0),
             ("u50", "uvicorn", "asgi", 50, 27.0, 900.0)):
         bad = invalid_sync_50 and trial_id == "s50"
-        row = _trial(trial_id, server, interface, users, "invalid" if bad else "ok",
+        row = synth.trial(trial_id, server, interface, users, "invalid" if bad else "ok",
                      "generator-saturated" if bad else "", t0, rps * scale, latency=latency,
                      pss=pss)
         row["backend"] = backend
         trials.append(row)
-    samples = _samples()
+    samples = synth.samples()
     if engine:
         ok_windows = [(t["t_start_s"], t["t_end_s"], t["server"]) for t in trials
                       if t["status"] == "ok"]
@@ -618,12 +499,12 @@ def _backend_run(root: Path, run_id: str, backend: str, scale: float, latency: f
             for k in range(17):
                 t = start + k
                 inside = any(a <= t < b and s == server for a, b, s in ok_windows)
-                rows.append({**dict.fromkeys(SAMPLE_COLUMNS, NAN), "t_s": t, "source": "engine",
+                rows.append({**dict.fromkeys(SAMPLE_COLUMNS, synth.NAN), "t_s": t, "source": "engine",
                              "server": server, "repeat": 1, "cpu_percent": 20.0,
                              "rss_mib": 75.0 if inside else 500.0})
         samples = pd.concat([samples, pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))],
                             ignore_index=True)
-    folder = _write_run(root, run_id, trials, samples, records=False, **scenario)
+    folder = synth.write_report_run(root, run_id, trials, samples, records=False, **scenario)
     meta = load_run(folder).meta
     atomic_write_json(folder / "run.json", {**meta.to_dict(), "backend": backend})
     return load_run(folder)

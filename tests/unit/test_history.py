@@ -10,10 +10,8 @@ a week of history, and the session's real sweep (``conftest.io_sweep``).
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,49 +21,13 @@ import pandas as pd
 import pytest
 
 from harness import history, history_page
-from harness.results import SCHEMA_VERSION, TRIAL_COLUMNS, atomic_write_csv, atomic_write_json
+from tests.synth import DAYS, DRIFT, STEP_DAY, STORED, copy_run, stored_history, write_run
 
 BENCH = [sys.executable, "-m", "harness.cli"]
-STORED = Path(__file__).parent / "data" / "report_same"
 PLOTLY_MARKER = "plotly.js v"
-MACHINE = {"cpu_model": "Test CPU", "logical_cpus": 2}
-
-
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "COLUMNS": "250"}, check=False)
-
-
-def write_run(results: Path, index: int, throughput: list[float], *, p99: float = 200.0,
-              pss: float = 20.0, status: str = "complete", folder: str | None = None,
-              trial_status: list[str] | None = None) -> Path:
-    """A run folder: run.json + trials.csv, one gunicorn-sync level, one trial per repeat."""
-    run_id = f"2026010{index // 10}T{index % 10:02d}0000Z-io-heavy-{index:06x}"
-    run_dir = results / (folder or run_id)
-    commit = f"{index:02d}{'c0ffee' * 6}"[:40]
-    rows = []
-    for repeat, value in enumerate(throughput, start=1):
-        row: dict[str, object] = dict.fromkeys(TRIAL_COLUMNS, np.nan)
-        row.update(trial_id=f"gunicorn-sync-u4-r{repeat}", scenario="io-heavy",
-                   server="gunicorn-sync", interface="wsgi", backend="local", workers=1,
-                   threads=1, users=4, repeat=repeat, reason="", load_mode="closed-loop",
-                   status=(trial_status or ["ok"] * len(throughput))[repeat - 1],
-                   throughput_rps=value, latency_p99_ms=p99 * (1 + 0.01 * repeat),
-                   pss_mib_peak=pss + 0.1 * repeat)
-        rows.append(row)
-    trials = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
-    meta = {
-        "schema_version": SCHEMA_VERSION, "run_id": run_id, "status": status,
-        "started_at": f"2026-01-{1 + index:02d}T10:00:00+00:00",
-        "git": {"commit": commit, "dirty": False},
-        "scenario": {"name": "io-heavy", "request_path": "/io?latency_ms=50",
-                     "params": {"latency_ms": 50}},
-        "machine": MACHINE, "trials": trials.to_dict("records"),
-    }
-    run_dir.mkdir(parents=True)
-    atomic_write_json(run_dir / "run.json", meta)
-    atomic_write_csv(run_dir / "trials.csv", trials)
-    return run_dir
 
 
 def noisy(rng: np.random.Generator, mean: float, cv: float = 0.015, n: int = 3) -> list[float]:
@@ -203,36 +165,7 @@ def test_bad_history_input(args: list[str], message: str, tmp_path: Path) -> Non
 # --- real runs: the overview and the small multiples -------------------------------------
 
 
-def copy_run(src: Path, dst: Path, day: int, *, scale: float = 1.0) -> Path:
-    """A copy of the real run ``src`` as if made on day ``day`` of December 2026 at commit
-    ``<day>c0ffee...``: new run id, start time and commit; throughput times ``scale``."""
-    shutil.copytree(src, dst)
-    meta = json.loads((dst / "run.json").read_text())
-    meta.update(run_id=f"{meta['run_id']}-d{day}",
-                started_at=f"2026-12-{day:02d}T{10 + len(dst.name) % 10}:00:00+00:00",
-                git={"commit": f"{day:02d}{'c0ffee' * 7}"[:40], "dirty": False})
-    atomic_write_json(dst / "run.json", meta)
-    trials = pd.read_csv(dst / "trials.csv")
-    trials["throughput_rps"] *= scale
-    atomic_write_csv(dst / "trials.csv", trials)
-    return dst
-
-
 #: Days of the stored history, the day the io-heavy throughput drops 25%, its daily drift.
-DAYS, STEP_DAY, DRIFT = 6, 4, 0.01
-
-
-def stored_history(results: Path) -> Path:
-    """The two stored real runs, one copy a day for :data:`DAYS` days; io-heavy throughput
-    drifts up 1% a day and drops 25% from :data:`STEP_DAY` on."""
-    for day in range(1, DAYS + 1):
-        for name in ("io-heavy", "websocket-echo"):
-            step = 0.75 if name == "io-heavy" and day >= STEP_DAY else 1.0
-            copy_run(STORED / name, results / f"{name}-{day}", day,
-                     scale=step * (1 + DRIFT) ** day)
-    return results
-
-
 def test_overview_of_stored_runs(tmp_path: Path) -> None:
     h = history.collect(stored_history(tmp_path / "results"))
     assert len(h.runs) == 2 * DAYS and not h.skipped

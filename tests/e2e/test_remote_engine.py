@@ -24,8 +24,7 @@ import pytest
 from harness import dockerhost
 from harness.backends import check_target_host, get_backend
 from harness.errors import UserError
-from tests.support import report_of, run_bench
-from tests.test_docker import ENGINE_PROBLEM, needs_engine
+from tests.support import ENGINE_PROBLEM, needs_engine, report_of, run_bench
 
 CONTEXT = "bench-test"
 ENGINE_URL = "unix:///var/run/docker.sock"

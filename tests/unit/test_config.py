@@ -1,7 +1,7 @@
 """A project's configuration (bench.toml or [tool.bench]) and scenarios of its own:
 found from the current directory, parsed strictly, overridden by options; ``--scenario``
 tells a path from a name. Quick: nothing is run here (the real runs that use a project
-configuration are in tests/test_json.py)."""
+configuration are in tests/e2e/test_json.py)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,7 @@ import pytest
 
 from harness import config, scenarios
 from harness.errors import UserError
-from harness.scenarios import SCENARIOS_DIR
-from tests.support import bench
-
-SHIPPED = ["cpu-heavy", "db-io", "db-rows", "io-heavy", "sse-stream", "upstream-http",
-           "websocket-echo"]
-
-
-def own_scenario(folder: Path, name: str, users: str = "[3]") -> Path:
-    """A copy of io-heavy named ``name`` with its own levels."""
-    folder.mkdir(parents=True, exist_ok=True)
-    text = (SCENARIOS_DIR / "io-heavy.toml").read_text()
-    text = "\n".join(f"users = {users}" if line.startswith("users =") else line
-                     for line in text.splitlines() if not line.startswith("name ="))
-    path = folder / f"{name}.toml"
-    path.write_text(text + "\n")
-    return path
+from tests.support import SHIPPED, bench, own_scenario
 
 
 def test_no_configuration_gives_the_defaults(tmp_path: Path) -> None:

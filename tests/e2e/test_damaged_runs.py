@@ -3,7 +3,7 @@ run folders: one line naming the file and the damage, exit 2, never a traceback;
 folder of runs the others still load. Also: run.json and spec.json are strict JSON,
 written atomically; `bench docker build --base` refuses a malformed image reference.
 
-Run folders are synthetic (tests.test_history.write_run); nothing is started.
+Run folders are synthetic (tests.synth.write_run); nothing is started.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 from harness import procs
 from harness.load import LoadSpec, run_level
 from harness.results import atomic_write_json, load_run
-from tests.test_cli_input import bench
-from tests.test_history import write_run
+from tests.support import bench_here as bench
+from tests.synth import write_run
 
 DAMAGE = {
     "run.json is a list": ("run.json", b"[1, 2, 3]\n", "run.json: damaged: a JSON array, not an object"),

@@ -7,7 +7,7 @@ fails the test); nothing started (no child process, ``harness.procs._started`` e
 the CPU affinity untouched) and no results folder created. `bench run` is always called
 with ``--dry-run`` first on its command line, so a valid case prints its plan and stops.
 
-The CLI runs in-process (tests.test_cli_input.bench) for speed. Examples are
+The CLI runs in-process (tests.support.bench_here) for speed. Examples are
 derandomized (the same cases on every run, so CI is reproducible) and not stored.
 """
 
@@ -30,8 +30,9 @@ from hypothesis import strategies as st
 from harness import procs, scenarios
 from harness.errors import UserError
 from harness.results import TEXT_TRIAL_COLUMNS, TRIAL_COLUMNS
-from tests.test_cli_input import SCENARIO, bench
-from tests.test_history import write_run
+from tests.support import SCENARIO
+from tests.support import bench_here as bench
+from tests.synth import write_run
 
 FUZZ = settings(max_examples=250, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -350,7 +351,7 @@ def test_fuzz_damaged_runs_compare_and_export(what: tuple[str, bytes | dict[str,
         check(code, out, err)
         OUTCOMES[f"export exit {code}"] = OUTCOMES.get(f"export exit {code}", 0) + 1
         if code == 2 and "damaged" in err and what[0] != "run.json":
-            return  # refused by load_run, which compare calls too (tests/test_readers.py)
+            return  # refused by load_run, which compare calls too (tests/e2e/test_damaged_runs.py)
         code, out, err = bench(capsys, monkeypatch, "compare", str(good_run), str(run_dir),
                                "--no-fail-on-regression", "--json-out",
                                str(Path(tmp) / "c.json"))

@@ -1,6 +1,6 @@
 """`bench publish`: the static site of a results folder, opened offline in headless Chromium.
 
-Results: copies of the stored real runs under tests/data (tests.test_history.stored_history:
+Results: copies of the stored real runs under tests/data (tests.synth.stored_history:
 io-heavy with an invalid trial, websocket-echo with unsupported ones, a week of them with a
 planted throughput step), and the session's real sweep (``conftest.io_sweep``). Chromium
 runs with every host name unresolvable, so a page that fetched anything from the network
@@ -19,10 +19,10 @@ import pytest
 
 from harness.results import load_run
 from tests.support import bench, chart_problems, needs_chromium, open_in_chromium
-from tests.test_history import DAYS, copy_run, stored_history
+from tests.synth import DAYS, copy_run, stored_history
+from tests.synth import STORED as STORED_RESULTS
 
 OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND"
-STORED_RESULTS = Path(__file__).parent / "data" / "report_same"
 
 
 class _Links(HTMLParser):

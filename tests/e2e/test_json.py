@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import bench, wait_for_quiet_cpus
-from tests.test_config import SHIPPED, own_scenario
+from tests.support import SHIPPED, bench, own_scenario, wait_for_quiet_cpus
 
 
 def document(stdout: str, command: str) -> dict[str, Any]:

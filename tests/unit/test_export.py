@@ -29,8 +29,8 @@ from harness.export import BIGGER_FILE, HISTORY_RUN_COLUMNS, SMALLER_FILE
 from harness.results import atomic_write_csv, atomic_write_json, load_run
 from tests.conftest import IO_SWEEP_LATENCY_MS, IO_SWEEP_LEVELS
 from tests.support import bench
+from tests.synth import STORED
 
-STORED = Path(__file__).parent / "data" / "report_same"
 SERVERS = ("gunicorn-sync", "uvicorn")
 REQUIRED = {"name": str, "unit": str, "value": (int, float)}
 OPTIONAL = {"range": str, "extra": str}

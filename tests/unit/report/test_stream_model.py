@@ -24,7 +24,9 @@ from harness import report
 from harness.results import RunData, load_run
 from tests.conftest import SSE_WORKERS, STREAM_LEVELS
 from tests.support import chart_problems, needs_chromium, open_in_chromium, tables
-from tests.test_report import _samples, _trial, _write_run
+from tests.synth import samples as _samples
+from tests.synth import trial as _trial
+from tests.synth import write_report_run as _write_run
 
 SSE_KEYS = ["throughput", "latency", "ttfe", "event_lag", "events_rate", "connections",
             "pss_per_connection", "latency_cdf", "error_rate", "pss", "cpu"]

@@ -172,6 +172,7 @@ def run(
     load_cpus: Annotated[str | None, typer.Option(help="CPUs for the load generator, e.g. 3.")] = None,
     results_dir: Annotated[Path | None, typer.Option(help="Where run folders are written; default: the project's results_dir (bench.toml), else ./results.")] = None,
     report: Annotated[Path | None, typer.Option(help="Report path; default <reports_dir>/<run-id>.html (the project's reports_dir, else ./reports).")] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Write the run folder only, no HTML report (`bench report RUN` renders it later).")] = False,
     backend: Annotated[str, typer.Option(help="Where servers run: local (processes) or docker.")] = "local",
     docker_host: Annotated[str | None, typer.Option(help="--backend docker: the engine, a URL (unix://, tcp://, ssh://user@host) or a docker context name; default: DOCKER_HOST, else the current docker context, else the local socket. Not a unix socket: CPU and memory from the engine's stats only (docs/remote-engine.md).")] = None,
     target_host: Annotated[str | None, typer.Option(help="--backend docker: where the load reaches the published ports (127.0.0.1, the only target: loopback only); given, the servers count as on another host: CPU and memory from the engine's stats only.")] = None,
@@ -299,6 +300,8 @@ def run(
     # Nothing is created before every check has passed.
     _could_write(results_dir, "--results-dir")
     report_path = report
+    if no_report and report_path is not None:
+        raise UserError("--report and --no-report exclude each other")
     if report_path is not None:
         _could_write(report_path.parent, "--report")
     for text in passed:
@@ -359,10 +362,11 @@ def run(
     if exit_code:
         err.print(f"[bold yellow]interrupted[/]: results so far kept in {escape(str(runner.run_dir))}",
                   soft_wrap=True)
-    path = _render([runner.run_dir], report_path or cfg.reports() / f"{runner.run_id}.html")
+    path = None if no_report else _render(
+        [runner.run_dir], report_path or cfg.reports() / f"{runner.run_id}.html")
     data = _summary(runner.run_dir, human)
-    human.print(f"results: {runner.run_dir}\nreport:  {path}", markup=False, highlight=False,
-                soft_wrap=True)
+    human.print(f"results: {runner.run_dir}" + (f"\nreport:  {path}" if path else ""),
+                markup=False, highlight=False, soft_wrap=True)
     trials = runner.state.trials
     if not exit_code and trials and all(t["status"] == "failed" for t in trials):
         err.print(f"bench: every trial failed ({len(trials)}): nothing was measured; the "

@@ -21,16 +21,21 @@ os.environ["BENCH_TEST_SESSION"] = SESSION
 
 #: The session's real runs (below); a test that takes one is ``slow``.
 SHARED_RUNS = frozenset({"io_sweep", "cpu_run", "sse_run", "websocket_run"})
+#: Module fixtures that make a real run, serve real streams or install a wheel (a second
+#: or more each): a test that takes one is ``slow`` too.
+MODULE_RUNS = frozenset({"agents_run", "checked_run", "docker_run", "example", "installed",
+                         "killed_run", "published", "recorded", "remote_run", "runs",
+                         "sse_sync", "sse_uvicorn", "stacks_run"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``slow`` what needs a real sweep: a test that takes one of the session's runs
-    (even through another fixture), and the docker tests that need the engine (they take
+    or of the module fixtures in :data:`MODULE_RUNS` (even through another fixture), and the docker tests that need the engine (they take
     test_docker's ``client`` fixture: an image build, containers, runs inside them)."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         docker = item.module is not None and item.module.__name__.endswith("test_docker")
-        if fixtures & SHARED_RUNS or (docker and "client" in fixtures):
+        if fixtures & (SHARED_RUNS | MODULE_RUNS) or (docker and "client" in fixtures):
             item.add_marker(pytest.mark.slow)
 
 
@@ -161,7 +166,7 @@ def cpu_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return real_run(tmp_path_factory.mktemp("cpu"), "--scenario", "cpu-heavy",
                      "--servers", "granian-asgi", "--users", "4", "--param", "work=100",
-                    "--duration", "2", "--warmup", "1")
+                    "--duration", "2", "--warmup", "1", report=False)
 
 
 def _stream_run(base: Path, *args: str) -> Path:

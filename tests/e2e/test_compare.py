@@ -1,7 +1,9 @@
-"""The regression gate: its decision rule on simulated samples, then `bench compare` on real runs.
+"""`bench compare` on real runs (the decision rule on simulated samples is
+tests/unit/test_gates.py).
 
 Real runs: io-heavy on gunicorn-sync (1 worker, 4 users, so throughput = 1 / latency by
-Little's law: 20 req/s at latency_ms=50, 16.7 req/s at 60), 6 repeats each: two runs at
+Little's law: 20 req/s at latency_ms=50, 16.7 req/s at 60), 6 repeats each of 1 s windows
+(20 completions: quantized by 5 %, half the gate's 10 % minimum effect): two runs at
 50 ms (same code, same config) and one at 60 ms. 6 repeats, not 5: with Holm over the
 3 default metrics at alpha 0.01 the first threshold is 0.0033, and 5 vs 5 repeats reach
 p = 1/252 = 0.0040 at best (see test_five_repeats_cannot_decide_three_metrics).
@@ -32,7 +34,8 @@ REPEATS = 6
 def _real_run(base: Path, latency_ms: int) -> Path:
     return real_run(base, "--scenario", "io-heavy", "--servers", "gunicorn-sync",
                     "--users", "4", "--workers", "1", "--param", f"latency_ms={latency_ms}",
-                    "--duration", "2", "--warmup", "0.5", "--repeats", str(REPEATS))
+                    "--duration", "1", "--warmup", "0.5", "--repeats", str(REPEATS),
+                    report=False)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import functools
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,14 +37,13 @@ from harness.procs import http_get
 from harness.results import SAMPLE_COLUMNS
 from harness.servers import SERVERS
 from tests.conftest import SESSION, stop_bench
-from tests.support import ENGINE_PROBLEM, needs_engine, run_bench
+from tests.support import BENCH, ENGINE_PROBLEM, needs_engine, run_bench
 from tests.support import bench as support_bench
 
 #: The configs with a compose service: all but those the image cannot run (mod-wsgi:
 #: no Apache in it), which the registry marks ``unsupported`` under docker.
 DOCKER_SERVERS = {n for n, c in SERVERS.items() if not c.unsupported(backend="docker")}
 
-BENCH = [sys.executable, "-m", "harness.cli"]
 SERVER_LABEL = "io.bench.role=server"
 
 
@@ -288,7 +286,8 @@ def docker_run(image: dockerimage.ImageInfo, tmp_path_factory: pytest.TempPathFa
     started = time.time()
     run_dir = run_bench(base, "--backend", "docker", "--scenario", "io-heavy",
                         "--servers", "gunicorn-sync,uvicorn", "--param", "latency_ms=50",
-                        "--users", "20", "--workers", "2", "--duration", "3", "--warmup", "1")
+                        "--users", "20", "--workers", "2", "--duration", "3", "--warmup", "1",
+                        report=False)
     yield run_dir, started
 
 

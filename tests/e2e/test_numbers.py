@@ -14,7 +14,7 @@ from tests.support import run_bench
 
 
 def run_trials(tmp_path: Path, *args: str) -> tuple[pd.DataFrame, Path]:
-    run_dir = run_bench(tmp_path, "--scenario", "io-heavy", *args)
+    run_dir = run_bench(tmp_path, "--scenario", "io-heavy", *args, report=False)
     return pd.read_csv(run_dir / "trials.csv"), run_dir
 
 

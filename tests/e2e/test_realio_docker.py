@@ -37,7 +37,7 @@ def test_db_io_with_the_database_as_a_compose_service(tmp_path: Path) -> None:
     run_dir = run_bench(tmp_path, "--scenario", "db-io", "--backend", "docker",
                         "--servers", "uvicorn", "--workers", "1", "--users", "6",
                         "--param", "latency_ms=20", "--param", "pool_size=2",
-                        "--duration", "2", "--warmup", "1")
+                        "--duration", "2", "--warmup", "1", report=False)
     (t,) = pd.read_csv(run_dir / "trials.csv").to_dict("records")
     assert (t["backend"], t["driver"], t["status"]) == ("docker", "asyncpg", "ok"), t["reason"]
     assert t["ceiling_rps"] == 100.0 and 50 < t["throughput_rps"] <= 105

@@ -29,8 +29,7 @@ from harness.results import atomic_write_json, load_run
 from harness.servers import SERVERS
 from harness.watchdog import clean_run
 from tests.conftest import project_processes, stop_bench
-
-BENCH = [sys.executable, "-m", "harness.cli"]
+from tests.support import BENCH, bench
 
 
 def cmd(p: psutil.Process) -> str:
@@ -157,9 +156,7 @@ def test_killed_run_reads_crashed_and_its_report_renders(killed_run: KilledRun) 
     assert on_disk["crash"]["detected_by"] == "watchdog"
     leaders = {p["pgid"] for p in killed_run.before if "harness.watchdog" not in p["cmdline"]}
     assert set(on_disk["crash"]["stopped_groups"]) <= leaders
-    r = subprocess.run([*BENCH, "report", str(killed_run.run_dir), "-o",
-                        str(killed_run.base / "crashed.html")],
-                       capture_output=True, text=True, timeout=120, check=False)
+    r = bench("report", str(killed_run.run_dir), "-o", str(killed_run.base / "crashed.html"))
     assert r.returncode == 0, r.stderr
     assert "crashed" in (killed_run.base / "crashed.html").read_text()
 

@@ -48,7 +48,7 @@ def _io_runs(base: Path, servers: list[str], attempts: int = 3) -> pd.DataFrame:
         run_dir = run_bench(base / f"attempt{attempt}", "--scenario", "io-heavy",
                             "--servers", ",".join(todo), "--users", str(USERS),
                             "--duration", "2", "--param", f"latency_ms={LATENCY_MS}",
-                            timeout=240)
+                            timeout=240, report=False)
         trials = pd.read_csv(run_dir / "trials.csv", dtype={"reason": str})
         run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
         assert not project_processes(run_id), "a server of the run outlived it"
@@ -91,14 +91,15 @@ def test_each_opt_in_config_serves_io_heavy_by_littles_law(tmp_path: Path) -> No
 def test_websocket_echo_under_daphne(tmp_path: Path) -> None:
     run_dir = run_bench(tmp_path, "--scenario", "websocket-echo", "--servers", "daphne",
                         "--users", "4", "--workers", "1", "--param", "hold_s=1",
-                        "--warmup", "1.5", "--duration", "2", timeout=120)
+                        "--warmup", "1.5", "--duration", "2", timeout=120,
+                        report=False)
     trials = pd.read_csv(run_dir / "trials.csv", dtype={"reason": str})
     if trials.loc[0, "status"] == "invalid":  # a busy machine; once more
         wait_for_quiet_cpus()
         run_dir = run_bench(tmp_path / "again", "--scenario", "websocket-echo",
                             "--servers", "daphne", "--users", "4", "--workers", "1",
                             "--param", "hold_s=1", "--warmup", "1.5", "--duration", "2",
-                            timeout=120)
+                            timeout=120, report=False)
         trials = pd.read_csv(run_dir / "trials.csv", dtype={"reason": str})
     (trial,) = trials.to_dict("records")
     assert trial["status"] == "ok", trial["reason"]

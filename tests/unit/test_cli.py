@@ -1,4 +1,4 @@
-"""Bad input: one clear line on stderr, exit code 2, no traceback, nothing started."""
+"""harness.cli, the entry point: every documented bad input (docs/errors.md) gives one clear\nline on stderr, exit code 2, no traceback, nothing started or written."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import PROJECT_ROOT
+from tests.support import cli
 
 DOC = PROJECT_ROOT / "docs" / "errors.md"
 
@@ -34,7 +35,6 @@ def test_the_table_is_not_empty() -> None:
 
 
 @pytest.mark.parametrize(("command", "code", "message"), ROWS, ids=[r[0].split("bench ", 1)[1][:44] for r in ROWS])
-@pytest.mark.slow
 def test_documented_error(command: str, code: int, message: str, tmp_path: Path) -> None:
     fixtures = tmp_path / "fixtures"
     fixtures.mkdir()
@@ -46,7 +46,7 @@ def test_documented_error(command: str, code: int, message: str, tmp_path: Path)
     empty = fixtures / "empty"
     empty.mkdir()
     words = shlex.split(command.format(bad_toml=bad, newer_run=newer, empty_dir=empty))
-    env = {**os.environ, "COLUMNS": "300"}
+    env = {}
     while "=" in words[0]:  # NAME=value prefixes set the environment, as in a shell
         name, _, value = words.pop(0).partition("=")
         env[name] = value
@@ -54,8 +54,9 @@ def test_documented_error(command: str, code: int, message: str, tmp_path: Path)
     args = words[1:]
     workdir = tmp_path / "cwd"
     workdir.mkdir()
-    r = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
-                       text=True, timeout=60, cwd=workdir, check=False, env=env)
+    # In this process (tests.support.cli): every refusal is pre-flight, so nothing starts;
+    # test_list_commands_show_every_config_and_scenario runs the installed entry point.
+    r = cli(*args, env=env, cwd=workdir, columns=300)
     assert r.returncode == code, r.stderr
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()

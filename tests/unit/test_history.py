@@ -10,10 +10,7 @@ a week of history, and the session's real sweep (``conftest.io_sweep``).
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +18,10 @@ import pandas as pd
 import pytest
 
 from harness import history, history_page
+from tests.support import bench
 from tests.synth import DAYS, DRIFT, STEP_DAY, STORED, copy_run, stored_history, write_run
 
-BENCH = [sys.executable, "-m", "harness.cli"]
 PLOTLY_MARKER = "plotly.js v"
-def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "COLUMNS": "250"}, check=False)
-
-
 def noisy(rng: np.random.Generator, mean: float, cv: float = 0.015, n: int = 3) -> list[float]:
     return list(rng.normal(mean, mean * cv, n))
 

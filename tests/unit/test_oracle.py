@@ -21,19 +21,14 @@ from harness.backends.local import LocalServer
 from harness.machine import default_cpu_sets
 from harness.results import TRIAL_COLUMNS
 from harness.servers import SERVERS
+from tests import support
+from tests.support import bench
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None,
                                reason="wrk not installed (apt-get install wrk)")
 SERVER_CPUS, LOAD_CPUS = default_cpu_sets()
-BENCH = [sys.executable, "-m", "harness.cli"]
 ORACLE_FIGURES = ("oracle_throughput_rps", "oracle_latency_p50_ms", "oracle_latency_p99_ms",
                   "oracle_agreement")
-
-
-def bench(*args: str, env: dict[str, str] | None = None,
-          timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200", **(env or {})}, check=False)
 
 
 @contextlib.contextmanager
@@ -273,7 +268,7 @@ def test_cross_check_of_an_unknown_server_is_one_line(checked_run: Path) -> None
 def test_missing_wrk_is_one_line_and_exit_2(args: tuple[str, ...], tmp_path: Path) -> None:
     path = str(Path(sys.executable).parent)  # the venv's bin: python, bench, no wrk
     assert shutil.which("wrk", path=path) is None
-    r = subprocess.run([*BENCH, *args, *(["--results-dir", str(tmp_path)]
+    r = subprocess.run([*support.BENCH, *args, *(["--results-dir", str(tmp_path)]
                                           if args[0] == "run" else [])],
                        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
                        env={**os.environ, "PATH": path})

@@ -10,6 +10,7 @@ runs with every host name unresolvable, so a page that fetched anything from the
 from __future__ import annotations
 
 import re
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -71,11 +72,20 @@ def check_site(site: Path, results: Path) -> list[list[str]]:
     return index_rows(index)
 
 
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory
+              ) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """``bench publish`` of the stored history (12 runs): (results, site, its outcome)."""
+    base = tmp_path_factory.mktemp("publish")
+    results = stored_history(base / "results")
+    site = base / "site"
+    return results, site, bench("publish", str(results), "-o", str(site))
+
+
 @pytest.mark.slow
-def test_site_of_stored_runs(tmp_path: Path) -> None:
-    results = stored_history(tmp_path / "results")
-    site = tmp_path / "site"
-    r = bench("publish", str(results), "-o", str(site))
+def test_site_of_stored_runs(published: tuple[Path, Path, subprocess.CompletedProcess[str]]
+                             ) -> None:
+    results, site, r = published
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{2 * DAYS} run reports" in r.stdout and "3 regressed" in r.stdout
     rows = check_site(site, results)
@@ -92,13 +102,11 @@ def test_site_of_stored_runs(tmp_path: Path) -> None:
     assert "3 regressed at their last change point" in (site / "index.html").read_text()
 
 
-@pytest.mark.slow  # ~90 s: 12 reports, then three pages of 5 MB in Chromium
 @needs_chromium
-@pytest.mark.slow
-def test_site_pages_open_offline_without_errors(tmp_path: Path) -> None:
-    results = stored_history(tmp_path / "results")
-    site = tmp_path / "site"
-    r = bench("publish", str(results), "-o", str(site))
+@pytest.mark.slow  # three pages of 5 MB in Chromium
+def test_site_pages_open_offline_without_errors(
+        published: tuple[Path, Path, subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+    _, site, r = published
     assert r.returncode == 0, r.stdout + r.stderr
     report = max((site / "runs").glob("io-heavy-*.html"))
     for page in (site / "index.html", site / "history.html", report):

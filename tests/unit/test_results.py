@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +16,7 @@ from harness.results import (
     atomic_write_json,
     load_run,
 )
+from tests.support import bench
 
 # What schema 1 (this project's first results format) wrote.
 V1_TRIALS = ("trial_id", "scenario", "server", "interface", "backend", "workers", "threads",
@@ -64,12 +62,9 @@ def test_older_schema_is_migrated_on_read(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "old" / "run.json").read_text())["schema_version"] == 1
 
 
-@pytest.mark.slow
 def test_a_migrated_run_renders_a_report(tmp_path: Path) -> None:
     write_v1_run(tmp_path / "old")
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(tmp_path / "old"),
-                        "-o", str(tmp_path / "old.html")], capture_output=True, text=True,
-                       check=False, env={**os.environ, "COLUMNS": "200"})
+    r = bench("report", str(tmp_path / "old"), "-o", str(tmp_path / "old.html"))
     assert r.returncode == 0, r.stderr
     assert "uvicorn" in (tmp_path / "old.html").read_text()
 

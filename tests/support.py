@@ -101,7 +101,9 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
                 if name.startswith("harness") and mod is not None
                 for obj in vars(mod).values() if isinstance(obj, Console)]
     widths = [c._width for c in consoles]
-    out, err = io.StringIO(), io.StringIO()
+    # Text streams over bytes: a command may write bytes to sys.stdout.buffer.
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+                for _ in range(2))
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     code = 0
     try:
@@ -128,7 +130,8 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
         os.environ.update(saved_env)
         for c, w in zip(consoles, widths, strict=True):
             c._width = w
-    return subprocess.CompletedProcess(["bench", *args], code, out.getvalue(), err.getvalue())
+    texts = [stream.buffer.getvalue().decode("utf-8") for stream in (out, err)]  # type: ignore[attr-defined]
+    return subprocess.CompletedProcess(["bench", *args], code, *texts)
 
 
 def only_run(results: Path) -> Path:

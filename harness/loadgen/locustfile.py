@@ -274,7 +274,11 @@ def _start_level(environment: Any, level: dict[str, Any]) -> None:
     _meta.update(cpu_warning=False)
     for key in ("spawn_complete_unix_s", "test_stop_unix_s", "user_count"):
         _meta.pop(key, None)
+    # Per-level figures start empty (as on an agent, on_level): a level's meta holds its
+    # own seconds of generator lag and open-loop sends, not every earlier level's too.
     _errors.clear()
+    _lag.clear()
+    _sends.clear()
     _control["active"] = True
     if level.get("host"):  # the session outlives deployments: each level names its target
         environment.host = level["host"]

@@ -167,10 +167,14 @@ def test_the_meta_says_who_ran_the_level_and_when(
         assert meta["spawn_complete_unix_s"] < meta["test_stop_unix_s"]
         assert meta["cpu_warning"] is False and meta["open_loop_slices"] == {}
     # Closed-loop lag: one per request after each user's first (a user stopped in the
-    # middle of a request has its lag noted and no record).
-    records, meta, _ = level(session, "right")
-    lagged = sum(n for n, _, _ in meta["lag_slices"].values())
-    assert len(records) - USERS <= lagged <= len(records)
+    # middle of a request has its lag noted and no record), each level its own: a later
+    # level's meta does not carry an earlier level's seconds.
+    for name in ("right", "wrong", "contains"):
+        records, meta, _ = level(session, name)
+        lagged = sum(n for n, _, _ in meta["lag_slices"].values())
+        assert len(records) - USERS <= lagged <= len(records), name
+        first = min(int(k) for k in meta["lag_slices"])
+        assert first >= int(records["start_unix_s"].min()) - 1, name
 
 
 def test_locusts_own_request_statistics_are_not_kept(

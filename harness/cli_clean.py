@@ -13,6 +13,7 @@ alone.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -53,7 +54,7 @@ def clean_cmd(
     """Stop the process groups and containers of runs whose bench process died, by their recorded ids and labels only, and mark those runs crashed."""
     from harness.watchdog import clean_run
 
-    out = Console()
+    out = Console(emoji=False, width=None if sys.stdout.isatty() else 170)
     if not results_dir.is_dir():
         raise UserError(f"{results_dir}: no such folder")
     runs = dead_runs(results_dir)

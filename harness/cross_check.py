@@ -54,8 +54,10 @@ def agreement(bench_rps: float, oracle_rps: float) -> float:
 
 
 def disagrees(ratio: float, tolerance: float = AGREEMENT_TOLERANCE) -> bool:
-    """True when ``ratio`` (bench / wrk) is off 1 by more than ``tolerance`` (inf too)."""
-    return not math.isnan(ratio) and not abs(ratio - 1.0) <= tolerance
+    """True when ``ratio`` (bench / wrk) is off 1 by more than ``tolerance`` (inf too);
+    exactly ``tolerance`` off agrees (1e-9 of slack for the division's rounding:
+    105 / 100 - 1 is 0.05000000000000004)."""
+    return not math.isnan(ratio) and not abs(ratio - 1.0) <= tolerance + 1e-9
 
 
 def not_checked_reason(trial: Mapping[str, Any], protocol: str) -> str:
@@ -92,7 +94,11 @@ def _with_entry(meta: RunMeta, wrk: str, trial_id: str, entry: dict[str, Any]) -
     the first one)."""
     oracle = meta.oracle
     if oracle.tool is None:
-        oracle = OracleMeta(tool="wrk", path=wrk, version=wrk_version(wrk),
+        try:
+            version = wrk_version(wrk)
+        except OracleError as exc:  # recorded, never raised: the trial's figures stand
+            version = f"unknown ({exc})"
+        oracle = OracleMeta(tool="wrk", path=wrk, version=version,
                             tolerance=AGREEMENT_TOLERANCE, timeout_s=WRK_TIMEOUT_S,
                             warmup="separate wrk run of the trial's warm-up length, discarded")
     return meta.replace(oracle=oracle.replace(trials={**oracle.trials, trial_id: entry}))

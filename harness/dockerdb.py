@@ -63,13 +63,13 @@ def find_image(client: Any, mirror: str | None = None) -> str | None:
     return tag if tag and dockerimage._image_id(client, tag) else None
 
 
-def require_image() -> str:
-    """The database image's tag.
+def require_image(client: Any | None = None) -> str:
+    """The database image's tag on ``client``'s engine (default: the environment's).
 
     Raises:
         UserError: no engine answers, or the image is not built yet.
     """
-    client = dockerimage.engine()
+    client = client or dockerimage.engine()
     tag = find_image(client)
     if tag is None:
         raise UserError("no database image for --backend docker: run `bench docker build` "
@@ -114,7 +114,7 @@ class DockerPostgres:
 
         self.environ = dict(os.environ if environ is None else environ)
         self.client = dockerimage.engine(self.environ)
-        self.image = require_image()
+        self.image = require_image(self.client)
         self.compose, self.compose_version = find_compose(self.environ)
         self.cpus = cpus
         self.log_path = log_path

@@ -26,7 +26,8 @@ from harness.procs import ProcessError
 from harness.verify import Answer, expectation_problem, request
 
 #: A Python exception line in a server's output (``ModuleNotFoundError: No module ...``).
-_EXCEPTION = re.compile(r"\b([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
+_EXCEPTION = re.compile(
+    r"\b([A-Za-z_][\w.]*(?:Error|Exception|ImproperlyConfigured|AppRegistryNotReady)): (.+)$")
 #: What servers say themselves when they cannot load an app (gunicorn, uvicorn).
 _CANNOT_LOAD = re.compile(r"(Failed to find attribute .+|Error loading ASGI app\. .+)$")
 #: How long the first server may take to answer at all (s).

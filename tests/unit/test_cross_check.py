@@ -36,6 +36,16 @@ def wrk_result(rps: float) -> OracleResult:
                         "p99.9": 1}}, version="wrk", argv=["wrk"])
 
 
+def test_the_tolerance_is_inclusive_as_documented() -> None:
+    """Off by exactly 5 % agrees, a hair more disagrees; NaN never disagrees, inf does."""
+    assert not cross_check.disagrees(cross_check.agreement(105.0, 100.0))
+    assert not cross_check.disagrees(cross_check.agreement(95.0, 100.0))
+    assert cross_check.disagrees(cross_check.agreement(105.01, 100.0))
+    assert cross_check.disagrees(cross_check.agreement(94.99, 100.0))
+    assert not cross_check.disagrees(cross_check.agreement(math.nan, 100.0))
+    assert cross_check.disagrees(cross_check.agreement(1.0, 0.0))
+
+
 def test_a_trial_without_flags_gets_only_the_oracle_flag_once() -> None:
     """A row as the runner builds it has NaN for every column not set yet, flags too."""
     trial: dict[str, object] = dict.fromkeys(TRIAL_COLUMNS, math.nan)

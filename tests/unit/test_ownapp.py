@@ -56,6 +56,10 @@ def own_plan(folder: Path, path: str = "/x", *, stack: bool = True,
      "ModuleNotFoundError: No module named 'mysite'"),
     ("KeyError: 'first'\nTraceback ...\nsettings.ConfigError: SECRET_KEY missing\n\n",
      "settings.ConfigError: SECRET_KEY missing"),
+    (("Traceback ...\ndjango.core.exceptions.ImproperlyConfigured: The SECRET_KEY setting must "
+      "not be empty.\n[2026-11-30] [ERROR] Exception in worker process\n"
+      "gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>"),
+     "django.core.exceptions.ImproperlyConfigured: The SECRET_KEY setting must not be empty."),
     ("booting\n[ERROR] worker timed out\nexiting", "[ERROR] worker timed out"),
     ("all fine\n   \n", "fallback"),
     ("", "fallback"),

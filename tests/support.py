@@ -54,12 +54,13 @@ IN_PROCESS = frozenset({"list", "report", "compare", "export", "check", "history
 def bench(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
           cwd: Path | None = None, columns: int = 250) -> subprocess.CompletedProcess[str]:
     """``bench ARGS`` with this session's environment plus ``env``; stdout and stderr
-    captured as text. The commands in :data:`IN_PROCESS` run in this process
+    captured as text. The commands in :data:`IN_PROCESS` and ``run --dry-run`` (which
+    starts and writes nothing) run in this process
     (:func:`cli`: the same ``main``, exit code and output, without a Python start and
     its imports, ~1.2 s a call); every other command (``run``, ``agent``, ``clean``,
     ``docker``, ...) in a subprocess, which on a timeout is stopped SIGTERM first (so its
     servers go with it) before :class:`subprocess.TimeoutExpired` is raised."""
-    if args and args[0] in IN_PROCESS:
+    if args and (args[0] in IN_PROCESS or (args[0] == "run" and "--dry-run" in args)):
         return cli(*args, env=env, cwd=cwd, columns=columns)
     return bench_process(*args, timeout=timeout, env=env, cwd=cwd, columns=columns)
 
@@ -150,6 +151,8 @@ def run_bench(base: Path, *args: str, timeout: float = 300,
               env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Traceback" not in r.stderr, r.stderr
+    if not report:  # --no-report: no page written, none named
+        assert "report:" not in r.stdout and not list(base.glob("*.html")), r.stdout
     return only_run(base / "results")
 
 

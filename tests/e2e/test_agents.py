@@ -185,7 +185,7 @@ def test_an_agent_killed_mid_trial_invalidates_that_trial_only(tmp_path: Path) -
         r = bench(*RUN, "--duration", "2", "--users", "40,20", "--load-agents", "2",
                   "--master-bind", f"127.0.0.1:{port}", "--agent-timeout", "3",
                   "--max-warmup", "4",
-                  "--results-dir", str(results), "--report", str(tmp_path / "r.html"),
+                  "--results-dir", str(results), "--no-report",
                   timeout=180)
         killer.join(timeout=5)
         assert killed, "no agent was killed"

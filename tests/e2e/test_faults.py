@@ -113,7 +113,7 @@ def test_interrupt_tears_down_keeps_results_and_exits_128_plus_signal(
         tmp_path: Path, sig: signal.Signals, code: int) -> None:
     proc = subprocess.Popen(
         [*BENCH, "run", "--scenario", "io-heavy", "--servers", "gunicorn-sync,uvicorn",
-         "--users", "4,8", "--duration", "3", "--warmup", "0.5",
+         "--users", "4,8", "--duration", "1.5", "--warmup", "0.5",
          "--results-dir", str(tmp_path / "results"), "--report", str(tmp_path / "r.html")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -124,7 +124,7 @@ def test_interrupt_tears_down_keeps_results_and_exits_128_plus_signal(
             if runs and len(json.loads(runs[0].read_text())["trials"]) >= 1:
                 break
             time.sleep(0.2)
-        time.sleep(1.5)
+        time.sleep(0.5)  # into the next trial (or the next server's start)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:

@@ -108,7 +108,7 @@ max_error_rate = 0.01
 max_generator_cpu_percent = 90
 ''')
     r = bench("run", "--scenario", str(tmp_path / "hello.toml"), "--servers", "uvicorn,hypercorn",
-              "--results-dir", str(tmp_path / "results"), "--report", str(tmp_path / "r.html"))
+              "--results-dir", str(tmp_path / "results"), "--no-report")
     assert r.returncode == 0, r.stdout + r.stderr
     run_dir = only_run(tmp_path / "results")
     trials = _measured(run_dir, {"uvicorn", "hypercorn"}, "hello_app")

@@ -113,7 +113,7 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledRun]:
         [*BENCH, "run", "--scenario", "io-heavy", "--servers", "gunicorn-sync",
          "--param", "latency_ms=20", "--users", "8", "--workers", "2", "--load-processes", "2",
          "--duration", "20", "--warmup", "1", "--server-cpus", "0", "--load-cpus", "1",
-         "--results-dir", str(base / "results"), "--report", str(base / "r.html")],
+         "--results-dir", str(base / "results"), "--no-report"],
         cwd=start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         run_dir = run_dir_of(base / "results")
@@ -320,7 +320,7 @@ def test_sighup_is_handled_like_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [*BENCH, "run", "--scenario", "io-heavy", "--servers", "uvicorn", "--users", "8",
          "--param", "latency_ms=20", "--duration", "20", "--warmup", "0.5",
-         "--results-dir", str(tmp_path / "results"), "--report", str(tmp_path / "r.html")],
+         "--results-dir", str(tmp_path / "results"), "--no-report"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "BENCH_LOCK_DIR": str(tmp_path / "locks")})
     try:

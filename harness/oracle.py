@@ -332,9 +332,12 @@ def _cpu_times(cpus: list[int]) -> list[tuple[float, float]]:
 
 
 def _busy_percent(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> float:
+    """Busy share of the CPUs' time between two (busy s, total s) readings per CPU, in
+    [0, 100] % (the differences of float sums of /proc/stat seconds can land 1e-11 past
+    either end: clamped); NaN when no time passed."""
     busy = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
     total = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
-    return 100.0 * busy / total if total > 0 else math.nan
+    return min(100.0, max(0.0, 100.0 * busy / total)) if total > 0 else math.nan
 
 
 def drain(port: int, wait_idle: Callable[[float], bool],

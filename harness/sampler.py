@@ -70,8 +70,13 @@ def _busy_times(cpus: list[int] | None) -> tuple[float, float]:
 
 
 def _busy_percent(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Busy share of the CPUs' time between two :func:`_busy_times` readings, in [0, 100] %
+    (float sums of /proc/stat seconds can differ by 1e-11 past either end: clamped); NaN
+    when no time passed."""
     d_total = after[1] - before[1]
-    return float("nan") if d_total <= 0 else 100.0 * (after[0] - before[0]) / d_total
+    if d_total <= 0:
+        return float("nan")
+    return min(100.0, max(0.0, 100.0 * (after[0] - before[0]) / d_total))
 
 
 def _tree(root: psutil.Process) -> list[psutil.Process]:

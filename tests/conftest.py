@@ -23,7 +23,7 @@ os.environ["BENCH_TEST_SESSION"] = SESSION
 SHARED_RUNS = frozenset({"io_sweep", "cpu_run", "sse_run", "websocket_run"})
 #: Module fixtures that make a real run, serve real streams or install a wheel (a second
 #: or more each): a test that takes one is ``slow`` too.
-MODULE_RUNS = frozenset({"agents_run", "checked_run", "docker_run", "example", "installed",
+MODULE_RUNS = frozenset({"agents_run", "checked_run", "docker_run", "example", "installed_wheel",
                          "killed_run", "published", "recorded", "remote_run", "runs",
                          "sse_sync", "sse_uvicorn", "stacks_run"})
 
@@ -157,6 +157,17 @@ def io_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.support import real_run
 
     return real_run(tmp_path_factory.mktemp("io-sweep"), *IO_SWEEP_ARGS)
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A wheel of this checkout and a fresh venv outside it with the wheel installed:
+    (wheel, the venv's bin folder). Shared by the wheel and the CI-example tests."""
+    from tests.support import build_wheel, install_wheel
+
+    base = tmp_path_factory.mktemp("wheel")
+    wheel = build_wheel(base / "dist")
+    return wheel, install_wheel(wheel, base / "venv")
 
 
 @pytest.fixture(scope="session")

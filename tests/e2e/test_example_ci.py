@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from harness import PROJECT_ROOT
-from tests.support import bench, build_wheel, install_wheel, tool, wait_for_quiet_cpus
+from tests.support import bench, tool, wait_for_quiet_cpus
 
 EXAMPLE = PROJECT_ROOT / "examples" / "ci" / "own-service"
 WORKFLOW = EXAMPLE / ".github" / "workflows" / "performance.yml"
@@ -244,14 +244,14 @@ def _short_run(installed: Path, command: Command, variables: Mapping[str, str],
 
 
 @pytest.fixture(scope="module")
-def example(commands: list[Command],
+def example(commands: list[Command], installed_wheel: tuple[Path, Path],
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
     """The example copied twice (the pull request's checkout; the base branch's
     worktree under RUNNER_TEMP), bench installed from a wheel of this checkout, and the
     pull-request job's base and head ``bench run`` lines run once each."""
     started = time.monotonic()
     tmp = tmp_path_factory.mktemp("example")
-    installed = install_wheel(build_wheel(tmp / "dist"), tmp / "venv")
+    installed = installed_wheel[1]
     checkout = copy_example(tmp / "work")
     runner = tmp / "runner"
     copy_example(runner / "base")

@@ -26,13 +26,12 @@ import json
 import subprocess
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness import PROJECT_ROOT
-from tests.support import build_wheel, install_wheel, tool, tool_env
+from tests.support import tool, tool_env
 
 SHIPPED = ("io-heavy", "cpu-heavy", "sse-stream", "websocket-echo", "db-io", "db-rows",
            "upstream-http")
@@ -42,15 +41,15 @@ DATA = ("harness/scenarios/io-heavy.toml", "harness/loadgen/locustfile.py",
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh venv (outside the checkout) with the wheel installed; its bin folder."""
-    base = tmp_path_factory.mktemp("wheel")
-    wheel = build_wheel(base / "dist")
+def installed(installed_wheel: tuple[Path, Path]) -> Path:
+    """The session's venv with the wheel installed (conftest.installed_wheel), the wheel
+    checked to hold the package data; its bin folder."""
+    wheel, bin_dir = installed_wheel
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
     missing = [f for f in DATA if f not in names]
     assert not missing, f"the wheel lacks {missing}"
-    yield install_wheel(wheel, base / "venv")
+    return bin_dir
 
 
 @pytest.mark.slow

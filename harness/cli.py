@@ -39,8 +39,6 @@ err = Console(stderr=True, emoji=False)
 if not err.is_terminal:  # --json sends the progress and the summary table here
     err.width = 170
 
-
-
 def _positive_ints(text: str, option: str) -> tuple[int, ...]:
     """Levels like ``10,50,200``: positive, each once (see :func:`scenarios.check_levels`)."""
     try:
@@ -362,8 +360,8 @@ def run(
     if exit_code:
         err.print(f"[bold yellow]interrupted[/]: results so far kept in {escape(str(runner.run_dir))}",
                   soft_wrap=True)
-    path = None if no_report else _render(
-        [runner.run_dir], report_path or cfg.reports() / f"{runner.run_id}.html")
+    out_html = report_path or cfg.reports() / f"{runner.run_id}.html"
+    path = None if no_report else _render([runner.run_dir], out_html)
     data = _summary(runner.run_dir, human)
     human.print(f"results: {runner.run_dir}" + (f"\nreport:  {path}" if path else ""),
                 markup=False, highlight=False, soft_wrap=True)

@@ -39,6 +39,7 @@ err = Console(stderr=True, emoji=False)
 if not err.is_terminal:  # --json sends the progress and the summary table here
     err.width = 170
 
+
 def _positive_ints(text: str, option: str) -> tuple[int, ...]:
     """Levels like ``10,50,200``: positive, each once (see :func:`scenarios.check_levels`)."""
     try:

@@ -75,7 +75,10 @@ def test_db_io_records_driver_pool_and_database_connections(tmp_path: Path) -> N
         # The pool (or the worker) caps it: never above the ceiling, well above half of it.
         assert 0.5 * ceiling < t["throughput_rps"] <= 1.05 * ceiling, t["throughput_rps"]
         assert t["db_cpu_percent_mean"] >= 0 and t["db_pss_mib_peak"] > 0
-        assert t["db_cpu_ms_per_request"] > 0 and t["cpu_ms_per_request"] > 0
+        # Measured, not NaN; the database's can read 0: process CPU is counted in 10 ms
+        # ticks, and a query that sleeps 20 ms costs well under a tick (a 2 s window at
+        # 50 req/s once had none). The server's costs many ticks a window.
+        assert t["db_cpu_ms_per_request"] >= 0 and t["cpu_ms_per_request"] > 0
     assert uv["db_active_peak"] == 2 and uv["db_connections_peak"] == 2
     assert sync["db_active_peak"] == 1 and sync["db_connections_peak"] == 2
     assert uv["bound_by"] == "pool" or uv["efficiency"] < 0.9

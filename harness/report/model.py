@@ -201,7 +201,8 @@ def latency_cdf(run: RunData, trial: Mapping[str, Any]
     what they time). From the raw records when the run kept them
     (:func:`measured_latencies`), else from the trial's latency histogram
     (``latency/<trial_id>.json``, harness.latency: one point per histogram bucket,
-    values within 0.05 % of the recorded ones). Empty arrays when neither exists."""
+    x at the top of each bucket: at most one bucket width, 1/1024 or about 0.1 %, above
+    the recorded values in it). Empty arrays when neither exists."""
     latencies, kind = measured_latencies(run, trial)
     if len(latencies):
         x = np.sort(latencies)

@@ -486,3 +486,16 @@ def server_pids(run_id: str) -> list[psutil.Process]:
     return [p for p in project_processes(run_id) if "locust" not in " ".join(p.cmdline())]
 
 
+def dead_identity() -> dict[str, Any]:
+    """The recorded identity (``procs.identity``) of a process that has exited: a harness
+    killed mid-run, as a run's ``harness`` entry records it."""
+    from harness import procs
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        recorded = procs.identity(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert recorded is not None
+    return recorded

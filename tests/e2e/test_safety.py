@@ -29,7 +29,7 @@ from harness.results import atomic_write_json, load_run
 from harness.servers import SERVERS
 from harness.watchdog import clean_run
 from tests.conftest import project_processes, stop_bench
-from tests.support import BENCH, bench
+from tests.support import BENCH, bench, dead_identity
 
 
 def cmd(p: psutil.Process) -> str:
@@ -189,17 +189,6 @@ def test_cpu_locks_name_the_run_and_die_with_it(killed_run: KilledRun) -> None:
     assert holder["run_id"] == killed_run.run_dir.name
     with cpulock.acquire([0, 1], folder=killed_run.base / "locks") as locks:
         assert locks.waited_s < 1  # the kernel dropped them with the killed process
-
-
-def dead_identity() -> dict[str, Any]:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        recorded = procs.identity(proc.pid)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert recorded is not None
-    return recorded
 
 
 def fake_run(run_dir: Path, harness: dict[str, Any], groups: list[dict[str, Any]]) -> None:

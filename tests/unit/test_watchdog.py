@@ -19,20 +19,9 @@ import pytest
 from harness import procs, watchdog
 from harness.atomic import atomic_write_json
 from harness.runmeta import RunMeta
+from tests.support import dead_identity
 
 RUN_ID = "20260101T000000Z-io-heavy-0e0e0e"
-
-
-def dead_harness() -> dict[str, Any]:
-    """The identity of a process that has exited (a harness killed mid-run)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        recorded = procs.identity(proc.pid)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert recorded is not None
-    return recorded
 
 
 def write_run(run_dir: Path, *, status: str, harness: dict[str, Any],
@@ -58,7 +47,7 @@ def test_a_dead_runs_group_is_stopped_and_the_run_marked_crashed(tmp_path: Path)
     try:
         group = {"pgid": leader.pid, "leader": procs.identity(leader.pid), "argv": []}
         run_dir = tmp_path / RUN_ID
-        write_run(run_dir, status="running", harness=dead_harness(), groups=[group])
+        write_run(run_dir, status="running", harness=dead_identity(), groups=[group])
 
         dry = watchdog.clean_run(run_dir, dry_run=True, docker=False)
         assert (dry.status, dry.groups, dry.marked_crashed) == ("running", [leader.pid], False)
@@ -89,7 +78,7 @@ def test_main_cleans_after_a_gone_harness_and_removes_only_its_children_folder(
         finished = tmp_path / "finished" / RUN_ID
         # The engine the run used, as run.json records it: no engine answers there.
         engine = {"env": {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}}
-        write_run(finished, status="finished", harness=dead_harness(), engine=engine,
+        write_run(finished, status="finished", harness=dead_identity(), engine=engine,
                   children={"dir": str(elsewhere)})
         assert watchdog.main([str(finished)]) == 0
         out = capsys.readouterr().out
@@ -97,7 +86,7 @@ def test_main_cleans_after_a_gone_harness_and_removes_only_its_children_folder(
         assert elsewhere.is_dir()  # not a bench-children-* folder of the temp folder
 
         crashed = tmp_path / "crashed" / RUN_ID
-        write_run(crashed, status="running", harness=dead_harness(), engine=engine,
+        write_run(crashed, status="running", harness=dead_identity(), engine=engine,
                   children={"dir": str(children)})
         assert watchdog.main([str(crashed)]) == 0
         assert "run.json marked crashed" in capsys.readouterr().out

@@ -328,64 +328,67 @@ def run(
 
             jsonout.emit("run", jsonout.plan_document(plan))
         return
-    # One lock per CPU, held until this process exits (the kernel drops it even on kill -9);
-    # a run refused here has created nothing.
+    # One lock per CPU, held until the run ends (the kernel drops it even on kill -9); a
+    # run refused here has created nothing.
     cpu_locks = cpulock.acquire([*s_cpus, *l_cpus], wait_s=wait_cpus, command=plan.command)
-    if sc.app is not None:  # your app, served once: a mistake is one line and exit 2
-        from dataclasses import replace
-
-        from harness.ownapp import preflight
-
-        plan = replace(plan, own_answer=preflight(plan))
     try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--results-dir {results_dir}: cannot write there ({exc.strerror})") from None
-    # The harness's own threads (samplers, progress) must not steal the server's cores.
-    os.sched_setaffinity(0, l_cpus)
-    runner = Runner(plan)
-    cpu_locks.note(run_id=runner.run_id, run_dir=str(runner.run_dir), command=plan.command)
-    runner.state.meta = runner.state.meta.replace(cpu_locks=runmeta.CpuLocksMeta(
-        folder=str(cpu_locks.folder), cpus=cpu_locks.cpus, waited_s=round(cpu_locks.waited_s, 3)))
-    exit_code = 0
-    with Progress(TextColumn("{task.description:<42}"), BarColumn(), TimeRemainingColumn(),
-                  console=human, transient=True) as progress:
-        total_s = plan.estimated_seconds()
-        runner.reporter = RichReporter(progress, total_s, rate_unit(plan.scenario.protocol))
+        if sc.app is not None:  # your app, served once: a mistake is one line and exit 2
+            from dataclasses import replace
+
+            from harness.ownapp import preflight
+
+            plan = replace(plan, own_answer=preflight(plan))
         try:
-            runner.execute()
-        except Interrupted as exc:
-            exit_code = exc.exit_code
-        except KeyboardInterrupt:
-            exit_code = 130
-    if exit_code:
-        err.print(f"[bold yellow]interrupted[/]: results so far kept in {escape(str(runner.run_dir))}",
-                  soft_wrap=True)
-    out_html = report_path or cfg.reports() / f"{runner.run_id}.html"
-    path = None if no_report else _render([runner.run_dir], out_html)
-    data = _summary(runner.run_dir, human)
-    human.print(f"results: {runner.run_dir}" + (f"\nreport:  {path}" if path else ""),
-                markup=False, highlight=False, soft_wrap=True)
-    trials = runner.state.trials
-    if not exit_code and trials and all(t["status"] == "failed" for t in trials):
-        err.print(f"bench: every trial failed ({len(trials)}): nothing was measured; the "
-                  f"reasons are in the table above and in {runner.run_dir}/logs",
-                  markup=False, highlight=False, soft_wrap=True)
-        exit_code = EXIT_ALL_FAILED
-    check = None
-    if fail_on_slo and not exit_code:
-        from harness.slo import judge
+            results_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--results-dir {results_dir}: cannot write there ({exc.strerror})") from None
+        # The harness's own threads (samplers, progress) must not steal the server's cores.
+        os.sched_setaffinity(0, l_cpus)
+        runner = Runner(plan)
+        cpu_locks.note(run_id=runner.run_id, run_dir=str(runner.run_dir), command=plan.command)
+        runner.state.meta = runner.state.meta.replace(cpu_locks=runmeta.CpuLocksMeta(
+            folder=str(cpu_locks.folder), cpus=cpu_locks.cpus, waited_s=round(cpu_locks.waited_s, 3)))
+        exit_code = 0
+        with Progress(TextColumn("{task.description:<42}"), BarColumn(), TimeRemainingColumn(),
+                      console=human, transient=True) as progress:
+            total_s = plan.estimated_seconds()
+            runner.reporter = RichReporter(progress, total_s, rate_unit(plan.scenario.protocol))
+            try:
+                runner.execute()
+            except Interrupted as exc:
+                exit_code = exc.exit_code
+            except KeyboardInterrupt:
+                exit_code = 130
+        if exit_code:
+            err.print(f"[bold yellow]interrupted[/]: results so far kept in {escape(str(runner.run_dir))}",
+                      soft_wrap=True)
+        out_html = report_path or cfg.reports() / f"{runner.run_id}.html"
+        path = None if no_report else _render([runner.run_dir], out_html)
+        data = _summary(runner.run_dir, human)
+        human.print(f"results: {runner.run_dir}" + (f"\nreport:  {path}" if path else ""),
+                    markup=False, highlight=False, soft_wrap=True)
+        trials = runner.state.trials
+        if not exit_code and trials and all(t["status"] == "failed" for t in trials):
+            err.print(f"bench: every trial failed ({len(trials)}): nothing was measured; the "
+                      f"reasons are in the table above and in {runner.run_dir}/logs",
+                      markup=False, highlight=False, soft_wrap=True)
+            exit_code = EXIT_ALL_FAILED
+        check = None
+        if fail_on_slo and not exit_code:
+            from harness.slo import judge
 
-        check = judge(data, objectives, at_users=at_users)
-        show_check(check, human)
-        exit_code = check.exit_code
-    if json_out:
-        from harness import jsonout
+            check = judge(data, objectives, at_users=at_users)
+            show_check(check, human)
+            exit_code = check.exit_code
+        if json_out:
+            from harness import jsonout
 
-        jsonout.emit("run", jsonout.run_document(data, report=path, exit_code=exit_code,
-                                                 slo=check))
-    if exit_code:
-        raise typer.Exit(exit_code)
+            jsonout.emit("run", jsonout.run_document(data, report=path, exit_code=exit_code,
+                                                     slo=check))
+        if exit_code:
+            raise typer.Exit(exit_code)
+    finally:
+        cpu_locks.release()  # not left to exit: `run` may run again in one process
 
 
 def _servers(names: str | None, cfg: Any, protocol: str) -> list[Any]:

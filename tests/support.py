@@ -47,20 +47,23 @@ BENCH = [sys.executable, "-m", "harness.cli"]
 
 
 #: Commands that read stored runs or the registry and start nothing that outlives them:
-#: :func:`bench` runs these in this process (:func:`cli`).
+#: :func:`bench` runs these (and ``run``, which stops what it starts) in this process
+#: (:func:`cli`).
 IN_PROCESS = frozenset({"list", "report", "compare", "export", "check", "history", "publish"})
 
 
 def bench(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
           cwd: Path | None = None, columns: int = 250) -> subprocess.CompletedProcess[str]:
     """``bench ARGS`` with this session's environment plus ``env``; stdout and stderr
-    captured as text. The commands in :data:`IN_PROCESS` and ``run --dry-run`` (which
-    starts and writes nothing) run in this process
-    (:func:`cli`: the same ``main``, exit code and output, without a Python start and
-    its imports, ~1.2 s a call); every other command (``run``, ``agent``, ``clean``,
-    ``docker``, ...) in a subprocess, which on a timeout is stopped SIGTERM first (so its
-    servers go with it) before :class:`subprocess.TimeoutExpired` is raised."""
-    if args and (args[0] in IN_PROCESS or (args[0] == "run" and "--dry-run" in args)):
+    captured as text. The commands in :data:`IN_PROCESS` and ``run`` run in this process
+    (:func:`cli`: the same entry point, exit code and output, without a Python start and
+    its imports: ~1.2 s a call, ~2.3 s for ``run``, whose runner imports pandas and
+    scipy; ``timeout`` is then pytest-timeout's, whose SIGALRM lands in the runner's
+    teardown like a Ctrl-C); every other command (``agent``, ``clean``, ``docker``, ...)
+    in a subprocess, which on a timeout is stopped SIGTERM first (so its servers go with
+    it) before :class:`subprocess.TimeoutExpired` is raised. A test that signals or
+    watches the ``bench`` process itself uses :func:`bench_process`."""
+    if args and (args[0] in IN_PROCESS or args[0] == "run"):
         return cli(*args, env=env, cwd=cwd, columns=columns)
     return bench_process(*args, timeout=timeout, env=env, cwd=cwd, columns=columns)
 
@@ -106,6 +109,7 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
     out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
                 for _ in range(2))
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    saved_cpus = os.sched_getaffinity(0)  # `run` pins its process to the load CPUs
     code = 0
     try:
         os.environ.update({"COLUMNS": str(columns), **(env or {})})
@@ -117,7 +121,8 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 # _main, not main: main's last step stops every process group this
-                # process started (a test's own servers too); these commands start none.
+                # process started (a test's own servers too); `run` stops its own in
+                # its finally, the other commands start none.
                 harness_cli._main()
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -125,6 +130,7 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
                 traceback.print_exc()
                 code = 1
     finally:
+        os.sched_setaffinity(0, saved_cpus)
         os.chdir(saved_cwd)
         sys.argv = saved_argv
         os.environ.clear()

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,21 @@ def start_agents(n: int, port: int, log_dir: Path) -> list:
                          "--timeout", "60"], cpus=[1], log_path=log_dir / f"agent{i}.log",
                         env=procs.child_env())
             for i in range(n)]
+
+
+def workers_up(agents: list, timeout_s: float = 30.0) -> bool:
+    """Every agent's locust worker has loaded pyzmq (its transport to the master), so it
+    connects as soon as the master listens: a run with a short ``--agent-timeout`` that
+    starts now is not racing the agents' own start (~2 s of imports)."""
+    def up(agent: Any) -> bool:
+        try:
+            workers = [c for c in psutil.Process(agent.pid).children(recursive=True)
+                       if "--worker" in c.cmdline()]
+            return bool(workers) and all(any("zmq" in m.path for m in w.memory_maps())
+                                         for w in workers)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+    return procs.poll_until(lambda: all(up(a) for a in agents), timeout_s, every_s=0.1)
 
 
 def ended(agents: list, timeout_s: float = 15.0) -> bool:
@@ -143,6 +159,7 @@ def test_a_missing_agent_ends_the_run_in_one_line(tmp_path: Path) -> None:
     connected from where; the agent that came ends too; nothing is left running."""
     port = procs.free_port()
     agents = start_agents(1, port, tmp_path)
+    assert workers_up(agents)  # the one agent is not racing --agent-timeout 4
     try:
         t0 = time.monotonic()
         r = bench(*RUN, "--duration", "2", "--users", "40", "--load-agents", "2",
@@ -167,6 +184,7 @@ def test_an_agent_killed_mid_trial_invalidates_that_trial_only(tmp_path: Path) -
     naming the agent, the run goes on to the next level and exits 0, nothing is left."""
     port = procs.free_port()
     agents = start_agents(2, port, tmp_path)
+    assert workers_up(agents)  # --agent-timeout 3 below is for the level after the kill
     results = tmp_path / "results"
     killed: list[int] = []
 

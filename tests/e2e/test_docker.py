@@ -11,8 +11,10 @@ import functools
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -279,40 +281,76 @@ def test_deploy_publishes_on_loopback_samples_and_cleans_up(
     assert (log.parent / "server-uvicorn-r1.compose.log").read_text().count("down -v") == 1
 
 
+#: The docker run's server configs, in the order they run: hypercorn is the victim (its
+#: container is killed mid-trial), the two after it show the run goes on.
+VICTIM, MEASURED = "hypercorn", ("gunicorn-sync", "uvicorn")
+
+
+@dataclass(frozen=True)
+class DockerRun:
+    run_dir: Path
+    killed: bool  # the victim's container was killed while locust's users held it
+
+
 @pytest.fixture(scope="module")
-def docker_run(image: dockerimage.ImageInfo, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[tuple[Path, float]]:
+def docker_run(image: dockerimage.ImageInfo, client: Any,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRun]:
+    """One docker run serving the measuring tests and the container-death test: the
+    victim first, its container SIGKILLed (after a last line on its output) once it holds
+    5 of the 20 users' connections; then gunicorn-sync and uvicorn, measured."""
     base = tmp_path_factory.mktemp("docker-io")
-    started = time.time()
+    results = base / "results"
+    killed = threading.Event()
+
+    def kill_victim() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            runs = [p for p in results.glob("*") if p.is_dir()] if results.is_dir() else []
+            if runs:
+                suffix = runs[0].name.rsplit("-", 1)[1]
+                for c in project_containers(client, f"bench-{suffix}-{VICTIM}-"):
+                    pid = c.attrs["State"]["Pid"]
+                    # locust's users hold their connections: the trial is under way.
+                    if pid and netns_connections(pid, CONTAINER_PORT, accepted_only=True) >= 5:
+                        c.exec_run(["python", "-c",
+                                    "open('/proc/1/fd/1', 'w').write('boom: last words\\n')"])
+                        c.kill()
+                        killed.set()
+                        return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_victim, daemon=True)
+    killer.start()
     run_dir = run_bench(base, "--backend", "docker", "--scenario", "io-heavy",
-                        "--servers", "gunicorn-sync,uvicorn", "--param", "latency_ms=50",
+                        "--servers", ",".join((VICTIM, *MEASURED)), "--param", "latency_ms=50",
                         "--users", "20", "--workers", "2", "--duration", "3", "--warmup", "1",
                         report=False)
-    yield run_dir, started
+    killer.join(timeout=5)
+    yield DockerRun(run_dir, killed.is_set())
 
 
 @needs_engine
 @pytest.mark.slow
-def test_docker_run_follows_littles_law(docker_run: tuple[Path, float]) -> None:
-    run_dir, _ = docker_run
-    trials = pd.read_csv(run_dir / "trials.csv").set_index("server")
+def test_docker_run_follows_littles_law(docker_run: DockerRun) -> None:
+    trials = pd.read_csv(docker_run.run_dir / "trials.csv").set_index("server")
     assert (trials["backend"] == "docker").all()
-    assert (trials["status"] == "ok").all(), trials[["status", "reason"]]
+    measured = trials.loc[list(MEASURED)]
+    assert (measured["status"] == "ok").all(), measured[["status", "reason"]]
     # As on the local backend: 2 sync workers / 50 ms = 40 req/s; 20 users / 50 ms = 400.
     assert trials.loc["gunicorn-sync", "throughput_rps"] == pytest.approx(40, rel=0.05)
     assert trials.loc["uvicorn", "throughput_rps"] == pytest.approx(400, rel=0.05)
-    assert (trials["failures"] == 0).all()
-    assert (trials["pss_mib_peak"] > 5).all()
+    assert (measured["failures"] == 0).all()
+    assert (measured["pss_mib_peak"] > 5).all()
 
 
 @needs_engine
 def test_docker_run_records_image_limits_and_engine_samples(
-        docker_run: tuple[Path, float], image: dockerimage.ImageInfo) -> None:
-    run_dir, _ = docker_run
+        docker_run: DockerRun, image: dockerimage.ImageInfo) -> None:
+    run_dir = docker_run.run_dir
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["backend"] == "docker" and meta["status"] == "complete"
     deployments = {d["server"]: d for d in meta["deployments"]}
-    assert set(deployments) == {"gunicorn-sync", "uvicorn"}
+    assert set(deployments) == {VICTIM, *MEASURED}
     for name, d in deployments.items():
         assert d["image_id"] == image.image_id and d["image"] == image.tag
         assert d["limits"]["cpuset"] == ",".join(map(str, meta["cpus"]["server"]))
@@ -326,16 +364,16 @@ def test_docker_run_records_image_limits_and_engine_samples(
         assert d["publish_ip"] == "127.0.0.1"
     samples = pd.read_csv(run_dir / "samples.csv")
     engine = samples[samples["source"] == "engine"]
-    assert set(engine["server"]) == {"gunicorn-sync", "uvicorn"}
-    assert (engine["rss_mib"] > 5).all() and engine["cpu_percent"].notna().sum() >= 4
+    assert set(engine["server"]) >= set(MEASURED)
+    measured = engine[engine["server"].isin(MEASURED)]
+    assert (measured["rss_mib"] > 5).all() and measured["cpu_percent"].notna().sum() >= 4
     assert (run_dir / "logs" / "server-uvicorn-r1.compose.log").is_file()
 
 
 @needs_engine
-def test_docker_run_leaves_no_container_or_network(docker_run: tuple[Path, float],
+def test_docker_run_leaves_no_container_or_network(docker_run: DockerRun,
                                                    client: Any) -> None:
-    run_dir, _ = docker_run
-    meta = json.loads((run_dir / "run.json").read_text())
+    meta = json.loads((docker_run.run_dir / "run.json").read_text())
     for d in meta["deployments"]:
         label = {"label": f"com.docker.compose.project={d['compose_project']}"}
         assert client.containers.list(all=True, ignore_removed=True, filters=label) == []
@@ -347,48 +385,18 @@ def test_docker_run_leaves_no_container_or_network(docker_run: tuple[Path, float
 @needs_engine
 @pytest.mark.slow
 def test_container_dying_mid_trial_fails_that_trial_and_the_run_goes_on(
-        image: dockerimage.ImageInfo, client: Any, tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    proc = subprocess.Popen(
-        [*BENCH, "run", "--backend", "docker", "--scenario", "io-heavy",
-         "--servers", "uvicorn,gunicorn-sync", "--users", "5", "--workers", "1",
-         "--param", "latency_ms=10", "--duration", "3", "--warmup", "1",
-         "--results-dir", str(results), "--no-report"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "COLUMNS": "200"})
-    try:
-        deadline = time.monotonic() + 120
-        victim = None
-        while victim is None and time.monotonic() < deadline:
-            runs = [p for p in results.glob("*") if p.is_dir()] if results.is_dir() else []
-            if runs:
-                suffix = runs[0].name.rsplit("-", 1)[1]
-                for c in project_containers(client, f"bench-{suffix}-uvicorn-"):
-                    pid = c.attrs["State"]["Pid"]
-                    # locust's users hold their connections: the trial is under way.
-                    if pid and netns_connections(pid, CONTAINER_PORT, accepted_only=True) >= 5:
-                        victim = c
-            time.sleep(0.1)
-        assert victim is not None, "the uvicorn container never served a trial"
-        # A last word on the container's output, then SIGKILL to its init.
-        victim.exec_run(["python", "-c", "open('/proc/1/fd/1', 'w').write('boom: last words\\n')"])
-        victim.kill()
-        out, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.communicate(timeout=60)
-    assert proc.returncode == 0, out + err
-    (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
-    trials = pd.read_csv(run_dir / "trials.csv").set_index("server")
-    dead = trials.loc["uvicorn"]
+        docker_run: DockerRun) -> None:
+    """The victim's container, killed while its trial ran: that trial is ``failed`` with
+    the exit code and the container's last output; the configs after it were measured
+    (test_docker_run_follows_littles_law) and the run completed, exit 0 (run_bench)."""
+    assert docker_run.killed, f"the {VICTIM} container never served a trial"
+    trials = pd.read_csv(docker_run.run_dir / "trials.csv").set_index("server")
+    dead = trials.loc[VICTIM]
     assert dead["status"] == "failed"
     assert "exited with code 137 during the trial" in dead["reason"]
     assert "boom: last words" in dead["reason"]
-    after = trials.loc["gunicorn-sync"]
-    assert after["status"] != "failed" and after["throughput_rps"] > 0, after["reason"]
-    suffix = run_dir.name.rsplit("-", 1)[1]
-    assert project_containers(client, f"bench-{suffix}-") == []
+    after = trials.loc[list(MEASURED)]
+    assert (after["status"] != "failed").all() and (after["throughput_rps"] > 0).all()
 
 
 @needs_engine

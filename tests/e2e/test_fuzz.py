@@ -34,7 +34,7 @@ from tests.support import SCENARIO
 from tests.support import bench_here as bench
 from tests.synth import write_run
 
-FUZZ = settings(max_examples=250, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 CASES: dict[str, int] = {}
@@ -336,7 +336,7 @@ def damaged_copy(good: Path, tmp: Path, what: tuple[str, bytes | dict[str, Any]]
     return run_dir
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=120)
 @given(what=damage())
 @pytest.mark.slow
 def test_fuzz_damaged_runs_compare_and_export(what: tuple[str, bytes | dict[str, Any]],
@@ -359,7 +359,7 @@ def test_fuzz_damaged_runs_compare_and_export(what: tuple[str, bytes | dict[str,
         OUTCOMES[f"compare exit {code}"] = OUTCOMES.get(f"compare exit {code}", 0) + 1
 
 
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=20)
 @given(what=damage())
 @pytest.mark.slow
 def test_fuzz_damaged_runs_report(what: tuple[str, bytes | dict[str, Any]], good_run: Path,

@@ -138,16 +138,17 @@ def test_publish_refuses_bad_input(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_chromium
 def test_site_with_the_real_sweep(io_sweep: Path, tmp_path: Path) -> None:
-    """The sweep and two later copies of it beside the stored runs: a report per run, the
-    history drawn offline."""
-    results = stored_history(tmp_path / "results")
-    for day in (DAYS + 1, DAYS + 2):
+    """Three days of the real sweep (the stored runs are test_site_of_stored_runs'): a
+    report per run, the history of real figures drawn offline."""
+    results = tmp_path / "results"
+    for day in (DAYS + 1, DAYS + 2, DAYS + 3):
         copy_run(io_sweep, results / f"sweep-{day}", day)
     site = tmp_path / "site"
     r = bench("publish", str(results), "-o", str(site))
     assert r.returncode == 0, r.stdout + r.stderr
     rows = check_site(site, results)
-    assert rows[0][0].endswith(f"-d{DAYS + 2}") and "io-heavy latency_ms=20" in rows[0][2]
+    assert len(rows) == 3 and rows[0][0].endswith(f"-d{DAYS + 3}")
+    assert "io-heavy latency_ms=20" in rows[0][2]
     trials = pd.read_csv(io_sweep / "trials.csv")
     assert rows[0][5] == f"{len(trials)} ok"
     dom, console = open_in_chromium(site / "history.html", tmp_path / "profile", OFFLINE,

@@ -4,8 +4,6 @@ harness.analysis): the rules on constructed data, then on real runs."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +18,7 @@ from harness.analysis import (
     generator_limited,
     open_loop_sends,
 )
+from tests.support import bench
 
 
 def fifo_warmup(users: int, service_ms: float, seconds: float) -> tuple[list[float], list[float]]:
@@ -140,9 +139,7 @@ def test_cpu_per_request_is_cpu_time_over_successful_requests() -> None:
 
 def run(tmp_path: Path, *args: str) -> pd.DataFrame:
     results = tmp_path / "results"
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--results-dir",
-                        str(results), "--no-report", *args],
-                       capture_output=True, text=True, timeout=400, check=False)
+    r = bench("run", "--results-dir", str(results), "--no-report", *args, timeout=400)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
     return pd.read_csv(run_dir / "trials.csv").set_index("users", drop=False)

@@ -39,9 +39,12 @@ def test_saturated_generator_is_invalid_even_across_processes(tmp_path: Path) ->
 def test_open_loop_shows_queueing_that_closed_loop_hides(tmp_path: Path) -> None:
     # gunicorn-sync, 1 worker, 50 ms: capacity 20 req/s.
     common = ("--servers", "gunicorn-sync", "--workers", "1", "--param", "latency_ms=50",
-              "--duration", "4", "--warmup", "1")
-    open_trials, _ = run_trials(tmp_path / "open", *common, "--arrival-rate", "40")
-    closed_trials, _ = run_trials(tmp_path / "closed", *common, "--users", "4")
+              "--warmup", "1")
+    # 4 s for the open loop's queue to grow; 2 s (40 completions) show a flat closed loop.
+    open_trials, _ = run_trials(tmp_path / "open", *common, "--duration", "4",
+                                "--arrival-rate", "40")
+    closed_trials, _ = run_trials(tmp_path / "closed", *common, "--duration", "2",
+                                  "--users", "4")
     (o,) = open_trials.to_dict("records")
     (c,) = closed_trials.to_dict("records")
     assert o["load_mode"] == "open-loop" and c["load_mode"] == "closed-loop"

@@ -177,7 +177,7 @@ def cpu_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return real_run(tmp_path_factory.mktemp("cpu"), "--scenario", "cpu-heavy",
                      "--servers", "granian-asgi", "--users", "4", "--param", "work=100",
-                    "--duration", "1", "--warmup", "0.5", report=False)
+                    "--duration", "2", "--warmup", "1", report=False)
 
 
 def _stream_run(base: Path, *args: str) -> Path:

@@ -505,3 +505,33 @@ def dead_identity() -> dict[str, Any]:
         proc.wait()
     assert recorded is not None
     return recorded
+
+
+# --- a server's SSE stream, read as it arrives -------------------------------------------
+
+
+def read_sse_events(port: int, path: str
+                    ) -> tuple[int, dict[str, str], bytes, list[tuple[int, int]]]:
+    """GET ``path``, reading the body as it arrives (``read1`` returns what is there).
+
+    Returns status, headers, body and, per event, (client receipt ns, server send ns).
+    """
+    import http.client
+
+    from harness.apps.work import parse_sse_data
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = b""
+        arrivals: list[tuple[int, int]] = []
+        while piece := resp.read1(65536):
+            now = time.time_ns()
+            body += piece
+            for frame in body.split(b"\n\n")[len(arrivals):-1]:
+                data = frame.split(b"\n")[1][len(b"data: "):]
+                arrivals.append((now, parse_sse_data(data)[1]))
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body, arrivals
+    finally:
+        conn.close()

@@ -86,12 +86,14 @@ def agents_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
 
 @pytest.mark.slow
 def test_two_agents_give_the_io_ceiling_half_each(agents_run: tuple[Path, list]) -> None:
-    """40 users on a 50 ms endpoint: 800 req/s (Little's law) within 5%, each agent about
-    half of it, and the agents' own requests add up to the trial's."""
+    """40 users on a 50 ms endpoint: 800 req/s by Little's law (each request's own cost
+    keeps it a few % under: 775 measured on a shared VM; one agent's users alone would
+    give 400), each agent about half of it, and the agents' own requests add up to the
+    trial's."""
     run_dir, agents = agents_run
     (trial,) = pd.read_csv(run_dir / "trials.csv").to_dict("records")
     assert trial["status"] == "ok", trial["reason"]
-    assert abs(trial["throughput_rps"] - 800) <= 40, trial["throughput_rps"]
+    assert 0.8 * 800 <= trial["throughput_rps"] <= 1.05 * 800, trial["throughput_rps"]
     rows = pd.read_csv(run_dir / "agents.csv")
     assert sorted(rows["agent"]) == [1, 2]
     assert rows["requests"].sum() == trial["requests"]

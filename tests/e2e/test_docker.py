@@ -337,8 +337,13 @@ def test_docker_run_follows_littles_law(docker_run: DockerRun) -> None:
     measured = trials.loc[list(MEASURED)]
     assert (measured["status"] == "ok").all(), measured[["status", "reason"]]
     # As on the local backend: 2 sync workers / 50 ms = 40 req/s; 20 users / 50 ms = 400.
-    assert trials.loc["gunicorn-sync", "throughput_rps"] == pytest.approx(40, rel=0.05)
-    assert trials.loc["uvicorn", "throughput_rps"] == pytest.approx(400, rel=0.05)
+    # No config can pass its ceiling (a request takes >= 50 ms); each request's own cost
+    # (1-2 ms through the published port) keeps it a few % under (3.8 and 4.2 % on a
+    # shared VM). The lower bounds separate the wrong answers by far: one sync worker
+    # (20 req/s), uvicorn serving one request at a time (20), or a window counted 1.33x.
+    assert 0.8 * 40 <= trials.loc["gunicorn-sync", "throughput_rps"] <= 1.05 * 40
+    assert 0.8 * 400 <= trials.loc["uvicorn", "throughput_rps"] <= 1.05 * 400
+    assert measured["littles_law_ratio"].between(0.9, 1.1).all()
     assert (measured["failures"] == 0).all()
     assert (measured["pss_mib_peak"] > 5).all()
 

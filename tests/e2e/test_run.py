@@ -8,6 +8,7 @@ cpu-heavy test the session's ``cpu_run``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,15 @@ def test_cpu_heavy_runs_and_verifies_checksums(cpu_run: Path) -> None:
     assert row["status"] == "ok" and row["failures"] == 0 and row["throughput_rps"] > 20
     # CPU-bound: the server's core is busy.
     assert row["cpu_percent_mean"] > 50
+
+
+def test_the_run_let_its_cpu_locks_go_when_it_returned(io_sweep: Path) -> None:
+    """The sweep ran in this process (tests.support.bench): ``bench run`` released its
+    CPU locks on return, not at process exit, so this process (a different open file of
+    each lock, which flock treats as another holder) takes them at once."""
+    from harness import cpulock
+
+    meta = json.loads((io_sweep / "run.json").read_text())
+    assert meta["harness"]["pid"] == os.getpid() and meta["cpu_locks"]["cpus"] == [0, 1]
+    with cpulock.acquire([0, 1], wait_s=0) as locks:
+        assert locks.cpus == [0, 1]

@@ -10,10 +10,6 @@ import pytest
 from harness import slo
 from harness.errors import UserError
 
-#: A short real run: uvicorn, 2 users, 5 ms per request (p99 >= 5 ms), fixed warm-up.
-SHORT = ("--servers", "uvicorn", "--users", "2", "--param", "latency_ms=5", "--warmup", "0.5",
-         "--duration", "1")
-
 
 @pytest.mark.parametrize(("spec", "expected"), [
     ("p99<150ms", [("p99", "<", 150.0)]),

@@ -132,8 +132,10 @@ def test_remote_engine_run_takes_cpu_and_memory_from_the_engine(
     assert deployment["publish_ip"] == "127.0.0.1"
     (trial,) = pd.read_csv(run_dir / "trials.csv").to_dict("records")
     assert trial["status"] == "ok", trial["reason"]
-    # 10 users over a 50 ms wait: 200 req/s, so the load reached the published port
-    assert trial["throughput_rps"] == pytest.approx(200, rel=0.1)
+    # 10 users over a 50 ms wait: 200 req/s by Little's law, so the load reached the
+    # published port (190.5 measured on a shared VM: each request's own cost; serialised
+    # it would be 20, unreached 0)
+    assert 0.8 * 200 <= trial["throughput_rps"] <= 1.05 * 200, trial["throughput_rps"]
     # memory and CPU are the engine's; psutil's figures are absent, not zero
     assert trial["engine_mib_peak"] > 5 and trial["engine_mib_mean"] > 5
     assert trial["cpu_percent_mean"] == trial["engine_cpu_percent_mean"] > 0

@@ -300,11 +300,11 @@ def docker_run(image: dockerimage.ImageInfo, client: Any,
     5 of the 20 users' connections; then gunicorn-sync and uvicorn, measured."""
     base = tmp_path_factory.mktemp("docker-io")
     results = base / "results"
-    killed = threading.Event()
+    killed, over = threading.Event(), threading.Event()
 
     def kill_victim() -> None:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not over.is_set():
             runs = [p for p in results.glob("*") if p.is_dir()] if results.is_dir() else []
             if runs:
                 suffix = runs[0].name.rsplit("-", 1)[1]
@@ -321,11 +321,14 @@ def docker_run(image: dockerimage.ImageInfo, client: Any,
 
     killer = threading.Thread(target=kill_victim, daemon=True)
     killer.start()
-    run_dir = run_bench(base, "--backend", "docker", "--scenario", "io-heavy",
-                        "--servers", ",".join((VICTIM, *MEASURED)), "--param", "latency_ms=50",
-                        "--users", "20", "--workers", "2", "--duration", "3", "--warmup", "1",
-                        report=False)
-    killer.join(timeout=5)
+    try:
+        run_dir = run_bench(base, "--backend", "docker", "--scenario", "io-heavy",
+                            "--servers", ",".join((VICTIM, *MEASURED)),
+                            "--param", "latency_ms=50", "--users", "20", "--workers", "2",
+                            "--duration", "3", "--warmup", "1", report=False)
+    finally:
+        over.set()  # the run is over: a victim not found by now never will be
+        killer.join(timeout=5)
     yield DockerRun(run_dir, killed.is_set())
 
 

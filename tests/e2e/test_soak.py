@@ -20,7 +20,7 @@ from tests.support import plan, server_pids
 
 MODES = ("interrupt", "kill-server", "clean")
 #: Every (mode, server config) pair exactly once: 3 modes x 3 configs, as a Latin square
-#: (run i: config i % 3, mode (i + i // 3) % 3), so each mode follows every other one.
+#: (run i: config i % 3, mode (i + i // 3) % 3), modes interleaved, not in blocks.
 RUNS = 9
 
 

@@ -68,7 +68,7 @@ def test_io_heavy_follows_littles_law(io_sweep: Path) -> None:
                 for server, users in zip(trials["server"], trials["users"], strict=True)]
     assert trials["ceiling_rps"].tolist() == ceilings
     assert np.allclose(trials["efficiency"], trials["throughput_rps"] / trials["ceiling_rps"])
-    flags = trials["flags"].fillna("")
+    flags = trials["flags"].astype("string").fillna("")  # all empty: read as float NaN
     assert not flags.str.contains("littles-law-off").any(), flags
     assert flags.isin(["", "below-ceiling"]).all(), flags
     below = flags == "below-ceiling"

@@ -289,7 +289,9 @@ def run_wrk(port: int, path: str, *, users: int, cpus: list[int], duration_s: fl
     argv = wrk_argv(wrk, port=port, path=path, users=users, load_cpus=len(cpus),
                     duration_s=duration_s, script=script)
     seconds = int(argv[argv.index("-d") + 1].rstrip("s"))
-    cpu_before, children_before = _cpu_times(cpus), _children_cpu_s()
+    from harness.sampler import busy_percent, busy_times
+
+    cpu_before, children_before = busy_times(cpus), _children_cpu_s()
     proc = spawn(argv, cpus=cpus, log_path=log, env=child_env({OUT_ENV: str(out)}))
     try:
         code = procs.wait_exit(proc, seconds + KILL_MARGIN_S)
@@ -299,7 +301,7 @@ def run_wrk(port: int, path: str, *, users: int, cpus: list[int], duration_s: fl
     finally:
         stop_group(proc, grace_s=2.0)
     wrk_cpu_s = _children_cpu_s() - children_before  # wrk is the only child reaped here
-    load_busy = _busy_percent(cpu_before, _cpu_times(cpus))
+    load_busy = busy_percent(cpu_before, busy_times(cpus))
     if code != 0:
         raise OracleError(f"wrk exited with code {code}: {tail(log, 3)}")
     try:
@@ -316,28 +318,6 @@ def _children_cpu_s() -> float:
 
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _cpu_times(cpus: list[int]) -> list[tuple[float, float]]:
-    """(busy, total) CPU seconds so far of each CPU in ``cpus``."""
-    import psutil
-
-    per_cpu = psutil.cpu_times(percpu=True)
-    out = []
-    for c in cpus:
-        t = per_cpu[c]
-        total = sum(t)
-        out.append((total - t.idle - getattr(t, "iowait", 0.0), total))
-    return out
-
-
-def _busy_percent(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> float:
-    """Busy share of the CPUs' time between two (busy s, total s) readings per CPU, in
-    [0, 100] % (the differences of float sums of /proc/stat seconds can land 1e-11 past
-    either end: clamped); NaN when no time passed."""
-    busy = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
-    total = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
-    return min(100.0, max(0.0, 100.0 * busy / total)) if total > 0 else math.nan
 
 
 def drain(port: int, wait_idle: Callable[[float], bool],

@@ -54,7 +54,7 @@ class Sample:
     per_process_cpu_s: dict[int, float] | None = None
 
 
-def _busy_times(cpus: list[int] | None) -> tuple[float, float]:
+def busy_times(cpus: list[int] | None) -> tuple[float, float]:
     """(busy seconds, total seconds) summed over ``cpus``, from /proc/stat."""
     if not cpus:
         return (0.0, 0.0)
@@ -69,8 +69,8 @@ def _busy_times(cpus: list[int] | None) -> tuple[float, float]:
     return busy, total
 
 
-def _busy_percent(before: tuple[float, float], after: tuple[float, float]) -> float:
-    """Busy share of the CPUs' time between two :func:`_busy_times` readings, in [0, 100] %
+def busy_percent(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Busy share of the CPUs' time between two :func:`busy_times` readings, in [0, 100] %
     (float sums of /proc/stat seconds can differ by 1e-11 past either end: clamped); NaN
     when no time passed."""
     d_total = after[1] - before[1]
@@ -204,7 +204,7 @@ class TreeSampler:
     def _loop(self) -> None:
         last: tuple[float, float] | None = None
         last_pp: dict[int, float] | None = None
-        last_busy = _busy_times(self.cpus)
+        last_busy = busy_times(self.cpus)
         n = 0
         next_t = self.clock()
         while not self._stop.is_set():
@@ -216,8 +216,8 @@ class TreeSampler:
                 self.root_exited = True
                 return
             if self.cpus:
-                busy = _busy_times(self.cpus)
-                sample = dataclasses.replace(sample, cpuset_busy_percent=_busy_percent(last_busy, busy))
+                busy = busy_times(self.cpus)
+                sample = dataclasses.replace(sample, cpuset_busy_percent=busy_percent(last_busy, busy))
                 last_busy = busy
             self.samples.append(sample)
             last = (t, sample.cpu_seconds)

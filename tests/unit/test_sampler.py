@@ -96,9 +96,9 @@ def test_a_busy_share_stays_within_0_and_100_percent() -> None:
     """Differences of float sums of /proc/stat seconds land 1e-11 past 0 or 100 %: the
     busy share is clamped (a negative busy CPU once failed a bound), NaN when no time
     passed."""
-    from harness.sampler import _busy_percent
+    from harness.sampler import busy_percent
 
-    assert _busy_percent((10.0, 20.0), (10.0 - 1e-12, 30.0)) == 0.0
-    assert _busy_percent((10.0, 20.0), (20.0 + 1e-9, 30.0)) == 100.0
-    assert _busy_percent((10.0, 20.0), (12.5, 30.0)) == 25.0
-    assert math.isnan(_busy_percent((10.0, 20.0), (10.0, 20.0)))
+    assert busy_percent((10.0, 20.0), (10.0 - 1e-12, 30.0)) == 0.0
+    assert busy_percent((10.0, 20.0), (20.0 + 1e-9, 30.0)) == 100.0
+    assert busy_percent((10.0, 20.0), (12.5, 30.0)) == 25.0
+    assert math.isnan(busy_percent((10.0, 20.0), (10.0, 20.0)))

@@ -325,7 +325,7 @@ def docker_run(image: dockerimage.ImageInfo, client: Any,
         run_dir = run_bench(base, "--backend", "docker", "--scenario", "io-heavy",
                             "--servers", ",".join((VICTIM, *MEASURED)),
                             "--param", "latency_ms=50", "--users", "20", "--workers", "2",
-                            "--duration", "3", "--warmup", "1", report=False)
+                            "--duration", "2", "--warmup", "1", report=False)
     finally:
         over.set()  # the run is over: a victim not found by now never will be
         killer.join(timeout=5)

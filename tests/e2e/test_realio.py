@@ -172,7 +172,7 @@ def _start_db_run(tmp_path: Path) -> subprocess.Popen[str]:
 
 def _wait_under_load(tmp_path: Path, proc: subprocess.Popen[str]) -> Path:
     """The run folder, once its cluster is up and locust is loading the server (then
-    2 s more of load)."""
+    0.5 s more of load)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         for meta_path in (tmp_path / "results").glob("*/run.json"):
@@ -183,7 +183,7 @@ def _wait_under_load(tmp_path: Path, proc: subprocess.Popen[str]) -> Path:
             # locust writes its records from the level's start on
             under_load = any(meta_path.parent.glob("requests/*/*.csv"))
             if under_load and (meta.get("components") or {}).get("postgres"):
-                time.sleep(2)
+                time.sleep(0.5)
                 return meta_path.parent
         time.sleep(0.2)
     raise AssertionError(f"the run never got under load (exit {proc.poll()})")

@@ -47,7 +47,7 @@ def _io_runs(base: Path, servers: list[str], attempts: int = 3) -> pd.DataFrame:
             wait_for_quiet_cpus()
         run_dir = run_bench(base / f"attempt{attempt}", "--scenario", "io-heavy",
                             "--servers", ",".join(todo), "--users", str(USERS),
-                            "--duration", "2", "--param", f"latency_ms={LATENCY_MS}",
+                            "--duration", "1", "--param", f"latency_ms={LATENCY_MS}",
                             timeout=240, report=False)
         trials = pd.read_csv(run_dir / "trials.csv", dtype={"reason": str})
         run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
@@ -61,8 +61,7 @@ def _io_runs(base: Path, servers: list[str], attempts: int = 3) -> pd.DataFrame:
     return pd.concat(kept).set_index("server")
 
 
-@pytest.mark.slow  # four servers, a steady-state warm-up each: ~25 s
-@pytest.mark.slow
+@pytest.mark.slow  # four servers, a steady-state warm-up and a 1 s window (~500 requests) each
 def test_each_opt_in_config_serves_io_heavy_by_littles_law(tmp_path: Path) -> None:
     """10 users, 20 ms a request, 1 worker: each config has at least 10 requests in
     progress at once (32 threads, or an event loop), so by Little's law it serves

@@ -201,8 +201,12 @@ def test_cpu_per_request_matches_a_saturated_core(tmp_path: Path) -> None:
                  "--workers", "1", "--users", "1,4", "--duration", "2")
     one, four = trials.loc[1], trials.loc[4]
     # The work per request does not change with concurrency, and CPU time (unlike
-    # latency) does not grow when another process takes turns on the same core.
-    assert four["cpu_ms_per_request"] == pytest.approx(one["cpu_ms_per_request"], rel=0.35)
+    # latency) does not grow with the queue. It is not exact on a shared VM: a noisy
+    # neighbour slows every instruction (3.9 ms at 1 user, 5.4 at 4 was seen). The band
+    # still catches the wrong answers, which are off by the users (4x): CPU divided by
+    # the level's users, or summed over them.
+    ratio = four["cpu_ms_per_request"] / one["cpu_ms_per_request"]
+    assert 0.5 <= ratio <= 2.0, (one["cpu_ms_per_request"], four["cpu_ms_per_request"])
     busy_ms_per_s = four["cpu_ms_per_request"] * four["throughput_rps"]
     assert busy_ms_per_s <= 1100  # one worker cannot use more than its core
     if four["server_cpus_busy_percent"] - four["cpu_percent_mean"] < 10:

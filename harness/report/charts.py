@@ -34,6 +34,7 @@ from harness.report.traces import (
     _note_unsupported,
     _ok_levels,
     _reference_line,
+    white,
 )
 from harness.results import RunData
 
@@ -97,6 +98,7 @@ def _figures(a: Analysis) -> dict[str, go.Figure]:
     return {key: fig for key, fig in candidates.items() if _has_data(fig)}
 
 
+@white
 def _throughput_figure(a: Analysis) -> go.Figure:
     traces = _level_traces(a, "throughput_rps", "throughput", a.rate_unit)
     for trace in traces:  # 95 % CI of the mean over repeats, as asymmetric bars
@@ -127,10 +129,11 @@ def _throughput_figure(a: Analysis) -> go.Figure:
     fig.update_layout(title="Throughput vs load (successful responses; bars: 95 % CI of the "
                             "mean over repeats; dotted: Little's-law ceiling; dash-dot: USL fit)",
                       xaxis_title=a.level_title,
-                      yaxis_title=f"throughput ({a.rate_unit})", template="plotly_white")
+                      yaxis_title=f"throughput ({a.rate_unit})")
     return fig
 
 
+@white
 def _latency_figure(a: Analysis) -> go.Figure:
     """Three panels: p50, p95, p99 (ms, log) vs achieved throughput; SLO p99 on the last."""
     panels = (("p50", "latency_p50_ms"), ("p95", "latency_p95_ms"), ("p99", "latency_p99_ms"))
@@ -165,8 +168,7 @@ def _latency_figure(a: Analysis) -> go.Figure:
                                       f"SLO p99 {a.slo.p99_ms:g} ms", _SLO_COLOUR, "dash"),
                       row=1, col=len(panels))
     _dedupe_legend(fig)
-    fig.update_layout(title="Latency percentiles vs achieved throughput (median of ok repeats)",
-                      template="plotly_white")
+    fig.update_layout(title="Latency percentiles vs achieved throughput (median of ok repeats)")
     fig.update_yaxes(type="log", title_text="latency (ms, log scale)", row=1, col=1)
     fig.update_yaxes(type="log")
     fig.update_xaxes(title_text=f"throughput ({a.rate_unit})")
@@ -192,6 +194,7 @@ def _thin_cdf(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+@white
 def _cdf_figure(a: Analysis) -> go.Figure:
     fig = go.Figure()
     kinds: set[str] = set()
@@ -223,11 +226,11 @@ def _cdf_figure(a: Analysis) -> go.Figure:
     fig.update_layout(title=(f"Latency distribution (CDF){what} in the measurement window: each "
                              "config at its max sustainable level, else its highest ok level"),
                       xaxis={"type": "log", "title": "latency (ms, log scale)"},
-                      yaxis={"title": "fraction of requests ≤ latency", "range": [0, 1.02]},
-                      template="plotly_white")
+                      yaxis={"title": "fraction of requests ≤ latency", "range": [0, 1.02]})
     return fig
 
 
+@white
 def _error_figure(a: Analysis) -> go.Figure:
     fig = go.Figure(_level_traces(a, "error_rate", "errors", "%", scale=100.0))
     levels = a.trials[a.level].dropna()
@@ -237,11 +240,11 @@ def _error_figure(a: Analysis) -> go.Figure:
                                       f"SLO errors ≤ {100 * a.slo.max_error_rate:g} %",
                                       _SLO_COLOUR, "dash"))
     fig.update_layout(title="Error rate vs load (failed / completed requests in the window)",
-                      xaxis_title=a.level_title, yaxis_title="errors (%)",
-                      template="plotly_white")
+                      xaxis_title=a.level_title, yaxis_title="errors (%)")
     return fig
 
 
+@white
 def _timeline_figure(a: Analysis, metric: str, title: str, y_title: str) -> go.Figure:
     """Server-side ``metric`` vs run time (s), one trace per config and repeat, with each
     trial's measurement window (t_start_s..t_end_s) shaded in its config's colour."""
@@ -267,8 +270,7 @@ def _timeline_figure(a: Analysis, metric: str, title: str, y_title: str) -> go.F
     fig = go.Figure(traces)
     shapes, notes = _windows(a) if traces else ([], [])
     fig.update_layout(title=f"{title} (shaded: measurement windows, labelled with their level)",
-                      xaxis_title="time since run start (s)", yaxis_title=y_title,
-                      template="plotly_white", shapes=shapes, annotations=notes)
+                      xaxis_title="time since run start (s)", yaxis_title=y_title, shapes=shapes, annotations=notes)
     return fig
 
 

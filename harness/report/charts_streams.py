@@ -20,6 +20,7 @@ from harness.report.traces import (
     _level_traces,
     _not_valid_trace,
     _reference_line,
+    white,
 )
 
 #: Chart keys of stream runs (protocol ``sse`` or ``websocket``), drawn after ``latency``:
@@ -55,6 +56,7 @@ def _stream_figures(a: Analysis) -> dict[str, go.Figure]:
     return figs
 
 
+@white
 def _panels_figure(a: Analysis, panels: Sequence[tuple[str, str]], unit: str, title: str,
                    y_title: str, *, slo_panel: bool = False, log: bool = True) -> go.Figure:
     """One panel per (label, metric): its median over ok repeats vs the level, per config,
@@ -71,7 +73,7 @@ def _panels_figure(a: Analysis, panels: Sequence[tuple[str, str]], unit: str, ti
                                       f"SLO p99 {a.slo.p99_ms:g} ms", _SLO_COLOUR, "dash"),
                       row=1, col=len(panels))
     _dedupe_legend(fig)
-    fig.update_layout(title=title, template="plotly_white")
+    fig.update_layout(title=title)
     fig.update_xaxes(title_text=a.level_title)
     fig.update_yaxes(title_text=y_title, row=1, col=1)
     if log:
@@ -79,13 +81,15 @@ def _panels_figure(a: Analysis, panels: Sequence[tuple[str, str]], unit: str, ti
     return fig
 
 
+@white
 def _rate_figure(a: Analysis, metric: str, label: str, unit: str, title: str) -> go.Figure:
     fig = go.Figure(_level_traces(a, metric, label, unit))
     fig.update_layout(title=f"{title}: median of ok repeats", xaxis_title=a.level_title,
-                      yaxis_title=f"{label} per second ({unit})", template="plotly_white")
+                      yaxis_title=f"{label} per second ({unit})")
     return fig
 
 
+@white
 def _connections_figure(a: Analysis) -> go.Figure:
     """Connections held vs offered: the peak of established TCP connections the server
     held (sampler, ~1 Hz) and the mean of streams in progress (answered, not ended:
@@ -106,13 +110,13 @@ def _connections_figure(a: Analysis) -> go.Figure:
                           row=1, col=col)
     _dedupe_legend(fig)
     fig.update_layout(title=("Concurrent connections held vs offered (median of ok repeats; "
-                             "dotted: y = x, every offered client held at once)"),
-                      template="plotly_white")
+                             "dotted: y = x, every offered client held at once)"))
     fig.update_xaxes(title_text=a.level_title)
     fig.update_yaxes(title_text="concurrent connections", row=1, col=1)
     return fig
 
 
+@white
 def _pss_per_connection_figure(a: Analysis) -> go.Figure:
     """PSS peak (MiB) of each trial vs the connections it held at peak; per config the
     fitted line whose slope, in KiB per connection, its legend entry states."""
@@ -150,7 +154,6 @@ def _pss_per_connection_figure(a: Analysis) -> go.Figure:
                              "point per trial (lines: least-squares fit, slope in KiB per "
                              "connection in the legend)"),
                       xaxis_title="concurrent connections held (peak, TCP)",
-                      yaxis_title="PSS peak, whole server tree (MiB)",
-                      template="plotly_white")
+                      yaxis_title="PSS peak, whole server tree (MiB)")
     return fig
 

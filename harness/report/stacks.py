@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 from harness.report.fmt import _DASH, _float, _num, _rounded
 from harness.report.model import _STATUS_ORDER, Analysis, _unsupported_configs, once
 from harness.report.tables import Cell, Table, make_table
+from harness.report.traces import white
 from harness.stacks import APPS, RAW
 
 #: Buckets of the matrix's colour scale (CSS classes ``heat-0`` .. ``heat-9``).
@@ -262,6 +263,7 @@ def overhead_table(a: Analysis, index: int) -> Table | None:
     return make_table(columns, rows, table_id=f"overhead-run{index}", sortable=True)
 
 
+@white
 def overhead_figure(a: Analysis) -> go.Figure:
     """Two panels, server configs on the x axis, one bar per app (:func:`overhead`):
     throughput ÷ raw's on the same server (1 = no overhead; at max sustainable levels, or
@@ -301,7 +303,7 @@ def overhead_figure(a: Analysis) -> go.Figure:
     if any(len(t.x or ()) for t in fig.data):
         fig.add_hline(y=1.0, line={"color": "#555", "dash": "dot"}, row=1, col=1)
     fig.update_layout(title="Framework overhead against the raw app on the same server",
-                      barmode="group", template="plotly_white")
+                      barmode="group")
     fig.update_yaxes(title_text="× raw capacity", row=1, col=1)
     fig.update_yaxes(title_text="CPU ms per request", row=1, col=2)
     return fig

@@ -5,15 +5,40 @@ note under a title.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import ParamSpec
 
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from harness.report.fmt import _e, _rounded, _status_text
 from harness.report.model import Analysis, _Style, _unsupported_configs
 
 _SLO_COLOUR = "#c00"
+#: The plotly template of every chart.
+TEMPLATE = "plotly_white"
+
+P = ParamSpec("P")
+
+
+def white(build: Callable[P, go.Figure]) -> Callable[P, go.Figure]:
+    """Run the figure builder ``build`` with :data:`TEMPLATE` as plotly's default template.
+
+    plotly hands a new figure its default template as it is, while ``template=...`` in
+    ``update_layout`` validates a deep copy of the whole template: ~12 ms a figure, about
+    a sixth of a 16-trial report's render time (0.62 s -> 0.51 s measured). The figures
+    are the same either way. plotly's default is put back when ``build`` returns."""
+    @functools.wraps(build)
+    def built(*args: P.args, **kwargs: P.kwargs) -> go.Figure:
+        saved = pio.templates.default
+        pio.templates.default = TEMPLATE
+        try:
+            return build(*args, **kwargs)
+        finally:
+            pio.templates.default = saved
+    return built
 
 
 def _has_data(fig: go.Figure) -> bool:

@@ -27,20 +27,28 @@ err = Console(stderr=True)
 def cross_check_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (or its run.json).")],
     servers_opt: Annotated[str | None, typer.Option("--servers", help="Comma-separated server configs of the run to check; default: all of them.")] = None,
+    wait_cpus: Annotated[float, typer.Option(envvar="BENCH_WAIT_CPUS", help="If a run holds one of the run's CPUs, wait up to this many seconds for it (default: refuse at once).")] = 0.0,
 ) -> None:
     """Drive a stored run's levels again with wrk and write oracle.csv (bench vs wrk).
 
     Each server config is re-deployed with the run's recorded settings (workers, CPU
     sets, scenario parameters) and verified; each closed-loop level is driven with wrk
     at the same concurrency, warm-up and window."""
-    from harness import cross_check, oracle
+    from harness import cpulock, cross_check, oracle
+    from harness.errors import UserError
     from harness.results import load_run
     from harness.runner import Interrupted, _signals_as_interrupt
 
+    if not (math.isfinite(wait_cpus) and wait_cpus >= 0):
+        raise UserError(f"--wait-cpus {wait_cpus}: must be a number of seconds >= 0")
     oracle.require_wrk()
     run = load_run(run_dir)  # not a run: one line, before anything starts
     names = [s.strip() for s in servers_opt.split(",") if s.strip()] if servers_opt else None
     exit_code = 0
+    # The run's CPUs, locked as `bench run` locks them: a run on them would measure wrk's
+    # load and this check the run's (harness.cpulock).
+    cpus = [*run.meta.cpus.server, *run.meta.cpus.load]
+    locks = cpulock.acquire(cpus, wait_s=wait_cpus, command=["bench", "cross-check", str(run_dir)])
     try:
         with _signals_as_interrupt():
             table = cross_check.cross_check_run(run.path, names, pin_self=True, log=lambda line: err.print(
@@ -49,6 +57,8 @@ def cross_check_cmd(
         exit_code = exc.exit_code
     except KeyboardInterrupt:
         exit_code = 130
+    finally:
+        locks.release()
     if exit_code:
         err.print(f"[bold yellow]interrupted[/]: levels checked so far kept in "
                   f"{run.path / 'oracle.csv'}")

@@ -47,9 +47,10 @@ BENCH = [sys.executable, "-m", "harness.cli"]
 
 
 #: Commands that read stored runs or the registry and start nothing that outlives them:
-#: :func:`bench` runs these (and ``run``, which stops what it starts) in this process
-#: (:func:`cli`).
-IN_PROCESS = frozenset({"list", "report", "compare", "export", "check", "history", "publish"})
+#: :func:`bench` runs these (and ``run`` and ``cross-check``, which stop the servers they
+#: start and let their CPU locks go in a ``finally``) in this process (:func:`cli`).
+IN_PROCESS = frozenset({"list", "report", "compare", "export", "check", "history", "publish",
+                        "cross-check"})
 
 
 def bench(*args: str, timeout: float = 300, env: dict[str, str] | None = None,

@@ -82,3 +82,31 @@ def test_a_stream_run_is_recorded_as_not_checked_without_a_server(
     assert oracle["oracle_throughput_rps"].isna().all()
     assert out.count("not-checked") == len(trials)
     assert not list(stored_run.glob("logs/oracle-server-*"))  # no server was deployed
+
+
+@needs_wrk
+def test_the_runs_cpus_are_locked_as_bench_run_locks_them(
+        stored_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run holding one of the stored run's CPUs: the cross-check is refused in one line
+    naming it (also after --wait-cpus), writes nothing; once the run lets go it goes
+    ahead, and lets the CPUs go itself when done."""
+    from harness import cpulock
+
+    monkeypatch.setenv("BENCH_LOCK_DIR", str(tmp_path / "locks"))
+    cpus = json.loads((stored_run / "run.json").read_text())["cpus"]
+    held = cpulock.acquire([cpus["load"][0]], run_id="holder-run")
+    try:
+        for wait in ((), ("--wait-cpus", "0.3")):
+            line = one_line(*bench_here(capsys, monkeypatch, "cross-check", str(stored_run),
+                                        *wait))
+            assert f"CPU {cpus['load'][0]} is in use by run holder-run (pid {os.getpid()})" \
+                in line, line
+        assert not (stored_run / "oracle.csv").exists()
+    finally:
+        held.release()
+    code, _, err = bench_here(capsys, monkeypatch, "cross-check", str(stored_run))
+    assert code == 0 and err == "", err
+    assert (stored_run / "oracle.csv").is_file()
+    with cpulock.acquire([*cpus["server"], *cpus["load"]]):  # free again, at once
+        pass

@@ -34,7 +34,7 @@ def stacks_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return real_run(tmp_path_factory.mktemp("stacks"), "--scenario", "websocket-echo",
                     "--apps", APPS, "--servers", "gunicorn-sync,uvicorn", "--users", "4",
                     "--workers", "1", "--param", "hold_s=0.5", "--warmup", "1",
-                    "--duration", "2", timeout=240, statuses=("ok", "unsupported"))
+                    "--duration", "1", timeout=240, statuses=("ok", "unsupported"))
 
 
 @pytest.mark.slow

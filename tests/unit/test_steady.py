@@ -67,6 +67,22 @@ def test_a_window_that_drifts_or_breaks_littles_law_is_not_steady() -> None:
                                users=1, arrival_rate=1000.0).steady
 
 
+def test_no_verdict_on_less_than_the_evaluation_span() -> None:
+    """A fresh server whose 5 ms requests get faster by 1.8 ms/s (4 users, ~800 req/s):
+    after 0.6 s the span is too short to judge (its drift would read 1.1 ms, within the
+    noise of the 1 ms floor); from 1 s on the span is a whole second, and the drift shows."""
+    users, step = 4, 1 / 800
+    t = [i * step for i in range(1, int(3 / step))]
+    lats = [6.0 - 1.8 * x for x in t]
+    ends = [x + 0.0 for x in t]
+    det = steady.Detector(users=users, started_at=0.0, ends=ends, latencies_ms=lats)
+    assert det.check(0.6) is None  # 480 completions, but not a second of them
+    at_one = det.check(1.0)
+    assert at_one is not None and not at_one.steady
+    assert at_one.drift_ms == pytest.approx(-1.8, rel=0.05)
+    assert "latency trend -1.8 ms/s" in at_one.reason()
+
+
 def test_open_loop_steadiness_compares_completions_with_arrivals() -> None:
     t = [i / 100 for i in range(300)]
     on_time = steady.evaluate(t, [20.0] * 300, span_start=0, span_end=3, started_at=-1,

@@ -1,12 +1,13 @@
 """`bench compare` on real runs (the decision rule on simulated samples is
 tests/unit/test_gates.py).
 
-Real runs: io-heavy on gunicorn-sync (1 worker, 4 users, so throughput = 1 / latency by
-Little's law: 20 req/s at latency_ms=50, 14.3 req/s at 70), 6 repeats each of 1 s windows
-(20 completions: quantized by 5 %, half the gate's 10 % minimum effect): two runs at
-50 ms (same code, same config) and one at 70 ms. 6 repeats, not 5: with Holm over the
-3 default metrics at alpha 0.01 the first threshold is 0.0033, and 5 vs 5 repeats reach
-p = 1/252 = 0.0040 at best (see test_five_repeats_cannot_decide_three_metrics).
+The real runs are the session's ``compare_runs`` (tests/conftest.py): io-heavy on
+gunicorn-sync (1 worker, 4 users, so throughput = 1 / latency by Little's law: 20 req/s
+at latency_ms=50, 14.3 req/s at 70), 6 repeats each of 1 s windows (20 completions:
+quantized by 5 %, half the gate's 10 % minimum effect): two runs at 50 ms (same code,
+same config) and one at 70 ms. 6 repeats, not 5: with Holm over the 3 default metrics at
+alpha 0.01 the first threshold is 0.0033, and 5 vs 5 repeats reach p = 1/252 = 0.0040 at
+best (see test_five_repeats_cannot_decide_three_metrics).
 """
 
 from __future__ import annotations
@@ -20,33 +21,17 @@ import pytest
 
 from harness import compare as cmp
 from harness.results import atomic_write_csv, atomic_write_json, load_run
-from tests.support import bench, real_run
+from tests.conftest import COMPARE_REPEATS
+from tests.support import bench
 
 ROOT = Path(__file__).resolve().parents[2]
-REPEATS = 6
-# The tests on the three real runs are slow: ~2 min on a quiet machine; a shared one
-# makes the fixture retry runs whose trials were invalid (after waiting for quiet CPUs).
-
-
-# --- real runs --------------------------------------------------------------------------
-
-
-def _real_run(base: Path, latency_ms: int) -> Path:
-    return real_run(base, "--scenario", "io-heavy", "--servers", "gunicorn-sync",
-                    "--users", "4", "--workers", "1", "--param", f"latency_ms={latency_ms}",
-                    "--duration", "1", "--warmup", "0.5", "--repeats", str(REPEATS),
-                    report=False)
+REPEATS = COMPARE_REPEATS
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Three real runs, made once: 'a' and 'a2' at latency_ms=50, 'slow' at 70: 1.4x
-    apart, so both directions clear the minimum effects (10 %, p99 15 %) by far (at 60
-    ms the p99 improvement read -13.8 % once: each request's own cost narrows 240 -> 200
-    ms)."""
-    base = tmp_path_factory.mktemp("compare")
-    return {"a": _real_run(base / "a", 50), "a2": _real_run(base / "a2", 50),
-            "slow": _real_run(base / "slow", 70)}
+def runs(compare_runs: dict[str, Path]) -> dict[str, Path]:
+    """The session's three compare runs: 'a', 'a2' (50 ms) and 'slow' (70 ms)."""
+    return compare_runs
 
 
 def _decisions(compare_json: Path) -> dict[str, dict[str, object]]:

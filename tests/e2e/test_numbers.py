@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import Window, flags, generator_saturation, request_metrics
-from tests.conftest import IO_SWEEP_LATENCY_MS, IO_SWEEP_LEVELS
+from tests.conftest import COMPARE_LATENCY_MS, COMPARE_REPEATS, IO_SWEEP_LATENCY_MS, IO_SWEEP_LEVELS
 from tests.support import run_bench
 
 
@@ -36,25 +36,27 @@ def test_saturated_generator_is_invalid_even_across_processes(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_open_loop_shows_queueing_that_closed_loop_hides(tmp_path: Path) -> None:
-    # gunicorn-sync, 1 worker, 50 ms: capacity 20 req/s.
-    common = ("--servers", "gunicorn-sync", "--workers", "1", "--param", "latency_ms=50",
-              "--warmup", "1")
-    # 4 s for the open loop's queue to grow; 2 s (40 completions) show a flat closed loop.
-    open_trials, _ = run_trials(tmp_path / "open", *common, "--duration", "4",
-                                "--arrival-rate", "40")
-    closed_trials, _ = run_trials(tmp_path / "closed", *common, "--duration", "2",
-                                  "--users", "4")
+def test_open_loop_shows_queueing_that_closed_loop_hides(
+        tmp_path: Path, compare_runs: dict[str, Path]) -> None:
+    # gunicorn-sync, 1 worker, 50 ms: capacity 20 req/s. 4 s for the open loop's queue
+    # to grow; the closed loop is the session's compare run at the same server and
+    # latency (4 users, 6 repeats of 1 s: 20 completions each, every one flat).
+    open_trials, _ = run_trials(tmp_path / "open", "--servers", "gunicorn-sync", "--workers",
+                                "1", "--param", "latency_ms=50", "--warmup", "1",
+                                "--duration", "4", "--arrival-rate", "40")
+    assert COMPARE_LATENCY_MS["a"] == 50
+    closed_trials = pd.read_csv(compare_runs["a"] / "trials.csv")
     (o,) = open_trials.to_dict("records")
-    (c,) = closed_trials.to_dict("records")
-    assert o["load_mode"] == "open-loop" and c["load_mode"] == "closed-loop"
-    assert o["offered_rps"] == 40 and math.isnan(c["offered_rps"])
+    assert o["load_mode"] == "open-loop" and o["offered_rps"] == 40
     # Arrivals at 40/s into a 20/s server: the queue, and latency, grow ~1 s per s.
     assert o["latency_trend_ms_per_s"] > 300
     assert o["throughput_rps"] == pytest.approx(20, rel=0.1)
     # Closed loop at the same server: 4 users wait their turn, latency stays flat.
-    assert abs(c["latency_trend_ms_per_s"]) < 30
-    assert c["latency_p50_ms"] == pytest.approx(4 * 50, rel=0.1)
+    assert len(closed_trials) == COMPARE_REPEATS
+    assert (closed_trials["load_mode"] == "closed-loop").all()
+    assert closed_trials["offered_rps"].isna().all()
+    assert (closed_trials["latency_trend_ms_per_s"].abs() < 30).all(), closed_trials
+    assert closed_trials["latency_p50_ms"].between(0.9 * 4 * 50, 1.1 * 4 * 50).all()
 
 
 def _records(rows: list[tuple[float, float, int, str]]) -> pd.DataFrame:

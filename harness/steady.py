@@ -10,8 +10,9 @@ climb, not the server. So the window opens when the data says the stack is stead
 1. a full cycle done: at least ``cycle_s = users / throughput`` since every user had
    started (closed loop), or since the first request was due (open loop: ``cycle_s``
    is then the mean latency, the time a request spends in the system);
-2. a flat latency trend: over the last evaluation span (at least
-   :data:`EVAL_MIN_S` and :data:`EVAL_MIN_REQUESTS` completions), the least-squares
+2. a flat latency trend: over the last evaluation span (the last :data:`EVAL_MIN_S`,
+   widened back to hold :data:`EVAL_MIN_REQUESTS` completions, but never from before
+   every user had started: right after the start it is what there is), the least-squares
    slope of latency against completion time, times the span, moves latency by at
    most :data:`DRIFT_BOUND` of its mean (or :data:`DRIFT_FLOOR_MS`, whichever is larger,
    so microsecond noise on a 1 ms request is not a trend);
@@ -159,10 +160,7 @@ class Detector:
         self.latencies_ms.append(latency_ms)
 
     def check(self, now: float) -> Steadiness | None:
-        if now - self.started_at < EVAL_MIN_S:
-            # Rule 2's span is at least EVAL_MIN_S: a shorter one, right after the start,
-            # misses a fresh server's slow drift (-1.8 ms/s over a 0.6 s span is 1.1 ms,
-            # within the 1 ms floor's noise; over the 2 s window it was 3.5 ms).
+        if now <= self.started_at:
             return None
         if self.ends and self.ends[0] < now - KEEP_S and len(self.ends) > EVAL_MIN_REQUESTS:
             keep = [i for i, e in enumerate(self.ends) if e >= now - KEEP_S]

@@ -67,20 +67,18 @@ def test_a_window_that_drifts_or_breaks_littles_law_is_not_steady() -> None:
                                users=1, arrival_rate=1000.0).steady
 
 
-def test_no_verdict_on_less_than_the_evaluation_span() -> None:
-    """A fresh server whose 5 ms requests get faster by 1.8 ms/s (4 users, ~800 req/s):
-    after 0.6 s the span is too short to judge (its drift would read 1.1 ms, within the
-    noise of the 1 ms floor); from 1 s on the span is a whole second, and the drift shows."""
-    users, step = 4, 1 / 800
+def test_right_after_the_start_the_span_is_what_there_is() -> None:
+    """Fast requests (4 users, 5 ms, 730 req/s): 0.5 s after every user started, the span
+    is those 0.5 s (365 completions, not a second of them): flat, the window may open;
+    falling by 3 ms/s (1.5 ms over the span, above the 1 ms floor), it may not."""
+    step = 1 / 730  # 4 users x 5.5 ms: Little's law holds at 730 req/s
     t = [i * step for i in range(1, int(3 / step))]
-    lats = [6.0 - 1.8 * x for x in t]
-    ends = [x + 0.0 for x in t]
-    det = steady.Detector(users=users, started_at=0.0, ends=ends, latencies_ms=lats)
-    assert det.check(0.6) is None  # 480 completions, but not a second of them
-    at_one = det.check(1.0)
-    assert at_one is not None and not at_one.steady
-    assert at_one.drift_ms == pytest.approx(-1.8, rel=0.05)
-    assert "latency trend -1.8 ms/s" in at_one.reason()
+    for slope, opens in ((0.0, True), (-3.0, False)):
+        lats = [5.5 + slope * (x - 0.25) for x in t]
+        det = steady.Detector(users=4, started_at=0.0, ends=list(t), latencies_ms=lats)
+        state = det.check(0.5)
+        assert state is not None and state.requests == pytest.approx(365, abs=2)
+        assert state.steady is opens, (slope, state)
 
 
 def test_open_loop_steadiness_compares_completions_with_arrivals() -> None:

@@ -48,7 +48,8 @@ def cross_check_cmd(
     # The run's CPUs, locked as `bench run` locks them: a run on them would measure wrk's
     # load and this check the run's (harness.cpulock).
     cpus = [*run.meta.cpus.server, *run.meta.cpus.load]
-    locks = cpulock.acquire(cpus, wait_s=wait_cpus, command=["bench", "cross-check", str(run_dir)])
+    locks = cpulock.acquire(cpus, wait_s=wait_cpus, command=["bench", "cross-check", str(run_dir)],
+                            task=f"bench cross-check of run {run.meta.run_id or run.path.name}")
     try:
         with _signals_as_interrupt():
             table = cross_check.cross_check_run(run.path, names, pin_self=True, log=lambda line: err.print(

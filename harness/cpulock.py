@@ -81,15 +81,18 @@ def _open(path: Path) -> int:
 
 
 def holder(path: Path) -> str:
-    """Who the lock file says holds it: ``run <id> (pid <n>)``, or what is known."""
+    """Who the lock file says holds it: ``run <id> (pid <n>)``, ``<task> (pid <n>)`` for
+    a command that is not a run (``bench cross-check``), or what is known."""
     try:
         info = json.loads(path.read_text(encoding="utf-8") or "{}")
     except (OSError, ValueError):
         info = {}
     if not isinstance(info, dict) or "pid" not in info:
         return "another process"
-    run = info.get("run_id")
-    return f"run {run} (pid {info['pid']})" if run else f"pid {info['pid']} (starting a run)"
+    run, task = info.get("run_id"), info.get("task")
+    if run:
+        return f"run {run} (pid {info['pid']})"
+    return f"{task} (pid {info['pid']})" if task else f"pid {info['pid']} (starting a run)"
 
 
 def acquire(cpus: Sequence[int], *, wait_s: float = 0.0, folder: Path | None = None,

@@ -270,7 +270,8 @@ def _timeline_figure(a: Analysis, metric: str, title: str, y_title: str) -> go.F
     fig = go.Figure(traces)
     shapes, notes = _windows(a) if traces else ([], [])
     fig.update_layout(title=f"{title} (shaded: measurement windows, labelled with their level)",
-                      xaxis_title="time since run start (s)", yaxis_title=y_title, shapes=shapes, annotations=notes)
+                      xaxis_title="time since run start (s)", yaxis_title=y_title,
+                      shapes=shapes, annotations=notes)
     return fig
 
 

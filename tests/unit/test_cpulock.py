@@ -59,6 +59,7 @@ def test_waiting_for_a_busy_cpu_is_bounded_and_said(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "said"), [
     ('{"pid": 41, "run_id": "R-9"}', "run R-9 (pid 41)"),
     ('{"pid": 41}', "pid 41 (starting a run)"),
+    ('{"pid": 41, "task": "bench cross-check of run R-9"}', "bench cross-check of run R-9 (pid 41)"),
     ("", "another process"),           # locked, nothing written yet
     ("not json", "another process"),
     ('["pid", 41]', "another process"),

@@ -292,8 +292,7 @@ def run(
         cross_check=cross_check, keep_requests=keep_requests, stacks=tuple(run_stacks),
         docker_host=docker_host, target_host=target_host,
     )
-    if not (math.isfinite(wait_cpus) and wait_cpus >= 0):
-        raise UserError(f"--wait-cpus {wait_cpus}: must be a number of seconds >= 0")
+    cpulock.wait_option(wait_cpus)
     users_from = "--users" if users is not None else f"scenario {sc.name} [load].users"
     passed = limits.check(plan, users_from=users_from, exceed=exceed_limits)
     # Nothing is created before every check has passed.

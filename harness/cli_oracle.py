@@ -35,12 +35,10 @@ def cross_check_cmd(
     sets, scenario parameters) and verified; each closed-loop level is driven with wrk
     at the same concurrency, warm-up and window."""
     from harness import cpulock, cross_check, oracle
-    from harness.errors import UserError
     from harness.results import load_run
     from harness.runner import Interrupted, _signals_as_interrupt
 
-    if not (math.isfinite(wait_cpus) and wait_cpus >= 0):
-        raise UserError(f"--wait-cpus {wait_cpus}: must be a number of seconds >= 0")
+    cpulock.wait_option(wait_cpus)
     oracle.require_wrk()
     run = load_run(run_dir)  # not a run: one line, before anything starts
     names = [s.strip() for s in servers_opt.split(",") if s.strip()] if servers_opt else None

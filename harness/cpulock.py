@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -93,6 +94,17 @@ def holder(path: Path) -> str:
     if run:
         return f"run {run} (pid {info['pid']})"
     return f"{task} (pid {info['pid']})" if task else f"pid {info['pid']} (starting a run)"
+
+
+def wait_option(seconds: float) -> float:
+    """The ``--wait-cpus`` value of ``bench run`` and ``bench cross-check``, checked.
+
+    Raises:
+        UserError: not a finite number of seconds >= 0.
+    """
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UserError(f"--wait-cpus {seconds}: must be a number of seconds >= 0")
+    return seconds
 
 
 def acquire(cpus: Sequence[int], *, wait_s: float = 0.0, folder: Path | None = None,

@@ -77,3 +77,10 @@ def test_a_lock_folder_that_cannot_be_made_is_one_user_error(tmp_path: Path) -> 
     with pytest.raises(UserError, match=r"^CPU lock folder .*/file/locks: ") as info:
         cpulock.acquire([0], folder=blocker / "locks")
     assert not isinstance(info.value, cpulock.CpuBusy) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1.0])
+def test_a_wait_that_is_not_a_number_of_seconds_is_one_user_error(seconds: float) -> None:
+    with pytest.raises(UserError, match=r"^--wait-cpus .*: must be a number of seconds >= 0$"):
+        cpulock.wait_option(seconds)
+    assert cpulock.wait_option(0.0) == 0.0 and cpulock.wait_option(2.5) == 2.5

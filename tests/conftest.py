@@ -2,16 +2,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import pytest
 
 from harness.servers import SERVERS
+from tests import alone
+
+alone.guard_spawn()
 
 # Every process this test session starts (directly or through `bench`) inherits this
 # tag (harness.procs.ENV_ALLOW passes it on), so the leftover check sees only ours.
@@ -26,17 +31,74 @@ SHARED_RUNS = frozenset({"io_sweep", "cpu_run", "sse_run", "websocket_run", "com
 MODULE_RUNS = frozenset({"agents_run", "checked_run", "docker_run", "example", "installed_wheel",
                          "killed_run", "published", "recorded", "remote_run", "runs",
                          "sse_sync", "sse_uvicorn", "stacks_run"})
+#: Those of them that put load on the machine or serve streams a test times: a test that
+#: takes one is ``alone`` (tests/alone.py). Not: ``published`` (bench publish of stored
+#: runs), ``runs`` (the compare runs, or synthetic ones), ``installed_wheel`` (made with
+#: the machine alone, tests.conftest.shared, as the session's runs are).
+LOADING_RUNS = MODULE_RUNS - {"installed_wheel", "published", "runs"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``slow`` what needs a real sweep: a test that takes one of the session's runs
     or of the module fixtures in :data:`MODULE_RUNS` (even through another fixture), and the docker tests that need the engine (they take
-    test_docker's ``client`` fixture: an image build, containers, runs inside them)."""
+    test_docker's ``client`` fixture: an image build, containers, runs inside them).
+
+    Mark ``alone`` (tests/alone.py) what loads the machine: a test that takes a module
+    fixture of :data:`LOADING_RUNS` or the docker engine (besides the tests marked so by
+    hand); put the ``alone`` tests first, and tell xdist's controller which they are."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         docker = item.module is not None and item.module.__name__.endswith("test_docker")
-        if fixtures & (SHARED_RUNS | MODULE_RUNS) or (docker and "client" in fixtures):
+        engine = docker and "client" in fixtures
+        if fixtures & (SHARED_RUNS | MODULE_RUNS) or engine:
             item.add_marker(pytest.mark.slow)
+        if fixtures & LOADING_RUNS or engine:
+            item.add_marker(pytest.mark.alone)
+    items.sort(key=lambda item: not alone.is_alone(item))  # stable: in file order otherwise
+    alone.record_alone(items)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On xdist's controller: name the test session (``--testrunuid``) now, so that it
+    finds the ``alone`` tests its workers record under that name."""
+    if getattr(config.option, "testrunuid", "") is None and not hasattr(config, "workerinput"):
+        config.option.testrunuid = uuid.uuid4().hex
+
+
+@pytest.fixture(autouse=True)
+def cpu_locks_apart(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test beside others (not ``alone``) takes its CPU locks in its worker's own lock
+    folder: a ``bench run`` it makes stops before any load (else tests/alone.py fails it),
+    and two such runs on two workers are not two runs measuring each other."""
+    if not alone.is_alone(request.node):
+        monkeypatch.setenv("BENCH_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "cpu-locks"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    alone.forget(config)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """The ``alone`` tests first, as one unit of work (tests/alone.py)."""
+    return alone.make_scheduler(config, log)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest-timeout's clock
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Iterator[object]:
+    """Each test holds the machine alone or shares it (tests/alone.py)."""
+    alone.before(item)
+    try:
+        return (yield)
+    finally:
+        alone.after(item, nextitem)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n logical``: one worker per CPU, at most 4 (the tests beside each other are
+    short; the ``alone`` ones run on one worker whatever the count)."""
+    return max(1, min(4, psutil.cpu_count(logical=True) or 1))
 
 
 def project_processes(run_id: str | None = None) -> list[psutil.Process]:
@@ -134,14 +196,37 @@ def serve(name: str, tmp_path: Path, workers: int = 1) -> Iterator[tuple[int, ps
 # (``bench run`` through the CLI: real servers, real locust, results on disk). A test
 # that needs a run of its own kind (interrupted, open loop, a saturated generator, a
 # failing server) makes it itself. tests.support imports this module, so the fixtures
-# import it when they run.
+# import it when they run. Each is made once per test session, on whichever xdist worker
+# first asks, with the machine to itself (:func:`shared`); the test that makes them all
+# is tests/e2e/test_shared_runs.py, among the ``alone`` tests.
+
+T = TypeVar("T")
+
+
+def shared(name: str, factory: pytest.TempPathFactory, make: Callable[[], T]) -> T:
+    """``make()`` (paths under ``factory``'s folders) once per test session across its
+    xdist workers: the first worker to ask makes it holding the machine alone
+    (:func:`tests.alone.machine_alone`) and records it in the folder the workers share
+    (written whole, then renamed into place); the others read the record."""
+    base = factory.getbasetemp()
+    record = (base.parent if alone.workers() else base) / f"shared-{name}.pickle"
+    if not record.exists():
+        with alone.machine_alone():
+            if not record.exists():  # another worker may have made it while we waited
+                value = make()
+                partial = record.with_suffix(f".{os.getpid()}.tmp")
+                partial.write_bytes(pickle.dumps(value))
+                partial.replace(record)
+    value: T = pickle.loads(record.read_bytes())
+    return value
+
 
 #: The io-heavy sweep: 1 sync worker vs uvicorn at 20 ms per request, 4 levels (the USL
 #: needs 4), 2 repeats interleaved. By Little's law gunicorn-sync serves 1 / 20 ms = 50
 #: req/s at every level and uvicorn users / 20 ms (50 to 800 req/s).
 IO_SWEEP_ARGS = ("--scenario", "io-heavy", "--servers", "gunicorn-sync,uvicorn",
                  "--workers", "1", "--param", "latency_ms=20", "--users", "1,4,8,16",
-                 "--repeats", "2", "--duration", "1.5", "--warmup", "0.5", "--keep-requests")
+                 "--repeats", "2", "--duration", "1.25", "--warmup", "0.5", "--keep-requests")
 IO_SWEEP_LATENCY_MS = 20
 IO_SWEEP_LEVELS = (1, 4, 8, 16)
 #: The stream runs: gunicorn-sync (a sync worker holds one stream at a time; WebSocket
@@ -156,7 +241,8 @@ def io_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     partly invalid is retried); its folder. ``bench run`` also wrote ``../../r.html``."""
     from tests.support import real_run
 
-    return real_run(tmp_path_factory.mktemp("io-sweep"), *IO_SWEEP_ARGS)
+    return shared("io_sweep", tmp_path_factory,
+                  lambda: real_run(tmp_path_factory.mktemp("io-sweep"), *IO_SWEEP_ARGS))
 
 
 @pytest.fixture(scope="session")
@@ -165,9 +251,12 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     (wheel, the venv's bin folder). Shared by the wheel and the CI-example tests."""
     from tests.support import build_wheel, install_wheel
 
-    base = tmp_path_factory.mktemp("wheel")
-    wheel = build_wheel(base / "dist")
-    return wheel, install_wheel(wheel, base / "venv")
+    def make() -> tuple[Path, Path]:
+        base = tmp_path_factory.mktemp("wheel")
+        wheel = build_wheel(base / "dist")
+        return wheel, install_wheel(wheel, base / "venv")
+
+    return shared("installed_wheel", tmp_path_factory, make)
 
 
 @pytest.fixture(scope="session")
@@ -179,9 +268,10 @@ def cpu_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     and the window is 1 s (~700 requests)."""
     from tests.support import real_run
 
-    return real_run(tmp_path_factory.mktemp("cpu"), "--scenario", "cpu-heavy",
-                    "--servers", "granian-asgi", "--users", "4", "--param", "work=100",
-                    "--duration", "1", "--max-warmup", "5", report=False)
+    return shared("cpu_run", tmp_path_factory, lambda: real_run(
+        tmp_path_factory.mktemp("cpu"), "--scenario", "cpu-heavy", "--servers", "granian-asgi",
+        "--users", "4", "--param", "work=100", "--duration", "1", "--max-warmup", "5",
+        report=False))
 
 
 def _stream_run(base: Path, *args: str, duration_s: float = 2) -> Path:
@@ -199,8 +289,9 @@ def sse_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """sse-stream (10 events 200 ms apart: 1.8 s a stream), gunicorn-sync vs uvicorn with
     ``SSE_WORKERS`` workers each at ``STREAM_LEVELS``, a warm-up of one stream; its
     folder."""
-    return _stream_run(tmp_path_factory.mktemp("sse"), "--scenario", "sse-stream",
-                       "--workers", str(SSE_WORKERS), "--warmup", "2")
+    return shared("sse_run", tmp_path_factory, lambda: _stream_run(
+        tmp_path_factory.mktemp("sse"), "--scenario", "sse-stream",
+        "--workers", str(SSE_WORKERS), "--warmup", "2"))
 
 
 @pytest.fixture(scope="session")
@@ -209,9 +300,9 @@ def websocket_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     404) vs uvicorn at ``STREAM_LEVELS``; its folder. hold_s 1 keeps the warm-up (1.5 s)
     at least one hold long, as the scenario wants; a 1 s window (every client holds its
     connection throughout: ~10 echoes then the hold)."""
-    return _stream_run(tmp_path_factory.mktemp("ws"), "--scenario", "websocket-echo",
-                       "--workers", "1", "--param", "hold_s=1", "--warmup", "1.5",
-                       duration_s=1)
+    return shared("websocket_run", tmp_path_factory, lambda: _stream_run(
+        tmp_path_factory.mktemp("ws"), "--scenario", "websocket-echo", "--workers", "1",
+        "--param", "hold_s=1", "--warmup", "1.5", duration_s=1))
 
 
 #: The compare runs: gunicorn-sync (1 worker, 4 users: throughput = 1 / latency by
@@ -230,9 +321,13 @@ def compare_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     request's own cost narrows 240 -> 200 ms); their folders by name."""
     from tests.support import real_run
 
-    base = tmp_path_factory.mktemp("compare")
-    return {name: real_run(base / name, "--scenario", "io-heavy", "--servers", "gunicorn-sync",
-                           "--users", "4", "--workers", "1", "--param", f"latency_ms={ms}",
-                           "--duration", "1", "--warmup", "0.5",
-                           "--repeats", str(COMPARE_REPEATS), report=False)
-            for name, ms in COMPARE_LATENCY_MS.items()}
+    def make() -> dict[str, Path]:
+        base = tmp_path_factory.mktemp("compare")
+        return {name: real_run(base / name, "--scenario", "io-heavy", "--servers",
+                               "gunicorn-sync", "--users", "4", "--workers", "1",
+                               "--param", f"latency_ms={ms}", "--duration", "1",
+                               "--warmup", "0.5", "--repeats", str(COMPARE_REPEATS),
+                               report=False)
+                for name, ms in COMPARE_LATENCY_MS.items()}
+
+    return shared("compare_runs", tmp_path_factory, make)

@@ -37,6 +37,7 @@ from harness import PROJECT_ROOT
 from harness import cli as harness_cli
 from harness.report import find_browser
 from harness.scenarios import SCENARIOS_DIR
+from tests import alone
 from tests.conftest import project_processes, stop_bench
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def bench_process(*args: str, timeout: float = 300, env: dict[str, str] | None =
                   cwd: Path | None = None, columns: int = 250
                   ) -> subprocess.CompletedProcess[str]:
     """``bench ARGS`` in a subprocess (see :func:`bench`)."""
+    check_load(args)
     proc = subprocess.Popen([*BENCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=cwd,
                             env={**os.environ, "COLUMNS": str(columns), **(env or {})})
@@ -84,6 +86,13 @@ def bench_process(*args: str, timeout: float = 300, env: dict[str, str] | None =
     finally:
         stop_bench(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def check_load(args: tuple[str, ...]) -> None:
+    """A ``bench`` subprocess that will load the machine needs a test that holds it alone
+    (tests/alone.py; in this process the runner's own spawn of locust is checked)."""
+    if alone.loads(args):
+        alone.check(f"bench {args[0]}")
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -390,6 +399,7 @@ def tool(bin_dir: Path, cwd: Path, *args: str,
          timeout: float = 280) -> subprocess.CompletedProcess[str]:
     """``bench ARGS`` of the installed venv, run in ``cwd`` (stopped SIGTERM first on a
     timeout, so its servers go with it)."""
+    check_load(args)
     proc = subprocess.Popen([str(bin_dir / "bench"), *args], cwd=cwd, env=tool_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

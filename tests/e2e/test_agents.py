@@ -198,6 +198,7 @@ def test_merged_percentiles_are_those_of_the_union_of_the_agents_records(
                             rel_tol=1 / 1000)
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_a_missing_agent_ends_the_run_in_one_line(tmp_path: Path) -> None:
     """--load-agents 2 with one agent: exit 2 within the timeout, one line naming who

@@ -322,6 +322,7 @@ def test_a_scenario_file_that_is_not_utf8_is_refused(
     assert f"{path}: not UTF-8 text (byte 32); TOML files are UTF-8" in line
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_equal_levels_of_a_plan_are_two_trials_with_their_own_records(tmp_path: Path) -> None:
     """A RunPlan built in code may repeat a level (the CLI refuses it): the two trials

@@ -53,6 +53,7 @@ def gated_run(base: Path, *args: str,
     raise AssertionError(f"no run exited {expected} in 3 attempts:\n{outputs}")
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_a_run_built_to_miss_its_slo_exits_1_naming_config_level_metric(tmp_path: Path) -> None:
     """5 ms per request against p99 < 1 ms: the ok trial misses; then ``bench check``
@@ -79,6 +80,7 @@ def test_a_run_built_to_miss_its_slo_exits_1_naming_config_level_metric(tmp_path
         in wrong.stderr
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_a_run_whose_every_trial_is_invalid_exits_3(tmp_path: Path) -> None:
     """A scenario file (by path) whose generator CPU limit (0.01% of a core) every real

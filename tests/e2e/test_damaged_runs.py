@@ -134,6 +134,7 @@ def test_run_json_is_strict_json_and_reads_back(tmp_path: Path) -> None:
     assert run.trials["latency_p999_ms"].isna().all()
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_spec_json_is_replaced_atomically(tmp_path: Path) -> None:
     """run_level writes the locust spec through atomic_write_json: a file already at the

@@ -47,6 +47,7 @@ def with_suppress(fn: Any) -> None:
         pass
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_server_that_fails_to_start_or_crashes_mid_trial_is_failed_and_the_run_goes_on(
         tmp_path: Path) -> None:
@@ -74,6 +75,7 @@ def test_server_that_fails_to_start_or_crashes_mid_trial_is_failed_and_the_run_g
     assert project_processes(runner.run_id) == []
 
 
+@pytest.mark.alone  # starts locust
 def test_locust_that_fails_is_recorded_with_its_log(tmp_path: Path) -> None:
     with serve("uvicorn", tmp_path) as (port, _):
         spec = LoadSpec(users=1, warmup_s=0, duration_s=1, method="GET", path="/health",
@@ -84,6 +86,7 @@ def test_locust_that_fails_is_recorded_with_its_log(tmp_path: Path) -> None:
     assert "without results" in result.problem and "NoSuchUser" in result.problem
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_port_taken_between_choosing_and_binding_is_retried(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,6 +110,7 @@ def test_port_taken_between_choosing_and_binding_is_retried(
         squatter.close()
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_tears_down_keeps_results_and_exits_128_plus_signal(
@@ -139,6 +143,7 @@ def test_interrupt_tears_down_keeps_results_and_exits_128_plus_signal(
     assert project_processes(run_dir.name) == []
 
 
+@pytest.mark.alone  # starts locust
 def test_wrong_answers_fail_every_level_without_loading(tmp_path: Path) -> None:
     # A server that is healthy but does not serve the scenario: verification catches it.
     www = tmp_path / "www"

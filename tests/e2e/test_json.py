@@ -36,6 +36,7 @@ def test_list_json(tmp_path: Path) -> None:
     assert r.stderr == ""
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_run_json_in_a_project(tmp_path: Path) -> None:
     """A real short run of the project's own scenario (by name, from its bench.toml),

@@ -18,6 +18,7 @@ def run_trials(tmp_path: Path, *args: str) -> tuple[pd.DataFrame, Path]:
     return pd.read_csv(run_dir / "trials.csv"), run_dir
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_saturated_generator_is_invalid_even_across_processes(tmp_path: Path) -> None:
     # No wait on the server and 50 users: one locust process cannot keep granian busy.
@@ -35,6 +36,7 @@ def test_saturated_generator_is_invalid_even_across_processes(tmp_path: Path) ->
     assert len([f for f in files if f.endswith(".meta.json")]) == 3  # master + 2 workers
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_open_loop_shows_queueing_that_closed_loop_hides(
         tmp_path: Path, compare_runs: dict[str, Path]) -> None:

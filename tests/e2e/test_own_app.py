@@ -56,6 +56,7 @@ def _measured(run_dir: Path, servers: set[str], app: str) -> pd.DataFrame:
     return trials
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_a_django_project_unmodified_under_two_servers(tmp_path: Path) -> None:
     made = run([sys.executable, "-m", "django", "startproject", "mysite", str(tmp_path)],
@@ -76,6 +77,7 @@ def test_a_django_project_unmodified_under_two_servers(tmp_path: Path) -> None:
     assert "gunicorn-sync+mysite" in (tmp_path / "r.html").read_text()
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_a_starlette_app_from_a_scenario_file(tmp_path: Path) -> None:
     (tmp_path / "hello_app.py").write_text(STARLETTE_APP)

@@ -56,6 +56,7 @@ def assert_nothing_left(comp: dict[str, Any]) -> None:
         assert gone(comp["upstream"]["pid"]), "upstream service left"
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_db_io_records_driver_pool_and_database_connections(tmp_path: Path) -> None:
     """Pool of 2 per worker, 6 users, 20 ms in the database: uvicorn + asyncpg is capped by
@@ -97,6 +98,7 @@ def test_db_io_records_driver_pool_and_database_connections(tmp_path: Path) -> N
     assert "Real I/O: drivers, pools and components" in report and "asyncpg" in report
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_upstream_blocking_driver_is_one_call_at_a_time_and_flagged(tmp_path: Path) -> None:
     """requests inside async def (uvicorn, 1 worker) serves one call at a time: 1 / 20 ms
@@ -120,6 +122,7 @@ def test_upstream_blocking_driver_is_one_call_at_a_time_and_flagged(tmp_path: Pa
     assert "Blocking anti-pattern measured" in (tmp_path / "r.html").read_text()
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_upstream_through_aiohttp_is_capped_by_its_pool(tmp_path: Path) -> None:
     """aiohttp with a pool of 2 (one uvicorn worker), 6 users, 20 ms upstream: 2 / 20 ms
@@ -135,6 +138,7 @@ def test_upstream_through_aiohttp_is_capped_by_its_pool(tmp_path: Path) -> None:
     assert_nothing_left(components(run_dir))
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_a_failing_server_fails_its_trials_and_the_cluster_still_goes(tmp_path: Path) -> None:
     plan = RunPlan(scenario=load("db-io").with_params({"latency_ms": "10"}), servers=[BROKEN],
@@ -148,6 +152,7 @@ def test_a_failing_server_fails_its_trials_and_the_cluster_still_goes(tmp_path: 
     assert "BENCH_PG_URL" not in os.environ
 
 
+@pytest.mark.alone  # starts locust
 def test_a_database_that_cannot_start_fails_every_trial_with_why(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(realio.Components, "_max_connections", lambda self: -1)
@@ -189,6 +194,7 @@ def _wait_under_load(tmp_path: Path, proc: subprocess.Popen[str]) -> Path:
     raise AssertionError(f"the run never got under load (exit {proc.poll()})")
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 @pytest.mark.slow
 def test_interrupted_or_killed_run_leaves_no_postgres(tmp_path: Path,

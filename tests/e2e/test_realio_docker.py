@@ -29,6 +29,7 @@ def _ready() -> str:
     return ""
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_db_io_with_the_database_as_a_compose_service(tmp_path: Path) -> None:
     why = _ready()

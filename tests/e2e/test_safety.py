@@ -273,6 +273,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_a_second_run_on_an_overlapping_cpu_is_refused_or_waits(tmp_path: Path) -> None:
     folder = tmp_path / "locks"
@@ -304,6 +305,7 @@ def test_a_second_run_on_an_overlapping_cpu_is_refused_or_waits(tmp_path: Path) 
         holder.wait()
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_sighup_is_handled_like_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(

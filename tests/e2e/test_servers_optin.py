@@ -61,6 +61,7 @@ def _io_runs(base: Path, servers: list[str], attempts: int = 3) -> pd.DataFrame:
     return pd.concat(kept).set_index("server")
 
 
+@pytest.mark.alone
 @pytest.mark.slow  # four servers, a steady-state warm-up and a 1 s window (~500 requests) each
 def test_each_opt_in_config_serves_io_heavy_by_littles_law(tmp_path: Path) -> None:
     """10 users, 20 ms a request, 1 worker: each config has at least 10 requests in
@@ -86,6 +87,7 @@ def test_each_opt_in_config_serves_io_heavy_by_littles_law(tmp_path: Path) -> No
         pytest.skip(f"not run here: {left_out}")
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_websocket_echo_under_daphne(tmp_path: Path) -> None:
     run_dir = run_bench(tmp_path, "--scenario", "websocket-echo", "--servers", "daphne",
@@ -159,6 +161,7 @@ def _missing(*args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "COLUMNS": "400"})
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_a_config_that_cannot_run_here_is_unsupported_in_list_and_in_a_run(
         tmp_path: Path) -> None:

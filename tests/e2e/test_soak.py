@@ -42,6 +42,7 @@ class Chaos(SilentReporter):
                     pass
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_soak_no_leak_no_leftovers(tmp_path: Path) -> None:
     me = psutil.Process()

@@ -64,6 +64,7 @@ def test_the_installed_tool_imports_nothing_from_the_checkout(installed: Path,
     assert str(PROJECT_ROOT) not in path and "" not in path[1:], path
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_from_an_empty_directory_it_lists_and_runs(installed: Path, tmp_path: Path) -> None:
     """The acceptance: ``bench list scenarios`` shows every shipped scenario; the

@@ -51,6 +51,7 @@ def test_bad_options_are_one_line_and_start_nothing(
     assert agent_folders() == before
 
 
+@pytest.mark.alone  # starts locust
 def test_no_master_within_the_timeout_is_one_line_and_leaves_nothing(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Two real locust workers pinned to CPU 0, pointed at a port nobody listens on: after

@@ -50,6 +50,7 @@ def uvicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
 
 # ------------------------------------------------------------------- wrk on a real server
 
+@pytest.mark.alone
 @needs_wrk
 @pytest.mark.slow
 def test_io_heavy_follows_littles_law(uvicorn: LocalServer, tmp_path: Path) -> None:
@@ -81,6 +82,7 @@ def test_io_heavy_follows_littles_law(uvicorn: LocalServer, tmp_path: Path) -> N
     assert warm["requests"] > 0 and measured["requests"] == r.requests
 
 
+@pytest.mark.alone
 @needs_wrk
 @pytest.mark.slow
 def test_a_queue_behind_one_sync_worker(tmp_path: Path) -> None:
@@ -93,6 +95,7 @@ def test_a_queue_behind_one_sync_worker(tmp_path: Path) -> None:
     assert 150 <= r.latency_p50_ms <= 260, r
 
 
+@pytest.mark.alone
 @needs_wrk
 @pytest.mark.slow
 def test_error_responses_are_not_throughput(uvicorn: LocalServer, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ and removed; bad setups refused in one line before anything starts."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -58,7 +59,20 @@ def test_cluster_is_seeded_on_loopback_pinned_and_leaves_nothing(tmp_path: Path)
 
 
 def test_a_server_that_cannot_start_is_a_process_error_and_its_folder_goes(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A temporary folder of its own (open to the database's user, like /tmp): another
+    # test's cluster appearing meanwhile is not this one's.
+    own = Path(tempfile.mkdtemp(prefix="bench-tests-"))
+    own.chmod(0o1777)
+    monkeypatch.setattr(tempfile, "tempdir", str(own))
+    try:
+        _a_server_that_cannot_start(tmp_path)
+    finally:
+        monkeypatch.undo()
+        shutil.rmtree(own)
+
+
+def _a_server_that_cannot_start(tmp_path: Path) -> None:
     before = _cluster_dirs()
     pg = Postgres(find_binaries(), cpus=[0], log_path=tmp_path / "pg.log", max_connections=-1)
     with pytest.raises(ProcessError, match="exited with code") as info:

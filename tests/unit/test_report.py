@@ -403,6 +403,7 @@ def _big_run(root: Path) -> Path:
     return folder
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_200_trial_report_is_small_and_fast(tmp_path: Path) -> None:
     folder = _big_run(tmp_path)

@@ -159,6 +159,7 @@ def run(tmp_path: Path, *args: str) -> pd.DataFrame:
     return pd.read_csv(run_dir / "trials.csv").set_index("users", drop=False)
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_deep_queue_is_measured_at_steady_state_or_not_at_all(tmp_path: Path) -> None:
     # One sync worker, 50 ms, 20 users: every request waits 20 x 50 = 1000 ms once the
@@ -179,6 +180,7 @@ def test_deep_queue_is_measured_at_steady_state_or_not_at_all(tmp_path: Path) ->
     assert fixed["latency_trend_ms_per_s"] > 100  # the climb it measured (~1000 ms/s at first)
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_generator_lag_separates_a_light_level_from_an_overloaded_generator(
         io_sweep: Path, tmp_path: Path) -> None:
@@ -197,6 +199,7 @@ def test_generator_lag_separates_a_light_level_from_an_overloaded_generator(
     assert heavy["generator_lag_share"] > 2.5 * light["generator_lag_share"]
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_open_loop_far_above_the_generator_is_generator_behind(tmp_path: Path) -> None:
     (t,) = run(tmp_path, "--scenario", "io-heavy", "--servers", "uvicorn", "--workers", "1",
@@ -207,6 +210,7 @@ def test_open_loop_far_above_the_generator_is_generator_behind(tmp_path: Path) -
     assert t["throughput_rps"] < 0.5 * 30000
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_cpu_per_request_matches_a_saturated_core(tmp_path: Path) -> None:
     # cpu-heavy on one sync worker: at 4 users its single core is busy all the time, so

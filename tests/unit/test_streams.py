@@ -184,6 +184,7 @@ def test_sse_records_time_first_event_after_headers_and_queued_clients_at_stop(
     assert len(stuck) >= 1 and (stuck["start_unix_s"] + stuck["latency_ms"] / 1000 > end).all()
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_websocket_on_a_wsgi_server_is_recorded_as_a_failed_handshake(tmp_path: Path) -> None:
     records, result, window = _load("gunicorn-sync", tmp_path, user_class="WebSocketUser",
@@ -198,6 +199,7 @@ def test_websocket_on_a_wsgi_server_is_recorded_as_a_failed_handshake(tmp_path: 
     assert m["messages_per_s"] == 0 and math.isnan(m["rtt_ms_p50"])
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_websocket_echo_on_uvicorn_times_round_trips_below_a_millisecond(tmp_path: Path) -> None:
     messages, hold_s, users, duration_s = 20, 0.3, 2, 2.5

@@ -245,6 +245,7 @@ class _BreakingSSE(socketserver.BaseRequestHandler):
             self.request.sendall(b"zz\r\n")
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_the_sse_user_records_a_broken_stream_as_a_failed_stream_with_its_reason(
         tmp_path: Path) -> None:

@@ -58,10 +58,10 @@ def record_alone(items: list[pytest.Item]) -> None:
     controller's :class:`AloneFirst` (every worker collects the same and writes the same)."""
     if not workers():
         return
-    path = _session_file(os.environ["PYTEST_XDIST_TESTRUNUID"], "alone")
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text("\n".join(item.nodeid for item in items if is_alone(item)))
-    partial.replace(path)
+    from harness.atomic import atomic_write_bytes
+
+    atomic_write_bytes(_session_file(os.environ["PYTEST_XDIST_TESTRUNUID"], "alone"),
+                       "\n".join(item.nodeid for item in items if is_alone(item)).encode())
 
 
 def forget(config: pytest.Config) -> None:

@@ -13,6 +13,7 @@ from typing import TypeVar
 import psutil
 import pytest
 
+from harness.atomic import atomic_write_bytes
 from harness.servers import SERVERS
 from tests import alone
 
@@ -207,16 +208,13 @@ def shared(name: str, factory: pytest.TempPathFactory, make: Callable[[], T]) ->
     """``make()`` (paths under ``factory``'s folders) once per test session across its
     xdist workers: the first worker to ask makes it holding the machine alone
     (:func:`tests.alone.machine_alone`) and records it in the folder the workers share
-    (written whole, then renamed into place); the others read the record."""
+    (atomically); the others read the record."""
     base = factory.getbasetemp()
     record = (base.parent if alone.workers() else base) / f"shared-{name}.pickle"
     if not record.exists():
         with alone.machine_alone():
             if not record.exists():  # another worker may have made it while we waited
-                value = make()
-                partial = record.with_suffix(f".{os.getpid()}.tmp")
-                partial.write_bytes(pickle.dumps(value))
-                partial.replace(record)
+                atomic_write_bytes(record, pickle.dumps(make()))
     value: T = pickle.loads(record.read_bytes())
     return value
 

@@ -62,7 +62,7 @@ def test_a_server_that_cannot_start_is_a_process_error_and_its_folder_goes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A temporary folder of its own (open to the database's user, like /tmp): another
     # test's cluster appearing meanwhile is not this one's.
-    own = Path(tempfile.mkdtemp(prefix="bench-tests-"))
+    own = Path(tempfile.mkdtemp(prefix="bench-test-pg-"))
     own.chmod(0o1777)
     monkeypatch.setattr(tempfile, "tempdir", str(own))
     try:

@@ -4,7 +4,6 @@ and removed; bad setups refused in one line before anything starts."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -62,23 +61,17 @@ def test_a_server_that_cannot_start_is_a_process_error_and_its_folder_goes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A temporary folder of its own (open to the database's user, like /tmp): another
     # test's cluster appearing meanwhile is not this one's.
-    own = Path(tempfile.mkdtemp(prefix="bench-test-pg-"))
-    own.chmod(0o1777)
-    monkeypatch.setattr(tempfile, "tempdir", str(own))
-    try:
-        _a_server_that_cannot_start(tmp_path)
-    finally:
-        monkeypatch.undo()
-        shutil.rmtree(own)
-
-
-def _a_server_that_cannot_start(tmp_path: Path) -> None:
-    before = _cluster_dirs()
-    pg = Postgres(find_binaries(), cpus=[0], log_path=tmp_path / "pg.log", max_connections=-1)
-    with pytest.raises(ProcessError, match="exited with code") as info:
-        pg.start()
-    assert "max_connections" in info.value.log_tail
-    assert _cluster_dirs() <= before
+    with (tempfile.TemporaryDirectory(prefix="bench-test-pg-") as own,
+          monkeypatch.context() as patch):
+        Path(own).chmod(0o1777)
+        patch.setattr(tempfile, "tempdir", own)
+        before = _cluster_dirs()
+        pg = Postgres(find_binaries(), cpus=[0], log_path=tmp_path / "pg.log",
+                      max_connections=-1)
+        with pytest.raises(ProcessError, match="exited with code") as info:
+            pg.start()
+        assert "max_connections" in info.value.log_tail
+        assert _cluster_dirs() <= before
 
 
 def test_a_dead_runs_cluster_is_removed_by_the_watchdogs_cleanup(tmp_path: Path) -> None:

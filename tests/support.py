@@ -183,11 +183,16 @@ def wait_for_quiet_cpus(limit_percent: float = 30.0, quiet_s: int = 3,
         quiet = quiet + 1 if max(busy) < limit_percent else 0
 
 
-def real_run(base: Path, *args: str, attempts: int = 3, timeout: float = 300,
+def real_run(base: Path, *args: str, attempts: int = 4, timeout: float = 300,
              statuses: tuple[str, ...] = ("ok",), report: bool = True) -> Path:
     """``bench run ARGS`` until every trial's status is one of ``statuses``; the run folder.
     A busy machine (other processes on the load CPU) makes the harness mark trials
-    invalid, rightly; such a run is retried (after waiting for quiet CPUs), not used."""
+    invalid, rightly; such a run is retried (after waiting for quiet CPUs), not used.
+
+    Four attempts: on a shared 2-core VM the io sweep (16 trials of 1.25 s after a fixed
+    0.5 s warm-up) had a trial not steady in 4 of 11 attempts, so three attempts would
+    all fail about once in 20 suites; four, about once in 60. A retry costs time only in
+    the suite that needs it."""
     import pandas as pd
 
     problems = ""

@@ -266,8 +266,8 @@ def cpu_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     whichever is larger. At 4 users a request waits behind three others (6-9 ms), and a
     core whose speed wanders by a few percent within the second (seen on a shared 2-core
     VM: the same run's mean latency 5.5 to 9.5 ms from one run to the next) drifted past
-    the bound in 7 of 8 runs there (not steady, rightly: every attempt of a suite failed
-    once). At one user the latency is the request's own cost (2.3-3.5 ms) and the 1 ms
+    the bound in 7 of 8 runs there (not steady, rightly; in one suite all three attempts
+    were). At one user the latency is the request's own cost (2.3-3.5 ms) and the 1 ms
     floor holds: 8 of 8 runs ok there."""
     from tests.support import real_run
 

@@ -20,12 +20,6 @@ needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None,
                                reason="no wrk on PATH (apt-get install wrk)")
 
 
-@pytest.fixture(autouse=True)
-def own_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """CPU locks in the test's own folder: a test beside it locking CPUs is not a run."""
-    monkeypatch.setenv("BENCH_LOCK_DIR", str(tmp_path / "locks"))
-
-
 @pytest.fixture
 def stored_run(tmp_path: Path) -> Iterator[Path]:
     """A copy of the stored websocket-echo run (2 unsupported trials, 2 ok). The command

@@ -26,11 +26,12 @@ os.environ["BENCH_TEST_SESSION"] = SESSION
 
 
 #: The session's real runs (below); a test that takes one is ``slow``.
-SHARED_RUNS = frozenset({"io_sweep", "cpu_run", "sse_run", "websocket_run", "compare_runs"})
+SHARED_RUNS = frozenset({"io_sweep", "cpu_run", "sse_run", "websocket_run", "compare_runs",
+                         "saturated_run"})
 #: Module fixtures that make a real run, serve real streams or install a wheel (a second
 #: or more each): a test that takes one is ``slow`` too.
 MODULE_RUNS = frozenset({"agents_run", "checked_run", "docker_run", "example", "installed_wheel",
-                         "killed_run", "published", "recorded", "remote_run", "runs",
+                         "killed_run", "published", "remote_run", "runs",
                          "sse_sync", "sse_uvicorn", "stacks_run"})
 #: Those of them that put load on the machine or serve streams a test times: a test that
 #: takes one is ``alone`` (tests/alone.py). Not: ``published`` (bench publish of stored
@@ -334,3 +335,31 @@ def compare_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 for name, ms in COMPARE_LATENCY_MS.items()}
 
     return shared("compare_runs", tmp_path_factory, make)
+
+
+#: The saturated run: no wait on the server and 50 users, so the load generator, not the
+#: server, runs out: two locust processes (locust's own master/worker mode) on the one
+#: load CPU cannot keep one granian worker busy (about 10,000 req/s at a full core on a
+#: shared 2-core VM). ``--fail-on-slo``: its one trial is invalid, so no trial can be
+#: judged (exit 3).
+SATURATED_ARGS = ("--scenario", "io-heavy", "--servers", "granian-asgi", "--workers", "1",
+                  "--users", "50", "--param", "latency_ms=0", "--duration", "3",
+                  "--warmup", "1", "--load-processes", "2", "--keep-requests",
+                  "--fail-on-slo")
+
+
+@pytest.fixture(scope="session")
+def saturated_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    """``bench run SATURATED_ARGS`` once per session: (run folder, exit code, stdout).
+    Read by the saturation test (tests/e2e/test_numbers.py), the generator-lag test
+    (tests/unit/test_steady.py) and the exit-3 gate test (tests/e2e/test_check.py)."""
+    from tests.support import bench, only_run
+
+    def make() -> tuple[Path, int, str]:
+        base = tmp_path_factory.mktemp("saturated")
+        r = bench("run", *SATURATED_ARGS, "--results-dir", str(base / "results"),
+                  "--no-report")
+        assert "Traceback" not in r.stderr, r.stderr
+        return only_run(base / "results"), r.returncode, r.stdout
+
+    return shared("saturated_run", tmp_path_factory, make)

@@ -1,7 +1,8 @@
 """SLOs as a gate: the ``--slo`` grammar, ``bench check RUN`` and ``bench run
 --fail-on-slo``. Exit 1 when an ok trial misses (naming config, level, metric, value and
 bound), 3 when no trial is ok (invalid ones are never passes), 0 otherwise, 2 on a bad
-spec. Real short runs, and the session's io-heavy sweep for the checks that only read."""
+spec. Real short runs, and the session's io-heavy sweep and saturated run (tests/conftest.py)
+for the checks that only read."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenarios import SCENARIOS_DIR
 from tests.conftest import IO_SWEEP_LATENCY_MS
 from tests.support import bench, only_run, wait_for_quiet_cpus
 
@@ -80,20 +80,16 @@ def test_a_run_built_to_miss_its_slo_exits_1_naming_config_level_metric(tmp_path
         in wrong.stderr
 
 
-@pytest.mark.alone
 @pytest.mark.slow
-def test_a_run_whose_every_trial_is_invalid_exits_3(tmp_path: Path) -> None:
-    """A scenario file (by path) whose generator CPU limit (0.01% of a core) every real
-    trial passes: all invalid, never judged, exit 3, and said how many were skipped."""
-    text = (SCENARIOS_DIR / "io-heavy.toml").read_text()
-    own = tmp_path / "strict-io.toml"
-    own.write_text("\n".join("max_generator_cpu_percent = 0.01"
-                             if line.startswith("max_generator_cpu_percent") else line
-                             for line in text.splitlines() if not line.startswith("name =")))
-    r, run_dir = gated_run(tmp_path, "--scenario", str(own), *SHORT, expected=3)
-    assert r.returncode == 3, r.stdout + r.stderr
-    assert "skipped 1 trial that is not ok (invalid 1): not judged, not passes" in r.stdout
-    assert "NO VALID TRIAL" in r.stdout
+def test_a_run_whose_every_trial_is_invalid_exits_3(saturated_run: tuple[Path, int, str]
+                                                    ) -> None:
+    """The session's saturated run (``bench run --fail-on-slo``, tests/conftest.py): its
+    one trial is invalid (the load generator ran out), never judged: exit 3, and said
+    how many were skipped; ``bench check`` of the stored run says the same."""
+    run_dir, code, stdout = saturated_run
+    assert code == 3, stdout
+    assert "skipped 1 trial that is not ok (invalid 1): not judged, not passes" in stdout
+    assert "NO VALID TRIAL" in stdout
     again = bench("check", str(run_dir), "--slo", "p99<60s")
     assert again.returncode == 3 and "skipped 1 trial that is not ok (invalid 1)" in again.stdout
 

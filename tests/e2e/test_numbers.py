@@ -18,14 +18,12 @@ def run_trials(tmp_path: Path, *args: str) -> tuple[pd.DataFrame, Path]:
     return pd.read_csv(run_dir / "trials.csv"), run_dir
 
 
-@pytest.mark.alone
 @pytest.mark.slow
-def test_saturated_generator_is_invalid_even_across_processes(tmp_path: Path) -> None:
-    # No wait on the server and 50 users: one locust process cannot keep granian busy.
-    trials, run_dir = run_trials(tmp_path, "--servers", "granian-asgi", "--users", "50",
-                                 "--param", "latency_ms=0", "--duration", "3", "--warmup", "1",
-                                 "--load-processes", "2", "--keep-requests")
-    (t,) = trials.to_dict("records")
+def test_saturated_generator_is_invalid_even_across_processes(
+        saturated_run: tuple[Path, int, str]) -> None:
+    # No wait on the server and 50 users: the session's saturated run (tests/conftest.py).
+    run_dir, _, _ = saturated_run
+    (t,) = pd.read_csv(run_dir / "trials.csv").to_dict("records")
     assert t["status"] == "invalid"
     assert t["reason"].startswith("generator-saturated")
     # Two locust processes on one load CPU: the CPU, not one process, ran out.
@@ -40,12 +38,12 @@ def test_saturated_generator_is_invalid_even_across_processes(tmp_path: Path) ->
 @pytest.mark.slow
 def test_open_loop_shows_queueing_that_closed_loop_hides(
         tmp_path: Path, compare_runs: dict[str, Path]) -> None:
-    # gunicorn-sync, 1 worker, 50 ms: capacity 20 req/s. 4 s for the open loop's queue
-    # to grow; the closed loop is the session's compare run at the same server and
+    # gunicorn-sync, 1 worker, 50 ms: capacity 20 req/s. 2.5 s for the open loop's queue
+    # to grow (~1 s of latency per s: the bound below is 300 ms/s); the closed loop is the session's compare run at the same server and
     # latency (4 users, 6 repeats of 1 s: 20 completions each, every one flat).
     open_trials, _ = run_trials(tmp_path / "open", "--servers", "gunicorn-sync", "--workers",
                                 "1", "--param", "latency_ms=50", "--warmup", "1",
-                                "--duration", "4", "--arrival-rate", "40")
+                                "--duration", "2.5", "--arrival-rate", "40")
     assert COMPARE_LATENCY_MS["a"] == 50
     closed_trials = pd.read_csv(compare_runs["a"] / "trials.csv")
     (o,) = open_trials.to_dict("records")

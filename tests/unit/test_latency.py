@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +14,24 @@ import pytest
 
 from harness import latency
 from harness.analysis import PERCENTILES, Window, read_records, request_metrics
-from harness.apps.work import expected
-from harness.load import LoadSpec, run_level
 from harness.steady import evaluate
-from tests.conftest import serve
 
 #: The documented bound: half a bucket of a 3-significant-digit histogram.
 HALF_BUCKET = 1 / 2048
-PATH = "/io?latency_ms=1"
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Window, int]:
-    """One real short run: uvicorn (CPU 0), 16 closed-loop locust users (CPU 1) on
-    ``/io?latency_ms=1``, fixed 0.5 s warm-up, 2 s window. Returns the records folder,
-    the window and the users."""
-    tmp = tmp_path_factory.mktemp("latency-run")
-    status, _, body = expected(PATH)
-    users = 16
-    spec = LoadSpec(users=users, warmup_s=0.5, duration_s=2.0, method="GET", path=PATH,
-                    expected_status=status, expected_body=body, name="io-heavy")
-    with serve("uvicorn", tmp) as (port, _):
-        result = run_level(spec, port=port, cpus=[1], trial_dir=tmp, trial_id="t",
-                           log_dir=tmp / "logs", clock=time.monotonic)
-    assert not result.problem, result.problem
-    window = Window(result.window_start_unix_s, result.window_end_unix_s)
-    return result.records_dir, window, users
+def recorded(saturated_run: tuple[Path, int, str]) -> tuple[Path, Window, int]:
+    """The records of a real run: the session's saturated run (tests/conftest.py: granian,
+    50 closed-loop users, no wait, two locust processes, so two record files; ~30,000
+    requests in its 3 s window). Returns the trial's records folder, its window (as the
+    run stored it) and the users."""
+    run_dir = saturated_run[0]
+    (trial,) = pd.read_csv(run_dir / "trials.csv").to_dict("records")
+    saved = json.loads((run_dir / "latency" / f"{trial['trial_id']}.json").read_text())
+    records_dir = run_dir / "requests" / trial["trial_id"]
+    assert len(list(records_dir.glob("*.csv"))) == 2
+    return records_dir, Window(*saved["window"]), int(trial["users"])
 
 
 def _close(a: float, b: float, rel: float) -> bool:

@@ -180,20 +180,17 @@ def test_deep_queue_is_measured_at_steady_state_or_not_at_all(tmp_path: Path) ->
     assert fixed["latency_trend_ms_per_s"] > 100  # the climb it measured (~1000 ms/s at first)
 
 
-@pytest.mark.alone
 @pytest.mark.slow
 def test_generator_lag_separates_a_light_level_from_an_overloaded_generator(
-        io_sweep: Path, tmp_path: Path) -> None:
+        io_sweep: Path, saturated_run: tuple[Path, int, str]) -> None:
     # Light: the session sweep's uvicorn at 1 user, 20 ms of waiting per request (50
     # req/s): the generator idles between them (its lag share reads about 0.15 %).
     sweep = pd.read_csv(io_sweep / "trials.csv")
     light = sweep[(sweep["server"] == "uvicorn") & (sweep["users"] == 1)].iloc[0].to_dict()
-    # Overloaded: 64 users against a server with no wait at all: one locust process
-    # cannot keep granian busy (about 10,000 req/s at a full core here), so its users
+    # Overloaded: the session's saturated run, 50 users against a server with no wait at
+    # all: two locust processes on one load CPU cannot keep granian busy, so the users
     # wait on the generator, not on the server.
-    (heavy,) = run(tmp_path / "heavy", "--scenario", "io-heavy", "--servers", "granian-asgi",
-                   "--workers", "1", "--users", "64", "--param", "latency_ms=0",
-                   "--duration", "2", "--warmup", "1").to_dict("records")
+    (heavy,) = pd.read_csv(saturated_run[0] / "trials.csv").to_dict("records")
     assert light["generator_lag_share"] < 0.02
     assert heavy["status"] == "invalid" and heavy["reason"].startswith("generator-"), heavy
     assert heavy["generator_lag_share"] > 2.5 * light["generator_lag_share"]

@@ -340,25 +340,35 @@ def compare_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 #: The saturated run: no wait on the server and 50 users, so the load generator, not the
 #: server, runs out: two locust processes (locust's own master/worker mode) on the one
 #: load CPU cannot keep one granian worker busy (about 10,000 req/s at a full core on a
-#: shared 2-core VM). ``--fail-on-slo``: its one trial is invalid, so no trial can be
-#: judged (exit 3).
-SATURATED_ARGS = ("--scenario", "io-heavy", "--servers", "granian-asgi", "--workers", "1",
-                  "--users", "50", "--param", "latency_ms=0", "--duration", "3",
-                  "--warmup", "1", "--load-processes", "2", "--keep-requests",
-                  "--fail-on-slo")
+#: shared 2-core VM). Its scenario is a file given by path: io-heavy's, named by the
+#: file, with the generator's CPU limit (``[validity] max_generator_cpu_percent``) at
+#: ``SATURATED_LIMIT_PERCENT``, which the trial's reason then names. ``--fail-on-slo``:
+#: its one trial is invalid, so no trial can be judged (exit 3).
+SATURATED_ARGS = ("--servers", "granian-asgi", "--workers", "1", "--users", "50",
+                  "--param", "latency_ms=0", "--duration", "3", "--warmup", "1",
+                  "--load-processes", "2", "--keep-requests", "--fail-on-slo")
+SATURATED_LIMIT_PERCENT = 50
 
 
 @pytest.fixture(scope="session")
 def saturated_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
-    """``bench run SATURATED_ARGS`` once per session: (run folder, exit code, stdout).
-    Read by the saturation test (tests/e2e/test_numbers.py), the generator-lag test
-    (tests/unit/test_steady.py) and the exit-3 gate test (tests/e2e/test_check.py)."""
+    """``bench run --scenario saturating-io.toml SATURATED_ARGS`` once per session: (run
+    folder, exit code, stdout). Read by the saturation test (tests/e2e/test_numbers.py),
+    the generator-lag test (tests/unit/test_steady.py), the exit-3 gate test
+    (tests/e2e/test_check.py) and the latency-scan tests (tests/unit/test_latency.py)."""
+    from harness.scenarios import SCENARIOS_DIR
     from tests.support import bench, only_run
 
     def make() -> tuple[Path, int, str]:
         base = tmp_path_factory.mktemp("saturated")
-        r = bench("run", *SATURATED_ARGS, "--results-dir", str(base / "results"),
-                  "--no-report")
+        scenario = base / "saturating-io.toml"
+        scenario.write_text("\n".join(
+            f"max_generator_cpu_percent = {SATURATED_LIMIT_PERCENT}"
+            if line.startswith("max_generator_cpu_percent") else line
+            for line in (SCENARIOS_DIR / "io-heavy.toml").read_text().splitlines()
+            if not line.startswith("name =")))
+        r = bench("run", "--scenario", str(scenario), *SATURATED_ARGS,
+                  "--results-dir", str(base / "results"), "--no-report")
         assert "Traceback" not in r.stderr, r.stderr
         return only_run(base / "results"), r.returncode, r.stdout
 

@@ -83,9 +83,10 @@ def test_a_run_built_to_miss_its_slo_exits_1_naming_config_level_metric(tmp_path
 @pytest.mark.slow
 def test_a_run_whose_every_trial_is_invalid_exits_3(saturated_run: tuple[Path, int, str]
                                                     ) -> None:
-    """The session's saturated run (``bench run --fail-on-slo``, tests/conftest.py): its
-    one trial is invalid (the load generator ran out), never judged: exit 3, and said
-    how many were skipped; ``bench check`` of the stored run says the same."""
+    """The session's saturated run (``bench run --fail-on-slo`` of a scenario file given
+    by path, tests/conftest.py): its one trial is invalid (the load generator ran out),
+    never judged: exit 3, and said how many were skipped; ``bench check`` of the stored
+    run says the same."""
     run_dir, code, stdout = saturated_run
     assert code == 3, stdout
     assert "skipped 1 trial that is not ok (invalid 1): not judged, not passes" in stdout

@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from harness.analysis import Window, flags, generator_saturation, request_metrics
-from tests.conftest import COMPARE_LATENCY_MS, COMPARE_REPEATS, IO_SWEEP_LATENCY_MS, IO_SWEEP_LEVELS
+from tests.conftest import (
+    COMPARE_LATENCY_MS,
+    COMPARE_REPEATS,
+    IO_SWEEP_LATENCY_MS,
+    IO_SWEEP_LEVELS,
+    SATURATED_LIMIT_PERCENT,
+)
 from tests.support import run_bench
 
 
@@ -26,6 +32,8 @@ def test_saturated_generator_is_invalid_even_across_processes(
     (t,) = pd.read_csv(run_dir / "trials.csv").to_dict("records")
     assert t["status"] == "invalid"
     assert t["reason"].startswith("generator-saturated")
+    # Judged by the limit its scenario file set, not the default 90 %.
+    assert t["reason"].endswith(f"(limit {SATURATED_LIMIT_PERCENT}%)"), t["reason"]
     # Two locust processes on one load CPU: the CPU, not one process, ran out.
     assert max(t["generator_cpu_percent"], t["load_cpus_busy_percent"]) >= 90
     # locust's own master/worker mode: each worker wrote its own records and meta.
@@ -39,8 +47,9 @@ def test_saturated_generator_is_invalid_even_across_processes(
 def test_open_loop_shows_queueing_that_closed_loop_hides(
         tmp_path: Path, compare_runs: dict[str, Path]) -> None:
     # gunicorn-sync, 1 worker, 50 ms: capacity 20 req/s. 2.5 s for the open loop's queue
-    # to grow (~1 s of latency per s: the bound below is 300 ms/s); the closed loop is the session's compare run at the same server and
-    # latency (4 users, 6 repeats of 1 s: 20 completions each, every one flat).
+    # to grow (~1 s of latency per s; the bound below is 300 ms/s); the closed loop is the
+    # session's compare run at the same server and latency (4 users, 6 repeats of 1 s:
+    # 20 completions each, every one flat).
     open_trials, _ = run_trials(tmp_path / "open", "--servers", "gunicorn-sync", "--workers",
                                 "1", "--param", "latency_ms=50", "--warmup", "1",
                                 "--duration", "2.5", "--arrival-rate", "40")

@@ -196,11 +196,11 @@ def serve(name: str, tmp_path: Path, workers: int = 1) -> Iterator[tuple[int, ps
 # --- real runs shared by the session --------------------------------------------------
 # Tests that only *read* a finished run share these, made once per session on first use
 # (``bench run`` through the CLI: real servers, real locust, results on disk). A test
-# that needs a run of its own kind (interrupted, open loop, a saturated generator, a
-# failing server) makes it itself. tests.support imports this module, so the fixtures
-# import it when they run. Each is made once per test session, on whichever xdist worker
-# first asks, with the machine to itself (:func:`shared`); the test that makes them all
-# is tests/e2e/test_shared_runs.py, among the ``alone`` tests.
+# that needs a run of its own kind (interrupted, open loop, a failing server) makes it
+# itself. tests.support imports this module, so the fixtures import it when they run.
+# Each is made once per test session, on whichever xdist worker first asks, with the
+# machine to itself (:func:`shared`); the test that makes them all is
+# tests/e2e/test_shared_runs.py, among the ``alone`` tests.
 
 T = TypeVar("T")
 

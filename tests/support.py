@@ -6,8 +6,9 @@ a bounded time, and on a timeout a SIGTERM first (:func:`tests.conftest.stop_ben
 the harness's own teardown removes the servers it started before the test fails.
 
 The real runs many tests only *read* are made once per session in ``conftest.py``
-(``io_sweep``, ``cpu_run``, ``sse_run``, ``websocket_run``); a test that needs a run of
-its own (interrupted, open loop, a saturated generator) makes it with :func:`run_bench`.
+(``io_sweep``, ``cpu_run``, ``sse_run``, ``websocket_run``, ``compare_runs``,
+``saturated_run``); a test that needs a run of its own (interrupted, open loop, a
+failing server) makes it with :func:`run_bench`.
 
 ``bench`` as users install it (a wheel built from this checkout, in a venv outside it,
 run from a folder that is not the checkout) is :func:`build_wheel`, :func:`install_wheel`

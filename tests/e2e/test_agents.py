@@ -205,11 +205,11 @@ def test_a_missing_agent_ends_the_run_in_one_line(tmp_path: Path) -> None:
     connected from where; the agent that came ends too; nothing is left running."""
     port = procs.free_port()
     agents = start_agents(1, port, tmp_path)
-    assert workers_up(agents)  # the one agent is not racing --agent-timeout 4
+    assert workers_up(agents)  # the one agent is not racing --agent-timeout 3
     try:
         t0 = time.monotonic()
         r = bench(*RUN, "--duration", "2", "--users", "40", "--load-agents", "2",
-                  "--master-bind", f"127.0.0.1:{port}", "--agent-timeout", "4",
+                  "--master-bind", f"127.0.0.1:{port}", "--agent-timeout", "3",
                   "--results-dir", str(tmp_path / "results"), timeout=60)
         took = time.monotonic() - t0
         assert r.returncode == 2, r.stdout + r.stderr

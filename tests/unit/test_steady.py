@@ -165,7 +165,7 @@ def test_deep_queue_is_measured_at_steady_state_or_not_at_all(tmp_path: Path) ->
     # One sync worker, 50 ms, 20 users: every request waits 20 x 50 = 1000 ms once the
     # queue is full, which takes one 1 s cycle. A fixed warm-up of 0 measures the climb.
     common = ("--scenario", "io-heavy", "--servers", "gunicorn-sync", "--workers", "1",
-              "--users", "20", "--param", "latency_ms=50", "--duration", "2")
+              "--users", "20", "--param", "latency_ms=50", "--duration", "1.5")
     detected = run(tmp_path / "steady", *common).loc[20]
     assert detected["warmup_mode"] == "steady"
     assert detected["warmup_s"] >= 1.0  # at least the queue's cycle
@@ -200,7 +200,7 @@ def test_generator_lag_separates_a_light_level_from_an_overloaded_generator(
 @pytest.mark.slow
 def test_open_loop_far_above_the_generator_is_generator_behind(tmp_path: Path) -> None:
     (t,) = run(tmp_path, "--scenario", "io-heavy", "--servers", "uvicorn", "--workers", "1",
-               "--param", "latency_ms=0", "--arrival-rate", "30000", "--duration", "1.5",
+               "--param", "latency_ms=0", "--arrival-rate", "30000", "--duration", "1",
                "--warmup", "0.5").to_dict("records")
     assert t["status"] == "invalid" and "generator-behind" in t["reason"]
     assert t["sends_late"] + t["sends_unsent"] > 0.5 * t["sends_due"]
@@ -213,7 +213,7 @@ def test_cpu_per_request_matches_a_saturated_core(tmp_path: Path) -> None:
     # cpu-heavy on one sync worker: at 4 users its single core is busy all the time, so
     # CPU per request x throughput is one core-second per second (1000 ms/s).
     trials = run(tmp_path, "--scenario", "cpu-heavy", "--servers", "gunicorn-sync",
-                 "--workers", "1", "--users", "1,4", "--duration", "2")
+                 "--workers", "1", "--users", "1,4", "--duration", "1.5")
     one, four = trials.loc[1], trials.loc[4]
     # The work per request does not change with concurrency, and CPU time (unlike
     # latency) does not grow with the queue. It is not exact on a shared VM: a noisy

@@ -207,7 +207,7 @@ def checked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("wrk not installed (apt-get install wrk)")
     base = tmp_path_factory.mktemp("run")
     r = bench("run", "--scenario", "io-heavy", "--servers", "uvicorn", "--users", "4",
-              "--param", "latency_ms=50", "--workers", "1", "--duration", "2", "--warmup", "1",
+              "--param", "latency_ms=50", "--workers", "1", "--duration", "1", "--warmup", "1",
               "--cross-check", "--results-dir", str(base / "results"),
               "--no-report")
     assert r.returncode == 0, r.stdout + r.stderr

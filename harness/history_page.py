@@ -173,13 +173,15 @@ def render(history: History, out: Path, *, links: Sequence[tuple[str, str]] = ()
     are (href, text) shown at the top (the published site's index)."""
     from harness.report.tables import make_table
     from harness.report.templating import plot_div, render_template
+    from harness.report.traces import template_held
 
     charts = []
-    for number, g in enumerate(groups(history)):
-        rows = math.ceil(len(g.series) / min(COLUMNS, len(g.series)))
-        charts.append((g, plot_div(group_figure(g, history.runs), div_id=f"group{number}",
-                                   include_js=number == 0,
-                                   height=f"{80 + rows * PANEL_HEIGHT}px")))
+    with template_held():  # the report's template, held once for every figure
+        for number, g in enumerate(groups(history)):
+            rows = math.ceil(len(g.series) / min(COLUMNS, len(g.series)))
+            charts.append((g, plot_div(group_figure(g, history.runs), div_id=f"group{number}",
+                                       include_js=number == 0,
+                                       height=f"{80 + rows * PANEL_HEIGHT}px")))
     runs = make_table(
         [("#", True), ("commit", False), ("run", False), ("started", False),
          ("status", False), ("ok / trials", True), ("machine", False)],

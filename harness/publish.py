@@ -113,6 +113,7 @@ def publish(results_dir: Path, site: Path, metrics: Sequence[str] = DEFAULT_METR
     from harness import report
     from harness.history_page import render as render_history
     from harness.report.templating import render_template
+    from harness.report.traces import template_held
 
     effects = history.check_options(metrics, alpha, min_effects)
     runs, skipped = history.load_runs(results_dir)
@@ -121,12 +122,13 @@ def publish(results_dir: Path, site: Path, metrics: Sequence[str] = DEFAULT_METR
     newest_first = [r for r in reversed(ordered) if not history.start_key(r)[0]] + undated
     entries = [entry(r) for r in newest_first]
     reports = []
-    for run, e in zip(newest_first, entries, strict=True):
-        out = site / RUNS / _file_name(e.folder)
-        report.render([run], out)
-        reports.append(out)
     h = history.from_runs(runs, skipped, metrics, alpha=alpha, min_effects=effects)
-    history_path = render_history(h, site / HISTORY, links=[(INDEX, "all runs")])
+    with template_held():  # once for every page's figures, not once a page
+        for run, e in zip(newest_first, entries, strict=True):
+            out = site / RUNS / _file_name(e.folder)
+            report.render([run], out)
+            reports.append(out)
+        history_path = render_history(h, site / HISTORY, links=[(INDEX, "all runs")])
     regressions = sum(i.verdict == "regression" for i in history.overview(h))
     page = render_template("publish_index.html.j2", runs=entries, skipped=skipped,
                            history_href=HISTORY, regressions=regressions,

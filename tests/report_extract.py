@@ -116,8 +116,8 @@ def _array(value: Any) -> Any:
     return list(value) if isinstance(value, list | tuple) else value
 
 
-def figures(page: str) -> list[dict[str, Any]]:
-    """Every ``Plotly.newPlot`` call of ``page``: div id, title, traces (name, mode, x, y)."""
+def plots(page: str) -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
+    """Every ``Plotly.newPlot`` call of ``page``, as drawn: (div id, traces, layout)."""
     decoder = json.JSONDecoder()
     out = []
     for match in _NEW_PLOT.finditer(page):
@@ -126,9 +126,17 @@ def figures(page: str) -> list[dict[str, Any]]:
         while page[end].isspace():
             end += 1
         layout, _ = decoder.raw_decode(page, end)
+        out.append((match.group(1), data, layout))
+    return out
+
+
+def figures(page: str) -> list[dict[str, Any]]:
+    """Every ``Plotly.newPlot`` call of ``page``: div id, title, traces (name, mode, x, y)."""
+    out = []
+    for div_id, data, layout in plots(page):
         title = layout.get("title", {})
         out.append({
-            "id": match.group(1),
+            "id": div_id,
             "title": title.get("text", "") if isinstance(title, dict) else str(title),
             "traces": [{"name": t.get("name", ""), "mode": t.get("mode", ""),
                         "x": _array(t.get("x")), "y": _array(t.get("y"))} for t in data],

@@ -34,6 +34,7 @@ from harness.report.tables import (
     agreement_table,
 )
 from harness.report.templating import plot_div, render_template
+from harness.report.traces import template_held
 from harness.report.verdict import _verdict
 from harness.results import RunData, atomic_write_bytes
 from harness.runmeta import RunMeta
@@ -77,17 +78,8 @@ def render(runs: Sequence[RunData | Analysis], out: Path, *, target_rps: float |
                                   headroom=headroom))
     if models and not given_options:
         target_rps, slo_p99_ms = _common_options(models)
-    include_js = True
-    sections = []
-    for index, a in enumerate(models):
-        charts, lead = [], []
-        for key, fig in _figures(a).items():  # the stack charts come first, and lead the page
-            (lead if key in STACK_CHART_KEYS else charts).append(plot_div(
-                fig, div_id=f"run{index}-{key}", include_js=include_js, height=CHART_HEIGHT))
-            include_js = False
-        sections.append(_section(a, index, charts, lead))
-        sections[-1]["realio"], include_js = realio_part(a, index, include_js=include_js)
-    realio_pool, include_js = pool_part(models, include_js=include_js)
+    with template_held():  # every chart of the page, in one hold (its docstring says why)
+        sections, realio_pool = _chart_sections(models)
     backends = backend_comparison(models)
     pairs = _backend_pairs(backends) if not backends.empty else []
     ids = [_run_id(a.run) for a in models]
@@ -103,6 +95,23 @@ def render(runs: Sequence[RunData | Analysis], out: Path, *, target_rps: float |
                            sections=sections, backend_pairs=pairs, realio_pool=realio_pool)
     atomic_write_bytes(out, page.encode("utf-8"))
     return out
+
+
+def _chart_sections(models: Sequence[Analysis]
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Per model its section (charts, realio part), and the pool chart of them all."""
+    include_js = True
+    sections = []
+    for index, a in enumerate(models):
+        charts, lead = [], []
+        for key, fig in _figures(a).items():  # the stack charts come first, and lead the page
+            (lead if key in STACK_CHART_KEYS else charts).append(plot_div(
+                fig, div_id=f"run{index}-{key}", include_js=include_js, height=CHART_HEIGHT))
+            include_js = False
+        sections.append(_section(a, index, charts, lead))
+        sections[-1]["realio"], include_js = realio_part(a, index, include_js=include_js)
+    realio_pool, _ = pool_part(models, include_js=include_js)
+    return sections, realio_pool
 
 
 def _common_options(models: Sequence[Analysis]) -> tuple[float | None, float | None]:

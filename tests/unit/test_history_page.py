@@ -8,11 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import plotly.io as pio
 import pytest
 
 from harness import history, history_page
 from harness.history_page import MAX_TICKS
 from harness.results import atomic_write_csv
+from tests.report_extract import plots
 from tests.synth import write_run
 
 RUNS, STEP = 12, 6
@@ -97,3 +99,20 @@ def test_the_page_carries_its_links_escaped(planted: history.History, tmp_path: 
     assert '<a href="index.html">&lt;all runs&gt;</a>' in page
     assert page.count('class="plotly-graph-div"') == len(METRICS)
     assert not list(out.parent.glob("*.tmp*"))  # written atomically, nothing left beside
+
+
+def test_every_small_multiple_is_white_and_the_template_is_set_once(
+        planted: history.History, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page holds the report's template once for all its figures: plotly validates a
+    deep copy of the template each time its default is set (18 ms), so it is set twice
+    (held, put back), not twice a figure; and plotly's default is left as it was."""
+    templates = type(pio.templates)
+    sets = []
+    real_validate = templates._validate
+    monkeypatch.setattr(templates, "_validate",
+                        lambda self, value: sets.append(value) or real_validate(self, value))
+    before = pio.templates.default
+    page = history_page.render(planted, tmp_path / "history.html").read_text("utf-8")
+    drawn = [layout["template"]["layout"]["plot_bgcolor"] for _, _, layout in plots(page)]
+    assert drawn == ["white"] * len(METRICS)
+    assert sets == ["plotly_white", before] and pio.templates.default == before

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import plotly.io as pio
 import pytest
 
-from harness.report import model, realio
+from harness.report import model, realio, render
 from harness.results import atomic_write_json, load_run
 from tests import synth
+from tests.report_extract import plots
 
 COMPONENTS = {
     "names": ["postgres"], "drivers": {"wsgi": "psycopg", "asgi": "asyncpg"}, "pool_size": 4,
@@ -138,3 +140,17 @@ def test_throughput_against_pool_size_across_runs(
     assert ceiling["name"].endswith("ceiling") and ceiling["y"] == [200.0, 200.0]
     # one pool size alone draws no line
     assert realio.pool_part([runs[0]], include_js=True) == (None, True)
+
+
+def test_the_pages_real_io_charts_are_white_like_every_other(
+        runs: tuple[model.Analysis, model.Analysis], tmp_path: Path) -> None:
+    """The real-I/O charts, built with plain ``go.Figure()``, get the report's template
+    from the page's one hold (:func:`harness.report.traces.template_held`): before it,
+    they came out in plotly's grey default beside white charts."""
+    before = pio.templates.default
+    page = render(list(runs), tmp_path / "report.html").read_text("utf-8")
+    drawn = {div_id: layout["template"]["layout"]["plot_bgcolor"]
+             for div_id, _, layout in plots(page)}
+    assert "realio-pool" in drawn and "run0-realio-connections" in drawn, sorted(drawn)
+    assert set(drawn.values()) == {"white"}, drawn
+    assert pio.templates.default == before

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import stats
 from harness.results import (
     REQUEST_COLUMNS,
     SAMPLE_COLUMNS,
@@ -160,6 +161,39 @@ def write_report_run(root: Path, run_id: str, trials: list[dict[str, Any]], samp
 # --- runs for history and the readers -----------------------------------------------------
 
 MACHINE = {"cpu_model": "Test CPU", "logical_cpus": 2}
+
+
+def big_run(root: Path) -> Path:
+    """A run of ``root`` (returned) for the report at scale: 10 configs x 10 levels x 2
+    repeats = 200 trials, 10 Hz samples over ~1800 s, and per-request records (~1000 per
+    trial) for every trial (tests/unit/test_report.py, benchmarks/report_render.py)."""
+    configs = [(f"wsgi-{i}", "wsgi") for i in range(5)] + [(f"asgi-{i}", "asgi") for i in range(5)]
+    trials, samples = [], []
+    t = 0.0
+    rng = np.random.default_rng(11)
+    for repeat in (1, 2):
+        for c, (server, interface) in enumerate(configs):
+            for users in (5, 10, 20, 40, 80, 120, 160, 240, 320, 400):
+                rps = stats.usl_throughput(users, 40.0 + 5 * c, 0.02, 0.0002) * \
+                    rng.normal(1, 0.02)
+                trials.append(trial(f"{server}-u{users}-r{repeat}", server, interface, users,
+                                     "ok" if users < 400 else "invalid",
+                                     "" if users < 400 else "generator-saturated", t + 1.0,
+                                     float(rps), repeat=repeat, latency=users / rps * 1000))
+                for k in range(90):  # 9 s per trial at 10 Hz
+                    samples.append((t + k / 10, "server", server, repeat, users, 3,
+                                    20 + users / 8 + k % 5, 90.0,
+                                    60.0 + c if k % 10 == 0 else NAN))
+                t += 9.0
+    frame = pd.DataFrame(samples, columns=["t_s", "source", "server", "repeat", "users",
+                                           "processes", "cpu_percent", "rss_mib", "pss_mib"])
+    frame = frame.reindex(columns=list(SAMPLE_COLUMNS))
+    folder = write_report_run(root, "big", trials, frame, records=False, repeats=2)
+    for row in trials:
+        out = folder / "requests" / row["trial_id"] / "4242.csv"
+        out.parent.mkdir(parents=True)
+        requests(row, rng, n=1000).to_csv(out, header=False, index=False)
+    return folder
 
 
 def write_run(results: Path, index: int, throughput: list[float], *, p99: float = 200.0,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pandas as pd
 import plotly.offline
 import pytest
 
-from harness import report, stats
+from harness import report
 from harness.results import (
     SAMPLE_COLUMNS,
     RunData,
@@ -371,49 +370,15 @@ def test_report_options_are_checked(run: RunData, tmp_path: Path) -> None:
 # --- scale: 200 trials --------------------------------------------------------------------
 
 
-def _big_run(root: Path) -> Path:
-    """10 configs x 10 levels x 2 repeats = 200 trials, 10 Hz samples over ~1800 s, and
-    per-request records (~1000 per trial) for every trial."""
-    configs = [(f"wsgi-{i}", "wsgi") for i in range(5)] + [(f"asgi-{i}", "asgi") for i in range(5)]
-    trials, samples = [], []
-    t = 0.0
-    rng = np.random.default_rng(11)
-    for repeat in (1, 2):
-        for c, (server, interface) in enumerate(configs):
-            for users in (5, 10, 20, 40, 80, 120, 160, 240, 320, 400):
-                rps = stats.usl_throughput(users, 40.0 + 5 * c, 0.02, 0.0002) * \
-                    rng.normal(1, 0.02)
-                trials.append(synth.trial(f"{server}-u{users}-r{repeat}", server, interface, users,
-                                     "ok" if users < 400 else "invalid",
-                                     "" if users < 400 else "generator-saturated", t + 1.0,
-                                     float(rps), repeat=repeat, latency=users / rps * 1000))
-                for k in range(90):  # 9 s per trial at 10 Hz
-                    samples.append((t + k / 10, "server", server, repeat, users, 3,
-                                    20 + users / 8 + k % 5, 90.0,
-                                    60.0 + c if k % 10 == 0 else synth.NAN))
-                t += 9.0
-    frame = pd.DataFrame(samples, columns=["t_s", "source", "server", "repeat", "users",
-                                           "processes", "cpu_percent", "rss_mib", "pss_mib"])
-    frame = frame.reindex(columns=list(SAMPLE_COLUMNS))
-    folder = synth.write_report_run(root, "big", trials, frame, records=False, repeats=2)
-    for trial in trials:
-        out = folder / "requests" / trial["trial_id"] / "4242.csv"
-        out.parent.mkdir(parents=True)
-        synth.requests(trial, rng, n=1000).to_csv(out, header=False, index=False)
-    return folder
 
 
 @pytest.mark.alone
 @pytest.mark.slow
-def test_200_trial_report_is_small_and_fast(tmp_path: Path) -> None:
-    folder = _big_run(tmp_path)
-    started = time.perf_counter()
+def test_200_trial_report_is_small_and_whole(tmp_path: Path) -> None:
+    """Its render time is a benchmark (benchmarks/report_render.py), not a bound here."""
+    folder = synth.big_run(tmp_path)
     out = report.render([load_run(folder)], tmp_path / "big.html", target_rps=5000)
-    elapsed = time.perf_counter() - started
-    size = out.stat().st_size
-    print(f"\n200-trial report: {size / 1e6:.2f} MB, rendered in {elapsed:.2f} s")
-    assert size < MAX_REPORT_BYTES
-    assert elapsed < 5.0
+    assert out.stat().st_size < MAX_REPORT_BYTES
     text = out.read_text("utf-8")
     assert len(tables(text)["trials-run0"]) == 200
     assert text.count(FIGURE_DIV) == CHARTS_PER_RUN

@@ -146,7 +146,8 @@ def trial_id(server: str, level: int, users: int, offered_rps: float, repeat: in
     the level index was added (``{server}-u{users}-r{repeat}``, same schema) read back
     unchanged: every reader treats the id as an opaque name.
     """
-    load = f"a{offered_rps:g}" if not math.isnan(offered_rps) else f"u{users}"
+    # 12 significant digits: the rate as given (123456.7, not :g's 123457; 1000000, not 1e+06)
+    load = f"a{offered_rps:.12g}" if not math.isnan(offered_rps) else f"u{users}"
     return f"{server}-l{level}-{load}-r{repeat}"
 
 

@@ -397,13 +397,15 @@ def _configs(meta: RunMeta, trials: pd.DataFrame,
 
 
 def _styles(configs: Mapping[str, str]) -> dict[str, _Style]:
-    """A style per config: colour from its interface's family, in order, cycling if needed."""
+    """A style per config: colour from its interface's family, in order, cycling if needed
+    (every interface other than wsgi and asgi shares the grey family and its count)."""
     used: dict[str, int] = {}
     styles: dict[str, _Style] = {}
     for name, interface in configs.items():
-        colours, dash, symbol = _FAMILIES.get(interface, _OTHER_FAMILY)
-        n = used.get(interface, 0)
-        used[interface] = n + 1
+        family = interface if interface in _FAMILIES else ""
+        colours, dash, symbol = _FAMILIES.get(family, _OTHER_FAMILY)
+        n = used.get(family, 0)
+        used[family] = n + 1
         styles[name] = _Style(colours[n % len(colours)], dash, symbol)
     return styles
 

@@ -79,6 +79,8 @@ def test_estimate_counts_only_the_stacks_that_are_measured(tmp_path: Path) -> No
 def test_ids_name_the_stack_level_load_and_repeat(tmp_path: Path) -> None:
     assert trial_id("uvicorn+django", 2, 16, math.nan, 3) == "uvicorn+django-l2-u16-r3"
     assert trial_id("uvicorn", 1, 64, 12.5, 1) == "uvicorn-l1-a12.5-r1"
+    assert trial_id("uvicorn", 3, 1000, 123456.7, 2) == "uvicorn-l3-a123456.7-r2"  # as given
+    assert trial_id("uvicorn", 4, 1000, 1e6, 1) == "uvicorn-l4-a1000000-r1"
     at = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
     run_id = new_run_id("io-heavy", at)
     assert re.fullmatch(r"20260304T050607Z-io-heavy-[0-9a-f]{6}", run_id)

@@ -89,6 +89,12 @@ def test_configs_are_ordered_wsgi_asgi_other_and_styled_by_interface(tmp_path: P
     assert len({st.colour for st in a.styles.values()}) == 5  # every config its own colour
 
 
+def test_two_unknown_interfaces_get_two_colours_of_the_grey_family() -> None:
+    styles = model._styles({"granian": "rsgi", "mystery": "", "uvicorn": "asgi"})
+    assert styles["granian"].colour != styles["mystery"].colour
+    assert {styles[s].dash for s in ("granian", "mystery")} == {"dot"}
+
+
 def test_representative_trial_is_the_median_repeat_at_the_sustainable_level(
         tmp_path: Path) -> None:
     trials = []

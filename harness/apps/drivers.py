@@ -19,8 +19,9 @@ calls the sync driver (psycopg's pool, requests) inside its ``async def`` handle
 each call blocks the event loop, and its worker serves one request at a time.
 
 Every pool is made on a process's first request (after the server forked its
-workers) and holds ``pool_size`` connections from then on (min = max), so a request
-waits for a free connection exactly when ``pool_size`` are in use.
+workers; the async ones per event loop, on the loop's first request) and holds
+``pool_size`` connections from then on (min = max), so a request waits for a free
+connection exactly when ``pool_size`` are in use.
 """
 
 from __future__ import annotations
@@ -151,20 +152,34 @@ def run_sync(io: DbRead | UpstreamCall) -> list[Any]:
 
 # ----------------------------------------------------------------------------- async drivers
 
-_async: dict[str, Any] = {}
-_async_lock: asyncio.Lock | None = None
+#: Per (process, running event loop): the loop (held, so its id is not reused while the
+#: entry lives), the lock that makes each resource once, and its pools and clients by name.
+_async: dict[tuple[int, int], tuple[asyncio.AbstractEventLoop, asyncio.Lock, dict[str, Any]]] = {}
+
+
+def _loop_cache() -> tuple[asyncio.Lock, dict[str, Any]]:
+    """The running event loop's lock and resources (made on its first use). A pool or
+    client belongs to the loop that made it: used from another, asyncpg, httpx and aiohttp
+    fail ("attached to a different loop", "Event loop is closed"). Entries of closed
+    loops, or copied into a forked child, are dropped when a new loop comes."""
+    loop = asyncio.get_running_loop()
+    key = (os.getpid(), id(loop))
+    entry = _async.get(key)
+    if entry is None:
+        for stale in [k for k, (other, _, _) in _async.items()
+                      if k[0] != key[0] or other.is_closed()]:
+            del _async[stale]
+        entry = _async[key] = (loop, asyncio.Lock(), {})
+    return entry[1], entry[2]
 
 
 async def _async_resource(name: str) -> Any:
-    """The event loop's pool or client ``name`` (``asyncpg``, ``psycopg-async``,
+    """The running event loop's pool or client ``name`` (``asyncpg``, ``psycopg-async``,
     ``httpx``, ``aiohttp``), made on first use inside that loop."""
-    global _async_lock
-    cache = _owned(_async)
+    lock, cache = _loop_cache()
     if name in cache:
         return cache[name]
-    if _async_lock is None:
-        _async_lock = asyncio.Lock()
-    async with _async_lock:
+    async with lock:
         if name not in cache:
             cache[name] = await _make(name)
     return cache[name]

@@ -77,11 +77,19 @@ async def main():
     out["asyncpg-upstream"] = await timed(drivers.run_async(UpstreamCall(1, 0), "asyncpg"))
     out["httpx-db"] = await timed(drivers.run_async(DbRead((1,)), "httpx"))
     out["psycopg-async-no-db"] = await timed(drivers.run_async(DbRead((1,)), "psycopg-async"))
-    await drivers._async["aiohttp"].close()  # else aiohttp warns of an unclosed session
+    await drivers._loop_cache()[1]["aiohttp"].close()  # else aiohttp warns of it unclosed
+
+async def again():
+    # a second event loop in the same process: pools and clients of its own
+    for name in ("httpx", "aiohttp"):
+        out[name + "-second-loop"] = await timed(drivers.run_async(UpstreamCall(1, 20), name))
+    await drivers._loop_cache()[1]["aiohttp"].close()
+    out["loops-held"] = len(drivers._async)  # the first, closed, was let go
 
 sync = threading.Thread(target=sync_cases)  # meanwhile, on a loop of its own
 sync.start()
 asyncio.run(main())
+asyncio.run(again())
 sync.join()
 json.dump(out, sys.stdout)
 """
@@ -149,6 +157,15 @@ def test_an_upstream_error_is_raised_not_returned(called: dict[str, Any], driver
                                                   error: str) -> None:
     kind, text = called[f"{driver}-error"]["error"]
     assert kind == error and "400" in text
+
+
+@pytest.mark.parametrize("driver", ["httpx", "aiohttp"])
+def test_each_event_loop_gets_its_own_pool(called: dict[str, Any], driver: str) -> None:
+    """A pool is bound to the loop that made it; a second loop in the process (a server
+    running one loop per thread, or one after another) gets its own, not the first's."""
+    got = called[f"{driver}-second-loop"]
+    assert got.get("ok") == [UPSTREAM_BODY.decode()], got
+    assert called["loops-held"] == 1
 
 
 def test_a_driver_that_cannot_do_the_work_is_unavailable(called: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ from harness.report.traces import (
     _note_unsupported,
     _ok_levels,
     _reference_line,
+    template_held,
     white,
 )
 from harness.results import RunData
@@ -81,17 +82,18 @@ def figures(run: RunData | Analysis, *, slo_p99_ms: float | None = None) -> dict
 
 
 def _figures(a: Analysis) -> dict[str, go.Figure]:
-    candidates = {
-        **({"overhead": overhead_figure(a)} if stacked(a) else {}),
-        "throughput": _throughput_figure(a),
-        "latency": _latency_figure(a),
-        **(_stream_figures(a) if a.stream else {}),
-        "latency_cdf": _cdf_figure(a),
-        "error_rate": _error_figure(a),
-        "pss": _timeline_figure(a, "pss_mib", "Server PSS over time", "PSS (MiB)"),
-        "cpu": _timeline_figure(a, "cpu_percent", "Server CPU over time",
-                                "CPU (% of one core)"),
-    }
+    with template_held():  # once for the run's figures (the PNG export's too), not per figure
+        candidates = {
+            **({"overhead": overhead_figure(a)} if stacked(a) else {}),
+            "throughput": _throughput_figure(a),
+            "latency": _latency_figure(a),
+            **(_stream_figures(a) if a.stream else {}),
+            "latency_cdf": _cdf_figure(a),
+            "error_rate": _error_figure(a),
+            "pss": _timeline_figure(a, "pss_mib", "Server PSS over time", "PSS (MiB)"),
+            "cpu": _timeline_figure(a, "cpu_percent", "Server CPU over time",
+                                    "CPU (% of one core)"),
+        }
     for key, fig in candidates.items():
         if key not in ("pss", "cpu", "overhead"):  # these draw an unsupported server's samples
             _note_unsupported(a, fig)

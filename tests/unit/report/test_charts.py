@@ -115,9 +115,12 @@ def test_charts_with_nothing_to_draw_are_left_out(tmp_path: Path) -> None:
     assert [a.text for a in figs["cpu"].layout.annotations] == ["10u failed"]
 
 
-def test_every_chart_is_white_and_plotlys_default_is_left_alone(tmp_path: Path) -> None:
+def test_every_chart_is_white_and_plotlys_default_is_left_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The builders take plotly_white as plotly's default while they run (cheaper than
-    ``template=`` per figure); each figure has it, and the default is put back."""
+    ``template=`` per figure); each figure has it, and the default is put back. It is
+    set once for all the run's figures (held, put back: each set validates a deep copy
+    of the template), not twice a figure."""
     import plotly.graph_objects as go
     import plotly.io as pio
 
@@ -126,10 +129,16 @@ def test_every_chart_is_white_and_plotlys_default_is_left_alone(tmp_path: Path) 
               for i, u in enumerate((1, 4, 8))]
     run = load_run(synth.write_report_run(tmp_path, "white", trials,
                                           synth.samples((("uvicorn", 12.0),))))
+    templates = type(pio.templates)
+    sets: list[object] = []
+    real_validate = templates._validate
+    monkeypatch.setattr(templates, "_validate",
+                        lambda self, value: sets.append(value) or real_validate(self, value))
     before = pio.templates.default
     figs = charts.figures(run)
     assert len(figs) >= 5
     for key, fig in figs.items():
         assert fig.layout.template.layout.to_plotly_json() == white, key
     assert pio.templates.default == before
+    assert sets == ["plotly_white", before]
     assert go.Figure().layout.template.layout.to_plotly_json() != white  # plotly's own

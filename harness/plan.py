@@ -28,6 +28,21 @@ from harness.servers import GUNICORN_CONFIG, ServerConfig
 from harness.stacks import APPS, RAW, Stack
 from harness.verify import Answer
 
+# What the estimate counts (RunPlan.estimated_seconds), measured on 2 cores from the
+# trials' start and end times in the default `bench run --scenario io-heavy` (27 levels,
+# 181 s) and the suite's runs:
+#: the run's own start-up and its report (s);
+EST_RUN_S = 3.0
+#: a stack's server start and stop, per repeat (0.4-0.7 s measured);
+EST_STACK_S = 1.0
+#: a level that steps up from the running users, beyond warm-up and window (0.04-0.15 s);
+EST_STEP_UP_S = 0.2
+#: a level whose users start afresh after the idle proof (0.4-0.5 s);
+EST_FRESH_LEVEL_S = 0.6
+#: a steady-state warm-up: the default run's mean was 1.24 s (most stacks are steady
+#: within 1 s; a deep queue waits one queue cycle, up to ``max_warmup_s``).
+EST_STEADY_WARMUP_S = 1.25
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -126,12 +141,21 @@ class RunPlan:
         return len(self.stacks) * len(self.levels) * self.repeats
 
     def estimated_seconds(self) -> float:
-        """Rough wall time: per level warm-up + window + ~1.5 s locust start/stop, + server
-        start. A steady-state warm-up is counted as 2 s (most stacks are steady sooner;
-        a deep queue takes up to ``max_warmup_s``)."""
-        warmup = min(2.0, self.max_warmup_s) if self.steady else self.warmup_s
-        per_level = warmup + self.duration_s + 1.5
-        return self.repeats * len(self.measured_stacks) * (2.0 + len(self.levels) * per_level)
+        """Rough wall time (s): :data:`EST_RUN_S`, then per measured stack and repeat
+        :data:`EST_STACK_S` and per level its warm-up, its window and
+        :data:`EST_STEP_UP_S` or :data:`EST_FRESH_LEVEL_S`; with ``cross_check`` each
+        level's wrk run too (same warm-up and window, users fresh). A steady-state
+        warm-up counts :data:`EST_STEADY_WARMUP_S` (or ``max_warmup_s`` if shorter)."""
+        warmup = (min(EST_STEADY_WARMUP_S, self.max_warmup_s) if self.steady
+                  else self.warmup_s)
+        per_stack = EST_STACK_S
+        for index in range(1, len(self.levels) + 1):
+            stepped = index > 1 and self.holds(index - 1)
+            per_stack += warmup + self.duration_s + (EST_STEP_UP_S if stepped
+                                                     else EST_FRESH_LEVEL_S)
+            if self.cross_check:
+                per_stack += warmup + self.duration_s + EST_FRESH_LEVEL_S
+        return EST_RUN_S + self.repeats * len(self.measured_stacks) * per_stack
 
 
 

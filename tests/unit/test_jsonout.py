@@ -78,12 +78,13 @@ def test_plan_document_of_a_closed_and_an_open_loop_plan(tmp_path: Path) -> None
     assert closed["levels"] == [{"users": 4, "rate_rps": None}, {"users": 8, "rate_rps": None}]
     assert closed["trials"] == 2 * 2 * 1
     assert closed["warmup"] == {"mode": "fixed", "s": 0.5}
-    # per stack: 2 s to start + per level (0.5 s warm-up + 2 s window + 1.5 s locust)
-    assert closed["estimated_s"] == 2 * (2.0 + 2 * (0.5 + 2.0 + 1.5))
+    # 3 s + per stack: 1 s + 0.5 s warm-up + 2 s window per level, + 0.6 s for the first
+    # (users afresh), 0.2 s for the second (stepped up) (harness.plan.estimated_seconds)
+    assert closed["estimated_s"] == round(3.0 + 2 * (1.0 + 2 * 2.5 + 0.6 + 0.2), 1)
     opened = jsonout.plan_document(plan(tmp_path, [SERVERS["uvicorn"]], users=(100,),
                                         arrival_rates=(10.0, 20.0, 40.0)))
     assert opened["levels"] == [{"users": 100, "rate_rps": r} for r in (10.0, 20.0, 40.0)]
-    assert opened["estimated_s"] == 2.0 + 3 * (0.5 + 2.0 + 1.5)
+    assert opened["estimated_s"] == round(3.0 + 1.0 + 3 * (0.5 + 2.0 + 0.6), 1)  # all afresh
     strict(jsonout.dumps(opened))
 
 

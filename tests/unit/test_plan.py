@@ -60,19 +60,28 @@ def test_a_level_steps_up_only_to_at_least_as_many_users(tmp_path: Path) -> None
 
 def test_estimate_counts_only_the_stacks_that_are_measured(tmp_path: Path) -> None:
     """websocket-echo: Django cannot serve /ws, so its stack is unsupported at once and
-    costs nothing; a steady warm-up counts 2 s (or less with a shorter ceiling)."""
+    costs nothing; stream levels start their users afresh. A steady warm-up counts
+    1.25 s (or less with a shorter ceiling); a level that steps up costs less than one
+    that starts afresh; a cross-checked level runs wrk too."""
     stacks = (Stack(SERVERS["uvicorn"], APPS[RAW]), Stack(SERVERS["uvicorn"], APPS["django"]))
     ws = plan(tmp_path, "websocket-echo", servers=[SERVERS["uvicorn"]], stacks=stacks,
               users=(2, 4), repeats=2)
     assert ws.unsupported(stacks[0]) == "" and "Django" in ws.unsupported(stacks[1])
     assert ws.measured_stacks == [stacks[0]] and ws.trial_count == 2 * 2 * 2
-    # 2 repeats x 1 stack x (2 s start + 2 levels x (1 s warm-up + 5 s + 1.5 s))
-    assert ws.estimated_seconds() == 2 * (2.0 + 2 * 7.5)
+    # 3 s + 2 repeats x 1 stack x (1 s + 2 fresh levels x (1 s warm-up + 5 s + 0.6 s))
+    assert ws.estimated_seconds() == pytest.approx(3.0 + 2 * (1.0 + 2 * 6.6))
     steady = plan(tmp_path, steady=True, warmup_s=0.5, max_warmup_s=12.0, repeats=1)
-    assert steady.longest_warmup_s == 12.0
-    assert steady.estimated_seconds() == 2 * (2.0 + 3 * (2.0 + 5.0 + 1.5))
+    assert steady.longest_warmup_s == 12.0 and steady.steps_up
+    # 2 configs x (1 s + 3 levels: 4 users fresh, 16 stepped up from them, 8 fresh)
+    assert steady.estimated_seconds() == pytest.approx(
+        3.0 + 2 * (1.0 + 2 * (1.25 + 5.0 + 0.6) + (1.25 + 5.0 + 0.2)))
     short = plan(tmp_path, steady=True, warmup_s=0.5, max_warmup_s=1.0, repeats=1)
-    assert short.estimated_seconds() == 2 * (2.0 + 3 * (1.0 + 5.0 + 1.5))
+    assert short.estimated_seconds() == pytest.approx(
+        3.0 + 2 * (1.0 + 2 * (1.0 + 5.0 + 0.6) + (1.0 + 5.0 + 0.2)))
+    checked = plan(tmp_path, steady=True, warmup_s=0.5, max_warmup_s=12.0, repeats=1,
+                   cross_check=True)
+    assert not checked.steps_up  # wrk runs between levels, on an idle server
+    assert checked.estimated_seconds() == pytest.approx(3.0 + 2 * (1.0 + 6 * (1.25 + 5.0 + 0.6)))
     assert plan(tmp_path, warmup_s=3.0, max_warmup_s=12.0).longest_warmup_s == 3.0
 
 

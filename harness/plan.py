@@ -140,14 +140,22 @@ class RunPlan:
     def trial_count(self) -> int:
         return len(self.stacks) * len(self.levels) * self.repeats
 
+    @property
+    def expected_warmup_s(self) -> float:
+        """A level's warm-up as estimates count it (s): ``warmup_s``; steady state,
+        :data:`EST_STEADY_WARMUP_S` within [``warmup_s`` (the window never opens sooner),
+        :attr:`longest_warmup_s`]."""
+        if not self.steady:
+            return self.warmup_s
+        return min(max(EST_STEADY_WARMUP_S, self.warmup_s), self.longest_warmup_s)
+
     def estimated_seconds(self) -> float:
         """Rough wall time (s): :data:`EST_RUN_S`, then per measured stack and repeat
         :data:`EST_STACK_S` and per level its warm-up, its window and
         :data:`EST_STEP_UP_S` or :data:`EST_FRESH_LEVEL_S`; with ``cross_check`` each
         level's wrk run too (same warm-up and window, users fresh). A steady-state
-        warm-up counts :data:`EST_STEADY_WARMUP_S` (or ``max_warmup_s`` if shorter)."""
-        warmup = (min(EST_STEADY_WARMUP_S, self.max_warmup_s) if self.steady
-                  else self.warmup_s)
+        warm-up counts :data:`EST_STEADY_WARMUP_S`, within [``warmup_s``, the longest]."""
+        warmup = self.expected_warmup_s
         per_stack = EST_STACK_S
         for index in range(1, len(self.levels) + 1):
             stepped = index > 1 and self.holds(index - 1)

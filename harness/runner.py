@@ -38,7 +38,6 @@ from harness.load import (
 )
 from harness.ownapp import own_load_checks
 from harness.plan import (
-    EST_STEADY_WARMUP_S,
     RunPlan,
     initial_meta,
     iso_time,
@@ -446,8 +445,8 @@ class Runner:
     def _level(self, server: Deployment, trial: dict[str, Any], *, hold: bool = False) -> None:
         plan = self.plan
         spec = self._load_spec(trial)
-        expected_s = (min(EST_STEADY_WARMUP_S, plan.longest_warmup_s) if spec.steady
-                      else plan.warmup_s) + plan.duration_s  # as RunPlan.estimated_seconds
+        expected_s = (plan.expected_warmup_s if spec.steady else plan.warmup_s) \
+            + plan.duration_s
         self.reporter.trial_started(self._current.name, trial["users"], trial["repeat"],
                                     expected_s)
 

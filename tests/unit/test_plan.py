@@ -78,6 +78,10 @@ def test_estimate_counts_only_the_stacks_that_are_measured(tmp_path: Path) -> No
     short = plan(tmp_path, steady=True, warmup_s=0.5, max_warmup_s=1.0, repeats=1)
     assert short.estimated_seconds() == pytest.approx(
         3.0 + 2 * (1.0 + 2 * (1.0 + 5.0 + 0.6) + (1.0 + 5.0 + 0.2)))
+    floor = plan(tmp_path, steady=True, warmup_s=3.0, max_warmup_s=12.0, repeats=1)
+    assert floor.expected_warmup_s == 3.0  # the window never opens before warmup_s
+    assert (short.expected_warmup_s, steady.expected_warmup_s) == (1.0, 1.25)
+    assert plan(tmp_path, warmup_s=2.0).expected_warmup_s == 2.0  # fixed warm-up
     checked = plan(tmp_path, steady=True, warmup_s=0.5, max_warmup_s=12.0, repeats=1,
                    cross_check=True)
     assert not checked.steps_up  # wrk runs between levels, on an idle server
